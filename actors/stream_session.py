@@ -1,0 +1,162 @@
+"""The logic of one live stream: lifecycle, viewers, chat and reactions.
+
+A stream has exactly one `StreamSession` (inside its Ray actor), so every
+write for the stream has a single writer and counters cannot race. Writes go
+through a `WriteBatcher`: a call returns only after its rows are committed.
+In-memory state (who is watching, rate-limit buckets) is a cache of Postgres
+and is rebuilt from it when the actor restarts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+from uuid import UUID
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from actors.rate_limit import RateLimiter
+from actors.write_batcher import WriteBatcher
+from lumalive.db import Database
+from lumalive.errors import Conflict, RateLimited
+from lumalive.settings import Settings
+from lumalive.store import activity, streams
+
+__all__ = ["StreamSession"]
+
+
+class StreamSession:
+    def __init__(self, stream_id: UUID, owner_id: UUID, settings: Settings) -> None:
+        self.stream_id = stream_id
+        self.owner_id = owner_id
+        self._db = Database(settings, pool_size=2)
+        self._writes = WriteBatcher(self._db)
+        self._chat_limit = RateLimiter(settings.chat_rate_per_s, settings.chat_burst)
+        self._reaction_limit = RateLimiter(settings.reaction_rate_per_s, settings.reaction_burst)
+        self._viewers: set[UUID] | None = None
+        self._status: str | None = None
+        self._load_lock = asyncio.Lock()
+
+    async def _load(self) -> None:
+        """Status and current viewers from Postgres: on first use and after a restart."""
+        async with self._load_lock:
+            if self._viewers is None:
+                async with self._db.acting(self.owner_id) as conn:
+                    row = await streams.get(conn, self.stream_id)
+                    self._status = row["status"] if row else "ended"
+                    self._viewers = await activity.open_viewers(conn, self.stream_id)
+
+    async def _watching(self) -> set[UUID]:
+        """Current viewers of a live stream; Conflict once it is not live (a stale
+        caller may reach an actor that outlived its stream)."""
+        if self._viewers is None:
+            await self._load()
+        if self._status != "live":
+            raise Conflict(f"stream is {self._status}, not live", "stream_not_live")
+        assert self._viewers is not None
+        return self._viewers
+
+    async def start(self) -> dict[str, Any]:
+        """created → live. Conflict if the stream is not in `created`."""
+        async def op(conn: AsyncConnection) -> dict[str, Any] | None:
+            row = await streams.transition(conn, self.stream_id, "created", "live")
+            if row:
+                await activity.add_event(conn, self.stream_id, "stream_started",
+                                         {"user_id": self.owner_id})
+            return row
+
+        row = await self._writes.submit(self.owner_id, op)
+        if row is None:
+            raise Conflict("stream can only be started once, from the created state",
+                           "invalid_transition")
+        self._viewers, self._status = set(), "live"
+        return row
+
+    async def end(self, reason: str = "ended_by_owner") -> dict[str, Any]:
+        """live → ended; the database closes every open viewing and sets the duration."""
+        async def op(conn: AsyncConnection) -> dict[str, Any] | None:
+            row = await streams.transition(conn, self.stream_id, "live", "ended", reason)
+            if row:
+                await activity.add_event(conn, self.stream_id, "stream_ended",
+                                         {"reason": reason, "duration": row["duration"]})
+            return row
+
+        row = await self._writes.submit(self.owner_id, op)
+        if row is None:
+            raise Conflict("stream is not live", "stream_not_live")
+        self._viewers, self._status = set(), "ended"
+        return row
+
+    async def join(self, user_id: UUID) -> dict[str, Any]:
+        """Idempotent: joining twice counts once."""
+        watching = await self._watching()
+        if user_id not in watching:
+            async def op(conn: AsyncConnection) -> bool:
+                added = await activity.open_viewing(conn, self.stream_id, user_id)
+                if added:
+                    await activity.add_event(conn, self.stream_id, "viewer_joined",
+                                             {"user_id": user_id})
+                return added
+
+            await self._writes.submit(user_id, op)
+            watching.add(user_id)
+        return {"joined": True, "viewers": len(watching)}
+
+    async def leave(self, user_id: UUID) -> dict[str, Any]:
+        """Idempotent: leaving when not watching changes nothing."""
+        watching = await self._watching()
+        duration = None
+        if user_id in watching:
+            async def op(conn: AsyncConnection) -> int | None:
+                seconds = await activity.close_viewing(conn, self.stream_id, user_id)
+                if seconds is not None:
+                    await activity.add_event(conn, self.stream_id, "viewer_left",
+                                             {"user_id": user_id, "watch_duration": seconds})
+                return seconds
+
+            duration = await self._writes.submit(user_id, op)
+            watching.discard(user_id)
+        return {"left": duration is not None, "watch_duration": duration,
+                "viewers": len(watching)}
+
+    async def chat(self, user_id: UUID, message: str, score: float,
+                   moderated: bool) -> dict[str, Any]:
+        """Store a message (moderated ones hidden from others) and its event."""
+        await self._watching()
+        self._check_rate(self._chat_limit, user_id, "chat")
+
+        async def op(conn: AsyncConnection) -> dict[str, Any]:
+            row = await activity.add_chat(conn, self.stream_id, user_id, message, moderated, score)
+            if moderated:
+                await activity.add_event(conn, self.stream_id, "moderation_action", {
+                    "action": "chat_message_hidden", "message_id": row["id"],
+                    "user_id": user_id, "score": round(score, 4)})
+            else:
+                await activity.add_event(conn, self.stream_id, "chat_message", {
+                    "message_id": row["id"], "user_id": user_id, "message": message})
+            return row
+
+        return await self._writes.submit(user_id, op)
+
+    async def react(self, user_id: UUID, reaction: str) -> dict[str, Any]:
+        await self._watching()
+        self._check_rate(self._reaction_limit, user_id, "reaction")
+
+        async def op(conn: AsyncConnection) -> dict[str, Any]:
+            row = await activity.add_reaction(conn, self.stream_id, user_id, reaction)
+            await activity.add_event(conn, self.stream_id, "reaction",
+                                     {"user_id": user_id, "reaction": reaction})
+            return row
+
+        return await self._writes.submit(user_id, op)
+
+    async def stats(self) -> dict[str, Any]:
+        """In-memory view, for operators and tests."""
+        return {"viewers": len(await self._watching()), "batches": self._writes.batches,
+                "writes": self._writes.writes}
+
+    @staticmethod
+    def _check_rate(limiter: RateLimiter, user_id: UUID, what: str) -> None:
+        wait = limiter.take(user_id)
+        if wait:
+            raise RateLimited(f"too many {what} messages; retry in {wait:.1f} s", wait)

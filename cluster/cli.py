@@ -1,0 +1,165 @@
+"""The `lumalive` command: up, down, token, migrate."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+
+from lumalive.settings import Settings
+
+__all__ = ["main"]
+
+
+def _pid_file(settings: Settings) -> Path:
+    return settings.data_dir / "lumalive.pid"
+
+
+def _print_urls(settings: Settings) -> None:
+    print(f"LumaLive API      {settings.api_url}  (docs: {settings.api_url}/docs)")
+    if not settings.ray_address:
+        print(f"Ray dashboard     http://{settings.dashboard_host}:{settings.dashboard_port}")
+    print(f"RTMP ingest       {settings.rtmp_url}")
+    print(f"Data directory    {settings.data_dir}")
+
+
+def cmd_up(settings: Settings, detach: bool) -> int:
+    if detach:
+        return _up_detached(settings)
+    from cluster.launcher import System  # imports Ray; keep `lumalive --help` fast
+
+    system = System(settings)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    _pid_file(settings).write_text(str(os.getpid()))
+    try:
+        system.start()
+        _print_urls(system.settings)
+        print("Ready. Ctrl-C to stop.", flush=True)
+        stop.wait()
+        print("Stopping…", flush=True)
+    finally:
+        system.stop()
+        _pid_file(settings).unlink(missing_ok=True)
+    return 0
+
+
+def _up_detached(settings: Settings) -> int:
+    """Run `lumalive up` in its own session; return once the API answers."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    log = settings.data_dir / "lumalive.log"
+    with log.open("ab") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "cluster.cli", "up"], stdout=out,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            print(f"lumalive up exited with {proc.returncode}; see {log}", file=sys.stderr)
+            return 1
+        try:
+            if httpx.get(f"{settings.api_url}/healthz", timeout=2).status_code == 200:
+                _print_urls(settings)
+                print(f"Running in the background (pid {proc.pid}, log {log}); `lumalive down` stops it.")
+                return 0
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    print(f"API did not answer in time; see {log}", file=sys.stderr)
+    return 1
+
+
+def cmd_down(settings: Settings) -> int:
+    path = _pid_file(settings)
+    if not path.exists():
+        print("lumalive is not running (no pid file)")
+        return 0
+    pid = int(path.read_text())
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        path.unlink(missing_ok=True)
+        print("lumalive was not running; removed a stale pid file")
+        return 0
+    for _ in range(240):
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            print("stopped")
+            return 0
+        time.sleep(0.5)
+    print(f"pid {pid} did not stop within 120 s", file=sys.stderr)
+    return 1
+
+
+def _with_database(settings: Settings):
+    """Settings with a database: DATABASE_URL, else the embedded one (started if needed)."""
+    from cluster.launcher import System
+
+    system = System(settings)
+    return system, system.start_database()
+
+
+def cmd_token(settings: Settings, username: str, ttl: int) -> int:
+    from lumalive.auth import TokenService
+    from lumalive.db import Database
+    from lumalive.store.users import create_named_user
+
+    system, settings = _with_database(settings)
+
+    async def make() -> str:
+        db = Database(settings, pool_size=1)
+        try:
+            async with db.acting(None) as conn:
+                user_id = await create_named_user(conn, username)
+        finally:
+            await db.dispose()
+        assert settings.jwt_secret
+        return TokenService(settings.jwt_secret, settings.jwt_audience).issue(user_id, ttl)
+
+    try:
+        print(asyncio.run(make()))
+    finally:
+        system.stop()
+    return 0
+
+
+def cmd_migrate(settings: Settings) -> int:
+    system, _ = _with_database(settings)
+    system.stop()
+    print("migrations applied")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="lumalive", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    up = sub.add_parser("up", help="start Postgres (embedded unless DATABASE_URL), Ray and the API")
+    up.add_argument("--detach", action="store_true", help="return once the API answers")
+    sub.add_parser("down", help="stop what `lumalive up --detach` started")
+    tok = sub.add_parser("token", help="create the user if new and print an access token")
+    tok.add_argument("username")
+    tok.add_argument("--ttl", type=int, default=3600, help="seconds until it expires")
+    sub.add_parser("migrate", help="apply migrations to DATABASE_URL (or the embedded Postgres)")
+    args = parser.parse_args(argv)
+    settings = Settings()
+    if args.command == "up":
+        return cmd_up(settings, args.detach)
+    if args.command == "down":
+        return cmd_down(settings)
+    if args.command == "token":
+        return cmd_token(settings, args.username, args.ttl)
+    return cmd_migrate(settings)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

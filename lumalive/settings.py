@@ -1,0 +1,92 @@
+"""The one place that reads the environment. Everything else receives a `Settings`."""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["Settings", "QUALITY_BITRATE_KBPS"]
+
+# The spec's tiers and their maximum (and default) bitrates.
+QUALITY_BITRATE_KBPS = {"1080p": 8_000, "4K": 25_000, "8K": 50_000, "20K": 100_000}
+
+
+class Settings(BaseSettings):
+    """Runtime configuration. Unprefixed names follow common conventions
+    (DATABASE_URL, RAY_ADDRESS); the rest are LUMALIVE_*."""
+
+    model_config = SettingsConfigDict(env_prefix="LUMALIVE_", extra="ignore")
+
+    database_url: str | None = Field(default=None, validation_alias="DATABASE_URL")
+    ray_address: str | None = Field(default=None, validation_alias="RAY_ADDRESS")
+    data_dir: Path = Path(".lumalive")
+    # Unset: a random secret is made once and kept in data_dir (see with_secret).
+    jwt_secret: str | None = None
+    jwt_audience: str = "authenticated"
+    environment: str = "development"
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+    dashboard_host: str = "127.0.0.1"
+    dashboard_port: int = 8265
+    rtmp_host: str = "0.0.0.0"
+    rtmp_port: int = 1935
+    public_host: str = "127.0.0.1"
+    app_role: str = "lumalive_app"
+    api_replicas: int = 1
+    max_ongoing_requests: int = 1000
+    chat_rate_per_s: float = 5.0
+    chat_burst: int = 10
+    reaction_rate_per_s: float = 20.0
+    reaction_burst: int = 40
+    chat_moderation_threshold: float = 0.8
+    visibility_cache_s: float = 2.0
+    max_body_bytes: int = 65_536
+    db_pool_size: int = 10
+
+    @field_validator("database_url")
+    @classmethod
+    def _normalise_dsn(cls, v: str | None) -> str | None:
+        """Accept plain postgres:// URLs and pin SQLAlchemy to psycopg 3."""
+        if not v:
+            return None
+        for prefix in ("postgres://", "postgresql://", "postgresql+psycopg2://"):
+            if v.startswith(prefix):
+                return "postgresql+psycopg://" + v[len(prefix) :]
+        return v
+
+    @field_validator("data_dir")
+    @classmethod
+    def _absolute(cls, v: Path) -> Path:
+        """Absolute, because Ray workers run in other working directories."""
+        return v.expanduser().resolve()
+
+    @field_validator("jwt_secret")
+    @classmethod
+    def _secret_long_enough(cls, v: str | None) -> str | None:
+        if v is not None and len(v) < 32:
+            raise ValueError("LUMALIVE_JWT_SECRET must be at least 32 characters")
+        return v
+
+    def with_secret(self) -> Settings:
+        """Settings whose JWT secret is set: from the environment, else a random
+        one generated once into data_dir/jwt_secret (mode 600), so `lumalive
+        token` and the API agree without a secret ever living in the repo."""
+        if self.jwt_secret:
+            return self
+        path = self.data_dir / "jwt_secret"
+        if not path.exists():
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            path.touch(mode=0o600)
+            path.write_text(secrets.token_urlsafe(48))
+        return self.model_copy(update={"jwt_secret": path.read_text().strip()})
+
+    @property
+    def api_url(self) -> str:
+        return f"http://{self.api_host}:{self.api_port}"
+
+    @property
+    def rtmp_url(self) -> str:
+        return f"rtmp://{self.public_host}:{self.rtmp_port}/live"

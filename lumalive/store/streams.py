@@ -1,0 +1,126 @@
+"""Streams: create, read what the acting user may see, and lifecycle transitions.
+
+`stream_key` is not readable by the application role; the owner gets it
+through the database function `owner_stream_key`.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+from uuid import UUID
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from lumalive.store import cursor
+
+__all__ = ["NewStream", "COLUMNS", "insert", "get", "owner_key", "list_live", "list_by_user",
+           "transition", "for_key"]
+
+COLUMNS = (
+    "id, user_id, title, description, quality, bitrate, status, is_live, viewers, peak_viewers,"
+    " duration, privacy, category, tags, is_nsfw, ai_features, analytics, end_reason,"
+    " created_at, started_at, ended_at, updated_at"
+)
+
+
+@dataclass(frozen=True)
+class NewStream:
+    user_id: UUID
+    title: str
+    description: str
+    quality: str
+    bitrate: int
+    privacy: str
+    category: str
+    tags: list[str]
+    is_nsfw: bool
+    ai_features: dict[str, Any]
+    stream_key: str
+
+
+async def insert(conn: AsyncConnection, s: NewStream) -> dict[str, Any]:
+    row = (await conn.execute(text(
+        "INSERT INTO live_streams (user_id, title, description, quality, bitrate, privacy,"
+        " category, tags, is_nsfw, ai_features, stream_key) VALUES (:user_id, :title,"
+        " :description, :quality, :bitrate, :privacy, :category, :tags, :is_nsfw,"
+        f" CAST(:ai AS jsonb), :stream_key) RETURNING {COLUMNS}"),
+        {**s.__dict__, "ai": json.dumps(s.ai_features)})).mappings().one()
+    return dict(row)
+
+
+async def get(conn: AsyncConnection, stream_id: UUID) -> dict[str, Any] | None:
+    """The stream if the acting user may see it, else None."""
+    row = (await conn.execute(text(f"SELECT {COLUMNS} FROM live_streams WHERE id = :id"),
+                              {"id": stream_id})).mappings().first()
+    return dict(row) if row else None
+
+
+async def owner_key(conn: AsyncConnection, stream_id: UUID) -> str | None:
+    return (await conn.execute(text("SELECT owner_stream_key(:id)"), {"id": stream_id})).scalar()
+
+
+async def list_live(conn: AsyncConnection, *, limit: int, after: str | None,
+                    category: str | None, quality: str | None,
+                    tag: str | None) -> tuple[list[dict[str, Any]], str | None]:
+    """Live streams visible to the actor, newest first, keyset-paginated."""
+    where = ["is_live"]
+    params: dict[str, Any] = {"limit": limit + 1}
+    if category:
+        where.append("category = :category")
+        params["category"] = category
+    if quality:
+        where.append("quality = :quality")
+        params["quality"] = quality
+    if tag:
+        where.append(":tag = ANY(tags)")
+        params["tag"] = tag
+    if after:
+        ts, sid = cursor.decode(after, 2)
+        where.append("(started_at, id) < (CAST(:ts AS timestamptz), CAST(:sid AS uuid))")
+        params.update(ts=ts, sid=sid)
+    rows = (await conn.execute(text(
+        f"SELECT {COLUMNS} FROM live_streams WHERE {' AND '.join(where)}"
+        " ORDER BY started_at DESC, id DESC LIMIT :limit"), params)).mappings().all()
+    return _page(rows, limit, "started_at")
+
+
+async def list_by_user(conn: AsyncConnection, user_id: UUID, *, limit: int,
+                       after: str | None) -> tuple[list[dict[str, Any]], str | None]:
+    """A user's streams that the actor may see, newest first."""
+    params: dict[str, Any] = {"uid": user_id, "limit": limit + 1}
+    where = "user_id = :uid"
+    if after:
+        ts, sid = cursor.decode(after, 2)
+        where += " AND (created_at, id) < (CAST(:ts AS timestamptz), CAST(:sid AS uuid))"
+        params.update(ts=ts, sid=sid)
+    rows = (await conn.execute(text(
+        f"SELECT {COLUMNS} FROM live_streams WHERE {where}"
+        " ORDER BY created_at DESC, id DESC LIMIT :limit"), params)).mappings().all()
+    return _page(rows, limit, "created_at")
+
+
+def _page(rows: Any, limit: int, key: str) -> tuple[list[dict[str, Any]], str | None]:
+    items = [dict(r) for r in rows[:limit]]
+    nxt = cursor.encode(items[-1][key].isoformat(), items[-1]["id"]) if len(rows) > limit else None
+    return items, nxt
+
+
+async def transition(conn: AsyncConnection, stream_id: UUID, from_status: str, to_status: str,
+                     end_reason: str | None = None) -> dict[str, Any] | None:
+    """Move a stream the actor owns from one state to the next; None if it was not
+    in `from_status` (or not the actor's). Triggers stamp times and duration."""
+    row = (await conn.execute(text(
+        "UPDATE live_streams SET status = :to, end_reason = COALESCE(:reason, end_reason)"
+        f" WHERE id = :id AND status = :frm RETURNING {COLUMNS}"),
+        {"id": stream_id, "to": to_status, "frm": from_status, "reason": end_reason},
+    )).mappings().first()
+    return dict(row) if row else None
+
+
+async def for_key(conn: AsyncConnection, key: str) -> dict[str, Any] | None:
+    """Which stream a key publishes to (id, user_id, status), for the ingest server."""
+    row = (await conn.execute(text("SELECT * FROM stream_for_key(:k)"), {"k": key})).mappings().first()
+    return dict(row) if row else None

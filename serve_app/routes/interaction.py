@@ -1,0 +1,123 @@
+"""Inside a stream: join/leave, chat, reactions, events, analytics, invites, reports.
+
+Writes that change live state go through the stream's actor; reads go to
+Postgres under the caller's identity, so RLS filters them.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+from uuid import UUID
+
+from fastapi import APIRouter, Query
+
+from lumalive.errors import Conflict, NotFound, Unprocessable
+from lumalive.store import activity, analytics, users
+from serve_app.deps import Limit, MaybeUser, ServicesDep, User
+from serve_app.schemas import ChatIn, InviteIn, ReactionIn, ReportIn
+
+router = APIRouter(prefix="/api/live-streaming/{stream_id}", tags=["interaction"])
+
+
+@router.post("/join")
+async def join(stream_id: UUID, user: User, services: ServicesDep) -> dict[str, Any]:
+    stream = await services.live_stream(user, stream_id)
+    return await services.call(stream, "join", user)
+
+
+@router.post("/leave")
+async def leave(stream_id: UUID, user: User, services: ServicesDep) -> dict[str, Any]:
+    stream = await services.visible_stream(user, stream_id)
+    if stream["status"] != "live":  # ending the stream already closed every viewing
+        return {"left": False, "watch_duration": None, "viewers": 0}
+    return await services.call(stream, "leave", user)
+
+
+@router.post("/chat", status_code=201)
+async def send_chat(stream_id: UUID, body: ChatIn, user: User,
+                    services: ServicesDep) -> dict[str, Any]:
+    stream = await services.live_stream(user, stream_id)
+    score, moderated = services.moderator.score(body.message)
+    row = await services.call(stream, "chat", user, body.message, score, moderated)
+    return {**row, "moderation_score": round(score, 4)}
+
+
+@router.get("/chat")
+async def chat_history(stream_id: UUID, user: MaybeUser, services: ServicesDep,
+                       limit: Limit = 50,
+                       before: Annotated[int | None, Query(ge=1, description="seq cursor")] = None,
+                       ) -> dict[str, Any]:
+    """Chat newest first; pass `next_cursor` as `before` for older messages."""
+    await services.visible_stream(user, stream_id, fresh=True)
+    async with services.db.acting(user) as conn:
+        items = await activity.list_chat(conn, stream_id, before=before, limit=limit)
+    nxt = items[-1]["seq"] if len(items) == limit else None
+    return {"items": items, "next_cursor": nxt}
+
+
+@router.delete("/chat/{message_id}")
+async def delete_chat(stream_id: UUID, message_id: UUID, user: User,
+                      services: ServicesDep) -> dict[str, Any]:
+    """The author or the stream's owner soft-deletes a message."""
+    await services.visible_stream(user, stream_id, fresh=True)
+    async with services.db.acting(user) as conn:
+        row = await activity.soft_delete_chat(conn, stream_id, message_id)
+        if row is None:
+            raise NotFound("message not found, or not yours to delete", "message_not_found")
+        await activity.add_event(conn, stream_id, "moderation_action",
+                                 {"action": "chat_message_deleted", "message_id": message_id,
+                                  "by": user})
+    return row
+
+
+@router.post("/reaction", status_code=201)
+async def react(stream_id: UUID, body: ReactionIn, user: User,
+                services: ServicesDep) -> dict[str, Any]:
+    stream = await services.live_stream(user, stream_id)
+    return await services.call(stream, "react", user, body.reaction)
+
+
+@router.get("/events")
+async def events(stream_id: UUID, user: MaybeUser, services: ServicesDep, limit: Limit = 100,
+                 since: Annotated[int, Query(ge=0, description="seq cursor")] = 0,
+                 type: Annotated[str | None, Query(max_length=50)] = None) -> dict[str, Any]:
+    """Events oldest first after `since`; pass `next_cursor` as `since` to go on."""
+    await services.visible_stream(user, stream_id, fresh=True)
+    async with services.db.acting(user) as conn:
+        items = await activity.list_events(conn, stream_id, since=since, limit=limit,
+                                           event_type=type)
+    return {"items": items, "next_cursor": items[-1]["seq"] if items else since}
+
+
+@router.get("/analytics")
+async def stream_analytics(stream_id: UUID, user: User, services: ServicesDep) -> dict[str, Any]:
+    """Owner only: viewers and watch time are the owner's business."""
+    stream = await services.owned_stream(user, stream_id)
+    async with services.db.acting(user) as conn:
+        return await analytics.for_stream(conn, stream)
+
+
+@router.post("/invite", status_code=201)
+async def invite(stream_id: UUID, body: InviteIn, user: User,
+                 services: ServicesDep) -> dict[str, Any]:
+    await services.owned_stream(user, stream_id)
+    if body.userId == user:
+        raise Unprocessable("you cannot invite yourself", "invalid_invite")
+    async with services.db.acting(user) as conn:
+        if not await users.user_exists(conn, body.userId):
+            raise NotFound("user not found", "user_not_found")
+        created = await users.invite(conn, stream_id, user, body.userId)
+    return {"stream_id": stream_id, "user_id": body.userId, "invited": True, "new": created}
+
+
+@router.post("/report", status_code=201)
+async def report(stream_id: UUID, body: ReportIn, user: User,
+                 services: ServicesDep) -> dict[str, Any]:
+    await services.visible_stream(user, stream_id, fresh=True)
+    async with services.db.acting(user) as conn:
+        row = await activity.add_report(conn, stream_id, user, body.reason, body.details)
+        if row is None:
+            raise Conflict("you already reported this stream", "already_reported")
+        await activity.add_event(conn, stream_id, "report",
+                                 {"report_id": row["id"], "reason": body.reason})
+    return row

@@ -1,0 +1,79 @@
+"""Request bodies. Field names follow the spec's client (camelCase config)."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Literal
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+
+__all__ = ["StreamConfig", "ChatIn", "ReactionIn", "InviteIn", "ReportIn", "STANDARD_REACTIONS"]
+
+Quality = Literal["1080p", "4K", "8K", "20K"]
+Privacy = Literal["public", "friends", "private"]
+Tag = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=50)]
+
+STANDARD_REACTIONS = frozenset({"🔥", "❤️", "👍", "😂", "😮", "😢", "👏", "🎉", "💯", "😍"})
+_CUSTOM_REACTION = re.compile(r"^:[a-z0-9_+\-]{1,48}:$")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class StreamConfig(_Strict):
+    """The spec's streamConfig. Bitrate defaults to the tier's and may only be lowered."""
+
+    title: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=255)]
+    description: Annotated[str, StringConstraints(max_length=5000)] = ""
+    quality: Quality = "1080p"
+    bitrate: int | None = Field(default=None, gt=0)
+    enableAI: bool = False
+    enableHDR: bool = False
+    enableRayTracing: bool = False
+    privacy: Privacy = "public"
+    category: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1,
+                                               max_length=50)] = "general"
+    tags: list[Tag] = Field(default_factory=list, max_length=20)
+    isNSFW: bool = False
+    aiFeatures: dict[str, bool] = Field(default_factory=dict, max_length=16,
+                                        description="extra AI switches, e.g. denoise, sharpen")
+
+    @field_validator("tags")
+    @classmethod
+    def _unique_tags(cls, v: list[str]) -> list[str]:
+        return list(dict.fromkeys(v))
+
+
+class ChatIn(_Strict):
+    message: str = Field(description="1-500 characters after trimming")
+
+    @field_validator("message")
+    @classmethod
+    def _trimmed_length(cls, v: str) -> str:
+        v = v.strip()
+        if not 1 <= len(v) <= 500:
+            raise ValueError("message must be 1-500 characters after trimming")
+        return v
+
+
+class ReactionIn(_Strict):
+    reaction: str = Field(description="a standard emoji or a custom :name: reaction")
+
+    @field_validator("reaction")
+    @classmethod
+    def _known(cls, v: str) -> str:
+        if v in STANDARD_REACTIONS or _CUSTOM_REACTION.match(v):
+            return v
+        raise ValueError(f"reaction must be one of {' '.join(sorted(STANDARD_REACTIONS))}"
+                         " or a custom :name: of lowercase letters, digits, _ + -")
+
+
+class InviteIn(_Strict):
+    userId: UUID
+
+
+class ReportIn(_Strict):
+    reason: Literal["spam", "harassment", "hate", "nudity", "violence", "copyright", "other"]
+    details: Annotated[str, StringConstraints(max_length=2000)] = ""
