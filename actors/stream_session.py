@@ -76,10 +76,12 @@ class StreamSession:
         """live → ended; the database closes every open viewing and sets the duration."""
         async def op(conn: AsyncConnection) -> dict[str, Any] | None:
             row = await streams.transition(conn, self.stream_id, "live", "ended", reason)
-            if row:
-                await activity.add_event(conn, self.stream_id, "stream_ended",
-                                         {"reason": reason, "duration": row["duration"]})
-            return row
+            if row is None:
+                return None
+            await activity.add_event(conn, self.stream_id, "stream_ended",
+                                     {"reason": reason, "duration": row["duration"]})
+            # Re-read: the AFTER trigger that closed the viewings changed the counts.
+            return await streams.get(conn, self.stream_id)
 
         row = await self._writes.submit(self.owner_id, op)
         if row is None:
