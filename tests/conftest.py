@@ -45,7 +45,9 @@ class Person:
 def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
     data_dir = tmp_path_factory.mktemp("lumalive")
     settings = Settings(data_dir=data_dir, api_port=free_port(), dashboard_port=free_port(),
-                        rtmp_port=free_port(), database_url=None, ray_address=None)
+                        rtmp_port=free_port(), database_url=None, ray_address=None,
+                        # slow refill so the rate-limit tests do not depend on timing
+                        reaction_rate_per_s=5.0, reaction_burst=20)
     system = System(settings)
     system.start()
     yield system
