@@ -1,0 +1,428 @@
+"""RTMP ingest: the protocol pieces on hand-made bytes, then the server with real
+publishers (the ffmpeg CLI; PyAV's bundled FFmpeg for HEVC) and PyAV reading
+each session live, as the stream actor will."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import signal
+import sys
+import threading
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import av
+import pytest
+
+from actors.ingest import (
+    FlvReader,
+    IngestSession,
+    ProtocolError,
+    RtmpIngestServer,
+    SubscriberLaggedError,
+    amf0,
+    flv,
+)
+from actors.ingest.chunk import ChunkReader, ChunkWriter, Message, MessageType
+
+SOURCE = Path(__file__).resolve().parents[2] / "shared" / "media" / "bigbuckbunny.mp4"
+SOURCE_VIDEO_FRAMES, SOURCE_AUDIO_FRAMES = 132, 249  # 1280x720 H.264 @ 25 fps, AAC
+TIMEOUT_S = 60
+
+@pytest.fixture
+def ffmpeg_cli() -> str:
+    """The real publisher. `make test` installs it; a missing one fails, never skips."""
+    path = shutil.which("ffmpeg")
+    assert path, "the ffmpeg CLI publishes in these tests: apt-get install ffmpeg"
+    return path
+
+
+needs_ffmpeg = pytest.mark.usefixtures("ffmpeg_cli")
+
+
+# -- AMF0 -----------------------------------------------------------------------
+
+def test_amf0_round_trips_a_connect_command():
+    command = ["connect", 1.0, {"app": "live", "tcUrl": "rtmp://h/live", "fpad": False,
+                                "audioCodecs": 3191.0, "nested": {"list": [1.0, "x", None]}}]
+    assert amf0.decode_all(amf0.encode(*command)) == command
+
+
+def test_amf0_reads_an_ecma_array_and_refuses_truncation():
+    ecma = b"\x08\x00\x00\x00\x01" + b"\x00\x05width" + amf0.encode(1280) + b"\x00\x00\x09"
+    assert amf0.decode_all(amf0.encode("onMetaData") + ecma) == ["onMetaData", {"width": 1280.0}]
+    with pytest.raises(ProtocolError):
+        amf0.decode_all(ecma[:-4])
+
+
+# -- chunk stream ---------------------------------------------------------------
+
+def chunk(fmt: int, csid: int, *, ts: int = 0, length: int = 0, type_id: int = 0,
+          stream_id: int = 0, ext: int | None = None, body: bytes = b"") -> bytes:
+    """One chunk as a publisher writes it."""
+    out = bytes((fmt << 6 | csid,))
+    field_ = 0xFFFFFF if ext is not None else ts
+    if fmt <= 2:
+        out += field_.to_bytes(3, "big")
+    if fmt <= 1:
+        out += length.to_bytes(3, "big") + bytes((type_id,))
+    if fmt == 0:
+        out += stream_id.to_bytes(4, "little")
+    if ext is not None:
+        out += ext.to_bytes(4, "big")
+    return out + body
+
+
+def feed_bytewise(data: bytes) -> list[Message]:
+    reader, messages = ChunkReader(), []
+    for i in range(len(data)):
+        messages += reader.feed(data[i:i + 1])
+    return messages
+
+
+def test_type3_header_starting_a_message_repeats_the_delta():
+    # Two same-size audio frames 21 ms apart: ffmpeg sends the second with a
+    # type-3 header. Its timestamp is 42, not 21 (pyrtmp 0.3.1 gets this wrong).
+    data = (chunk(0, 4, ts=0, length=2, type_id=8, stream_id=1, body=b"a0")
+            + chunk(1, 4, ts=21, length=2, type_id=8, body=b"a1")
+            + chunk(3, 4, body=b"a2")
+            + chunk(2, 4, ts=23, body=b"a3"))
+    messages = ChunkReader().feed(data)
+    assert [(m.timestamp, m.payload, m.stream_id) for m in messages] == [
+        (0, b"a0", 1), (21, b"a1", 1), (42, b"a2", 1), (65, b"a3", 1)]
+    assert feed_bytewise(data) == messages
+
+
+def test_extended_timestamp_is_repeated_on_continuation_chunks():
+    body = bytes(range(200))
+    ts = 0x01020304  # 4.7 h: past the 24-bit field
+    data = chunk(0, 6, length=200, type_id=9, stream_id=1, ext=ts, body=body[:128])
+    data += chunk(3, 6, ext=ts, body=body[128:])
+    assert ChunkReader().feed(data) == [Message(9, ts, 1, body)]
+    # ... and tolerated when an encoder leaves the repeat out.
+    data = chunk(0, 6, length=200, type_id=9, stream_id=1, ext=ts, body=body[:128])
+    data += chunk(3, 6, body=body[128:])
+    assert ChunkReader().feed(data) == [Message(9, ts, 1, body)]
+
+
+def test_interleaved_chunk_streams_and_set_chunk_size():
+    video, audio = bytes(300), b"\x01" * 150
+    data = chunk(0, 2, length=4, type_id=1, body=(256).to_bytes(4, "big"))  # Set Chunk Size
+    data += chunk(0, 6, ts=40, length=300, type_id=9, stream_id=1, body=video[:256])
+    data += chunk(0, 4, ts=41, length=150, type_id=8, stream_id=1, body=audio)
+    data += chunk(3, 6, body=video[256:])
+    messages = feed_bytewise(data)
+    assert [(m.type_id, m.timestamp, m.payload) for m in messages[1:]] == [
+        (8, 41, audio), (9, 40, video)]
+
+
+def test_writer_output_reads_back():
+    writer, reader = ChunkWriter(), ChunkReader()
+    writer.chunk_size = reader.chunk_size = 100
+    payload = bytes(range(256)) * 3
+    data = writer.encode(20, payload, chunk_stream_id=3, stream_id=1, timestamp=0x1FFFFFF)
+    assert reader.feed(data) == [Message(MessageType.COMMAND_AMF0, 0x1FFFFFF, 1, payload)]
+
+
+# -- FLV reader -------------------------------------------------------------------
+
+def test_flv_reader_returns_what_is_buffered_then_eof():
+    reader = FlvReader(limit=1000)
+    reader.push(b"abc")
+    reader.push(b"defg")
+    assert reader.read(5) == b"abcde"
+    assert reader.read(100) == b"fg"
+    reader.finish()
+    assert reader.read(100) == b""
+
+
+def test_flv_reader_blocks_until_data_and_close_unblocks():
+    reader = FlvReader(limit=1000)
+    got: list[bytes] = []
+
+    def read_in_thread() -> threading.Thread:
+        thread = threading.Thread(target=lambda: got.append(reader.read(10)))
+        thread.start()
+        return thread
+
+    thread = read_in_thread()
+    reader.push(b"x")  # wakes the blocked read
+    thread.join(5)
+    thread = read_in_thread()
+    reader.close()  # from another thread: the blocked read returns EOF
+    thread.join(5)
+    assert got == [b"x", b""]
+
+
+def test_flv_reader_that_falls_behind_is_cut_off():
+    session = IngestSession(stream_id="s", stream_key="k", app="live", peer="p",
+                            reader_buffer_bytes=1000)
+    slow, other = session.reader(), session.reader()
+    for i in range(10):
+        session.feed_media(flv.AUDIO, i * 21, b"\xaf\x01" + bytes(200))
+        assert other.read()  # keeps up, and is not disturbed by the slow one
+    with pytest.raises(SubscriberLaggedError):
+        slow.read(10)
+    session.end("unpublished")
+    assert other.read() == b""
+
+
+# -- the server, with real publishers ----------------------------------------------
+
+@dataclass
+class Decoded:
+    video_codec: str
+    audio_codec: str | None
+    size: tuple[int, int]
+    video_pts: list[int]
+    audio_frames: int
+
+
+def decode(reader: FlvReader) -> Decoded:
+    """What the stream actor will do in a worker thread: demux + decode live FLV."""
+    with av.open(reader, "r", format="flv") as container:
+        video = container.streams.video[0]
+        audio = container.streams.audio[0] if container.streams.audio else None
+        pts, audio_frames, size = [], 0, (0, 0)
+        for frame in container.decode(*[s for s in (video, audio) if s is not None]):
+            if isinstance(frame, av.VideoFrame):
+                assert frame.pts is not None and frame.time_base is not None
+                pts.append(int(frame.pts * frame.time_base * 1000))
+                size = (frame.width, frame.height)
+            else:
+                audio_frames += 1
+        return Decoded(video.codec_context.name, audio.codec_context.name if audio else None,
+                       size, sorted(pts), audio_frames)
+
+
+@dataclass
+class Ingest:
+    """A server on a free port with test keys, and what reached on_session."""
+
+    keys: dict[str, str]
+    server: RtmpIngestServer = field(init=False)
+    sessions: list[IngestSession] = field(default_factory=list)
+    decoded: dict[int, asyncio.Task[Decoded]] = field(default_factory=dict)
+    arrived: asyncio.Condition = field(default_factory=asyncio.Condition)
+
+    async def authorize(self, app: str, key: str) -> str | None:
+        return self.keys.get(key) if app == "live" else None
+
+    async def on_session(self, session: IngestSession) -> None:
+        # Open the reader here, before media flows, and decode in a worker thread.
+        reader = session.reader()
+        self.decoded[id(session)] = asyncio.create_task(asyncio.to_thread(decode, reader))
+        async with self.arrived:
+            self.sessions.append(session)
+            self.arrived.notify_all()
+
+    def url(self, key: str) -> str:
+        return f"rtmp://127.0.0.1:{self.server.port}/live/{key}"
+
+    async def session(self, index: int = 0) -> IngestSession:
+        async with asyncio.timeout(TIMEOUT_S), self.arrived:
+            await self.arrived.wait_for(lambda: len(self.sessions) > index)
+        return self.sessions[index]
+
+    async def decoded_of(self, session: IngestSession) -> Decoded:
+        async with asyncio.timeout(TIMEOUT_S):
+            return await self.decoded[id(session)]
+
+
+@pytest.fixture
+async def ingest() -> AsyncIterator[Ingest]:
+    box = Ingest({"key-alpha-0001": "stream-a", "key-bravo-0002": "stream-b"})
+    box.server = RtmpIngestServer("127.0.0.1", 0, box.authorize, box.on_session)
+    await box.server.start()
+    yield box
+    await box.server.stop()
+
+
+@dataclass
+class Published:
+    returncode: int
+    stderr: str
+
+
+async def ffmpeg_publish(url: str, *, realtime: bool = True) -> asyncio.subprocess.Process:
+    pace = ["-re"] if realtime else []
+    return await asyncio.create_subprocess_exec(
+        "ffmpeg", "-hide_banner", "-nostdin", "-loglevel", "error", *pace, "-i", str(SOURCE),
+        "-c", "copy", "-f", "flv", url,
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
+
+
+async def finished(process: asyncio.subprocess.Process) -> Published:
+    async with asyncio.timeout(TIMEOUT_S):
+        _, stderr = await process.communicate()
+    assert process.returncode is not None
+    return Published(process.returncode, stderr.decode(errors="replace"))
+
+
+def assert_whole_source(decoded: Decoded) -> None:
+    assert decoded.video_codec == "h264" and decoded.size == (1280, 720)
+    assert decoded.video_pts == [40 * i for i in range(SOURCE_VIDEO_FRAMES)]  # 25 fps, kept
+    assert decoded.audio_codec == "aac" and decoded.audio_frames == SOURCE_AUDIO_FRAMES
+
+
+@needs_ffmpeg
+@pytest.mark.slow
+async def test_valid_key_is_decoded_live_with_every_frame(ingest: Ingest):
+    publisher = await ffmpeg_publish(ingest.url("key-alpha-0001"))
+    session = await ingest.session()
+    assert (session.stream_id, session.stream_key, session.app) == (
+        "stream-a", "key-alpha-0001", "live")
+    assert ingest.server.sessions["stream-a"] is session
+    assert (await finished(publisher)).returncode == 0
+
+    assert_whole_source(await ingest.decoded_of(session))
+    assert session.end_reason == "unpublished" and not ingest.server.sessions
+    stats = session.stats
+    assert stats.video_frames == SOURCE_VIDEO_FRAMES and stats.keyframes >= 1
+    assert stats.video_messages > stats.video_frames  # + the AVC sequence header
+    assert stats.audio_messages == SOURCE_AUDIO_FRAMES + 1  # + the AAC sequence header
+    assert stats.first_timestamp_ms == 0 and stats.last_video_timestamp_ms == 5240
+    assert stats.video_fps == pytest.approx(25.0)
+    assert stats.bitrate_bps == pytest.approx(1.59e6, rel=0.1)
+    assert stats.bytes_in > stats.media_bytes > 1_000_000
+    assert session.metadata["width"] == 1280.0
+
+
+@needs_ffmpeg
+async def test_unknown_key_is_refused(ingest: Ingest):
+    published = await finished(await ffmpeg_publish(ingest.url("not-a-key"), realtime=False))
+    assert published.returncode != 0 and "unknown stream key" in published.stderr
+    assert ingest.sessions == [] and not ingest.server.sessions
+
+
+@needs_ffmpeg
+@pytest.mark.slow
+async def test_a_key_already_publishing_is_refused(ingest: Ingest):
+    first = await ffmpeg_publish(ingest.url("key-alpha-0001"))
+    session = await ingest.session()
+    second = await finished(await ffmpeg_publish(ingest.url("key-alpha-0001"), realtime=False))
+    assert second.returncode != 0 and "already publishing" in second.stderr
+    assert first.returncode is None  # still live, undisturbed
+    assert (await finished(first)).returncode == 0
+    assert len(ingest.sessions) == 1
+    assert_whole_source(await ingest.decoded_of(session))
+
+
+@needs_ffmpeg
+@pytest.mark.slow
+async def test_two_keys_publish_at_once_on_one_port(ingest: Ingest):
+    publishers = [await ffmpeg_publish(ingest.url(key)) for key in ingest.keys]
+    assert [(await finished(p)).returncode for p in publishers] == [0, 0]
+    assert sorted(s.stream_id for s in ingest.sessions) == ["stream-a", "stream-b"]
+    for session in ingest.sessions:
+        assert_whole_source(await ingest.decoded_of(session))
+
+
+@needs_ffmpeg
+@pytest.mark.slow
+async def test_disconnect_mid_stream_gives_eof_and_frees_the_key(ingest: Ingest):
+    publisher = await ffmpeg_publish(ingest.url("key-bravo-0002"))
+    session = await ingest.session()
+    async with asyncio.timeout(TIMEOUT_S):
+        while session.stats.video_frames < 25:
+            await asyncio.sleep(0.05)
+    publisher.send_signal(signal.SIGKILL)  # no FCUnpublish: the socket just goes away
+    await publisher.wait()
+
+    partial = await ingest.decoded_of(session)  # returns: the reader hit EOF
+    assert 0 < len(partial.video_pts) < SOURCE_VIDEO_FRAMES
+    assert session.end_reason == "disconnected" and not ingest.server.sessions
+
+    again = await finished(await ffmpeg_publish(ingest.url("key-bravo-0002"), realtime=False))
+    assert again.returncode == 0
+    assert_whole_source(await ingest.decoded_of(await ingest.session(1)))
+
+
+@needs_ffmpeg
+@pytest.mark.slow
+async def test_a_late_reader_starts_from_the_cached_gop(ingest: Ingest):
+    publisher = await ffmpeg_publish(ingest.url("key-alpha-0001"))
+    session = await ingest.session()
+    async with asyncio.timeout(TIMEOUT_S):
+        while session.stats.video_frames < 50:
+            await asyncio.sleep(0.05)
+    # The clip's only keyframe is its first frame, so the GOP cache holds it all.
+    late = await asyncio.to_thread(decode, session.reader())
+    assert (await finished(publisher)).returncode == 0
+    assert_whole_source(late)
+
+
+@needs_ffmpeg
+async def test_stop_ends_every_session(ingest: Ingest):
+    publisher = await ffmpeg_publish(ingest.url("key-alpha-0001"))
+    session = await ingest.session()
+    async with asyncio.timeout(TIMEOUT_S):
+        while session.stats.video_frames < 10:
+            await asyncio.sleep(0.05)
+    await ingest.server.stop()
+    assert session.end_reason == "server_stopped" and not ingest.server.sessions
+    assert len((await ingest.decoded_of(session)).video_pts) < SOURCE_VIDEO_FRAMES  # EOF
+    assert (await finished(publisher)).returncode != 0
+
+
+async def test_a_connection_that_never_publishes_is_closed():
+    async def refuse_all(app: str, key: str) -> str | None:
+        return None
+
+    server = RtmpIngestServer("127.0.0.1", 0, refuse_all, lambda session: None,
+                              setup_timeout_s=0.5)
+    async with server:
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        writer.write(b"\x03" + bytes(1536))  # C0 C1, then nothing more
+        async with asyncio.timeout(TIMEOUT_S):
+            assert len(await reader.read()) == 1 + 2 * 1536  # S0 S1 S2, then closed
+        writer.close()
+        await writer.wait_closed()
+
+
+async def test_a_client_that_is_not_rtmp_is_dropped(ingest: Ingest):
+    reader, writer = await asyncio.open_connection("127.0.0.1", ingest.server.port)
+    writer.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n" + bytes(1600))
+    async with asyncio.timeout(TIMEOUT_S):
+        assert await reader.read() == b""  # closed by the server
+    writer.close()
+    await writer.wait_closed()
+    assert ingest.sessions == []
+
+
+# HEVC: Enhanced RTMP (FourCC 'hvc1' in FLV) needs FFmpeg >= 6.1 to publish. Debian
+# 12's ffmpeg CLI is 5.1 ("Video codec hevc not compatible with flv"), so the
+# publisher is PyAV's bundled FFmpeg, in its own process: PyAV holds the GIL while
+# its RTMP client blocks, which would stall this test's event loop.
+HEVC_PUBLISHER = """
+import sys, av, numpy as np
+out = av.open(sys.argv[1], "w", format="flv")
+video = out.add_stream("libx265", rate=25, options={"x265-params": "log-level=none:keyint=25"})
+video.width, video.height, video.pix_fmt = 320, 240, "yuv420p"
+for i in range(50):
+    frame = av.VideoFrame.from_ndarray(np.full((240, 320, 3), i * 5, np.uint8), format="rgb24")
+    frame.pts = i
+    for packet in video.encode(frame):
+        out.mux(packet)
+for packet in video.encode():
+    out.mux(packet)
+out.close()
+"""
+
+
+@pytest.mark.slow
+async def test_hevc_over_enhanced_rtmp(ingest: Ingest):
+    publisher = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", HEVC_PUBLISHER, ingest.url("key-alpha-0001"),
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
+    published = await finished(publisher)
+    assert published.returncode == 0, published.stderr
+    session = await ingest.session()
+    decoded = await ingest.decoded_of(session)
+    assert decoded.video_codec == "hevc" and decoded.size == (320, 240)
+    # x265's B-frames make the FLV muxer start at 80 ms so that DTS is never negative.
+    start = decoded.video_pts[0]
+    assert decoded.video_pts == [start + 40 * i for i in range(50)] and decoded.audio_codec is None
+    assert session.stats.video_frames == 50 and session.stats.keyframes == 2
