@@ -13,9 +13,11 @@ from serve_app.services import Services
 __all__ = ["ServicesDep", "MaybeUser", "User", "Limit"]
 
 
-def _services(request: Request) -> Services:
+async def _services(request: Request) -> Services:
     """The replica's services, built on first use inside the serving process
-    (Serve pickles the app to its replicas, so they cannot be built earlier)."""
+    (Serve pickles the app to its replicas, so they cannot be built earlier).
+    `async` so FastAPI calls it on the event loop: a plain `def` dependency costs
+    every request a hop through the thread pool."""
     state = request.app.state
     if state.services is None:
         state.services = Services(state.settings)

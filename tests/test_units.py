@@ -57,3 +57,18 @@ def test_settings_normalise_dsn_and_make_secret(tmp_path, monkeypatch):
     assert (tmp_path / "jwt_secret").stat().st_mode & 0o077 == 0
     with pytest.raises(ValueError):
         Settings(jwt_secret="short")
+
+
+def test_chat_moderator_matches_the_shipped_model_and_flags_abuse():
+    from profanity_check import predict_prob
+
+    from lumalive.moderation import ChatModerator
+
+    mod = ChatModerator(threshold=0.8)
+    messages = ["hello there, lovely stream", "you are a fucking idiot", "gg wp", "shit happens",
+                "the quick brown fox", "🔥🔥🔥", "a" * 500]
+    for m in messages:
+        score, _ = mod.score(m)
+        assert score == pytest.approx(float(predict_prob([m])[0]), abs=1e-12)
+    assert mod.score("you are a fucking idiot")[1] is True
+    assert mod.score("hello there, lovely stream")[1] is False
