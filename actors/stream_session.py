@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from actors.rate_limit import RateLimiter
 from actors.write_batcher import WriteBatcher
+from lumalive import metrics
 from lumalive.db import Database
 from lumalive.errors import Conflict, RateLimited
 from lumalive.settings import Settings
@@ -45,6 +46,7 @@ class StreamSession:
                     row = await streams.get(conn, self.stream_id)
                     self._status = row["status"] if row else "ended"
                     self._viewers = await activity.open_viewers(conn, self.stream_id)
+                self._report()
 
     async def _watching(self) -> set[UUID]:
         """Current viewers of a live stream; Conflict once it is not live (a stale
@@ -70,6 +72,7 @@ class StreamSession:
             raise Conflict("stream can only be started once, from the created state",
                            "invalid_transition")
         self._viewers, self._status = set(), "live"
+        self._report()
         return row
 
     async def end(self, reason: str = "ended_by_owner") -> dict[str, Any]:
@@ -87,6 +90,7 @@ class StreamSession:
         if row is None:
             raise Conflict("stream is not live", "stream_not_live")
         self._viewers, self._status = set(), "ended"
+        self._report()
         return row
 
     async def join(self, user_id: UUID) -> dict[str, Any]:
@@ -102,6 +106,7 @@ class StreamSession:
 
             await self._writes.submit(user_id, op)
             watching.add(user_id)
+            self._report()
         return {"joined": True, "viewers": len(watching)}
 
     async def leave(self, user_id: UUID) -> dict[str, Any]:
@@ -118,6 +123,7 @@ class StreamSession:
 
             duration = await self._writes.submit(user_id, op)
             watching.discard(user_id)
+            self._report()
         return {"left": duration is not None, "watch_duration": duration,
                 "viewers": len(watching)}
 
@@ -138,7 +144,11 @@ class StreamSession:
                     "message_id": row["id"], "user_id": user_id, "message": message})
             return row
 
-        return await self._writes.submit(user_id, op)
+        row = await self._writes.submit(user_id, op)
+        metrics.chat_messages().inc()
+        if moderated:
+            metrics.moderated_messages().inc()
+        return row
 
     async def react(self, user_id: UUID, reaction: str) -> dict[str, Any]:
         await self._watching()
@@ -156,6 +166,11 @@ class StreamSession:
         """In-memory view, for operators and tests."""
         return {"viewers": len(await self._watching()), "batches": self._writes.batches,
                 "writes": self._writes.writes}
+
+    def _report(self) -> None:
+        """Operator gauges of this actor (summed over actors: live streams, viewers)."""
+        metrics.live_streams().set(1 if self._status == "live" else 0)
+        metrics.stream_viewers().set(len(self._viewers or ()) if self._status == "live" else 0)
 
     @staticmethod
     def _check_rate(limiter: RateLimiter, user_id: UUID, what: str) -> None:

@@ -10,26 +10,41 @@ looped to about 20 s. Preparing it is not timed.
     pipeline   Segmenter -> SegmentTranscoder per segment, one after another, in this
                process: what each pool worker does, without the pool.
 
+    ray N      (`--ray-workers 1 2`) the deployed path: segments as they are cut go to a
+               `MediaPool` of N Ray workers (`SegmentWorker`: moderation at
+               `--moderation-fps`, then the same transcode, then storage) and come back
+               in order. Run twice: unpaced for throughput, and paced at real time (each
+               segment released when its last byte would arrive live) for the latency
+               from a segment's last byte in to its in-order publication.
+
 Both print source frames per second, the real-time factor (source seconds per wall
 second) and pipeline/baseline wall time. `run_pipeline` takes the function that
-transcodes the segments, so a Ray pool (`--ray-workers N`) plugs in there: it must
-take the segments as they are cut and yield each one's renditions in order.
+transcodes the segments, so the Ray pool plugs in there: it takes the segments as
+they are cut and yields each one's renditions in order.
 
     .venv/bin/python -m bench.media_pipeline                  # 720p source, 720p/480p/360p
     .venv/bin/python -m bench.media_pipeline --loops 2 --repeat 3 --preset superfast
     .venv/bin/python -m bench.media_pipeline --upscale 1080   # 1080p source, 4-rung ladder
+    .venv/bin/python -m bench.media_pipeline --ray-workers 1 2  # + the Ray pool, 1 and 2 workers
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import io
+import os
+import statistics
+import tempfile
+import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 import av
 import numpy as np
@@ -245,6 +260,121 @@ def run_pipeline(
     return result
 
 
+# --- (c) the Ray pool ------------------------------------------------------------------
+
+
+class RayPool:
+    """A `MediaPool` of `workers` Ray actors, driven from this synchronous process through
+    an event loop in a thread (the ingest actor drives it from its own loop)."""
+
+    def __init__(self, workers: int, preset: str, moderation_fps: float, media_dir: str) -> None:
+        from actors.media_pool import MediaPool
+        from lumalive.settings import Settings
+
+        self.workers = workers
+        self.moderation_fps = moderation_fps
+        self.settings = Settings(data_dir=Path(media_dir), media_dir=Path(media_dir),
+                                 x264_preset=preset)
+        self.loop = asyncio.new_event_loop()
+        threading.Thread(target=self.loop.run_forever, daemon=True).start()
+        self.pool = MediaPool(self.settings, size=workers, idle_s=3600)
+        self.cpu_s = 0.0  # the workers' CPU for the segments delivered so far
+
+    def submit(self, segment: SourceSegment, renditions: Sequence[Rendition]) -> Future:
+        """A future of (outcome, perf_counter when the pool delivered it)."""
+        from actors.media_worker import SegmentJob
+
+        job = SegmentJob("bench", segment.sequence, tuple(renditions), segment.frames,
+                         moderation_fps=self.moderation_fps, submitted_at=time.time())
+
+        async def run() -> tuple[Any, float]:
+            outcome = await self.pool.run(job, segment.data)
+            return outcome, time.perf_counter()
+
+        return asyncio.run_coroutine_threadsafe(run(), self.loop)
+
+    def warm(self, segment: SourceSegment, renditions: Sequence[Rendition]) -> None:
+        """Start every worker and load its models (not timed)."""
+        for future in [self.submit(segment, renditions) for _ in range(self.workers)]:
+            future.result()
+
+    def mapper(self, pace: bool, latencies: list[float]) -> SegmentMapper:
+        """Segments to the pool as they are cut; renditions back in cut order. With `pace`,
+        segment i is released when its last byte would arrive from a live publisher, and
+        `latencies` gets, per segment, release -> in-order publication (a segment is
+        published when it is done and every earlier one is)."""
+
+        def transcode(
+            segments: Iterable[SourceSegment], renditions: Sequence[Rendition],
+            settings: EncoderSettings,
+        ) -> Iterator[dict[str, RenditionSegment]]:
+            pending: deque[tuple[int, float, Future]] = deque()
+            published = 0.0
+            t0 = time.perf_counter()
+            origin: float | None = None
+
+            def publish() -> dict[str, RenditionSegment]:
+                nonlocal published
+                seq, released, future = pending.popleft()
+                outcome, finished = future.result()
+                if outcome.result.error:
+                    raise SystemExit(f"segment {seq}: {outcome.result.error}")
+                published = max(published, finished)
+                latencies.append(published - released)
+                self.cpu_s += outcome.result.timings.get("cpu", 0.0) / 1000
+                # EncodedRendition has what run_pipeline reads: frames, size, duration.
+                return {e.name: cast(RenditionSegment, e) for e in outcome.result.renditions}
+
+            for segment in segments:
+                if pace:
+                    origin = segment.start_pts_seconds if origin is None else origin
+                    due = t0 + segment.end_pts_seconds - origin
+                    time.sleep(max(0.0, due - time.perf_counter()))
+                pending.append((segment.sequence, time.perf_counter(),
+                                self.submit(segment, renditions)))
+                while pending and pending[0][2].done():
+                    yield publish()
+            while pending:
+                yield publish()
+
+        return transcode
+
+    def close(self) -> None:
+        self.loop.call_soon_threadsafe(self.pool.shutdown)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+
+
+def run_ray(
+    source: Source, renditions: Sequence[Rendition], settings: EncoderSettings, workers: int,
+    moderation_fps: float, repeat: int,
+) -> tuple[Result, list[float]]:
+    """Best-of-`repeat` unpaced throughput, and the latencies of one paced run."""
+    with tempfile.TemporaryDirectory(prefix="bench-media-") as media_dir:
+        pool = RayPool(workers, settings.preset, moderation_fps, media_dir)
+        try:
+            first = next(iter(Segmenter(io.BytesIO(source.data), format="flv")))
+            pool.warm(first, renditions)
+            best: Result | None = None
+            for _ in range(repeat):
+                pool.cpu_s = 0.0
+                result = run_pipeline(source, renditions, settings, pool.mapper(False, []),
+                                      mode=f"ray {workers}w")
+                result.cpu_s = pool.cpu_s  # the workers', not this process's
+                best = result if best is None or result.wall_s < best.wall_s else best
+            latencies: list[float] = []
+            run_pipeline(source, renditions, settings, pool.mapper(True, latencies),
+                         mode=f"ray {workers}w paced")
+        finally:
+            pool.close()
+    assert best is not None
+    return best, latencies
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
 # --- main ------------------------------------------------------------------------------
 
 
@@ -256,6 +386,12 @@ def main() -> None:
     parser.add_argument("--preset", default="veryfast")
     parser.add_argument("--threads", type=int, default=1, help="encoder/scaler threads; 0 = auto")
     parser.add_argument("--repeat", type=int, default=1, help="runs per mode; the best counts")
+    parser.add_argument("--ray-workers", type=int, nargs="*", default=[], metavar="N",
+                        help="also run the Ray pool with N workers (e.g. 1 2)")
+    parser.add_argument("--moderation-fps", type=float, default=1.0,
+                        help="frames per second the Ray workers score (0: no moderation)")
+    parser.add_argument("--ray-niceness", type=int, default=0,
+                        help="Ray worker niceness (Ray's default is 15; 0 = the baseline's)")
     args = parser.parse_args()
 
     source = make_source(args.loops, 2.0, args.upscale)
@@ -302,6 +438,43 @@ def main() -> None:
             f"(BANDWIDTH {r.bandwidth / 1000:.0f}); baseline "
             f"{best['baseline'].bytes_by_rendition[r.name] * 8 / source.seconds / 1000:.0f}"
         )
+    if args.ray_workers:
+        run_ray_modes(args, source, renditions, settings, base)
+
+
+def run_ray_modes(args: argparse.Namespace, source: Source, renditions: Sequence[Rendition],
+                  settings: EncoderSettings, base: Result) -> None:
+    import ray
+
+    # Ray starts its workers at niceness 15 (so the raylet and drivers win the CPU); the
+    # baseline runs in this process at 0, so on a shared machine the comparison would
+    # mostly measure the niceness. `--ray-niceness 15` measures what a deployment gets.
+    ray.init(num_cpus=max([os.cpu_count() or 1, *args.ray_workers]), include_dashboard=False,
+             namespace="bench", log_to_driver=False,
+             _system_config={"worker_niceness": args.ray_niceness})
+    print(f"ray pool: SegmentWorker per segment (moderation {args.moderation_fps:g} fps, "
+          f"x264 {settings.preset}, 1 thread), {ray.cluster_resources().get('CPU', 0):g} CPUs, "
+          f"worker niceness {args.ray_niceness}")
+    results: dict[int, Result] = {}
+    for workers in args.ray_workers:
+        result, latencies = run_ray(source, renditions, settings, workers,
+                                    args.moderation_fps, args.repeat)
+        if result.frames != source.frames:
+            raise SystemExit(f"{result.mode}: {result.frames} frames out of {source.frames}")
+        results[workers] = result
+        print(
+            f"{result.mode:9s} wall {result.wall_s:7.2f} s  {result.frames / result.wall_s:6.1f} "
+            f"source frames/s  {source.seconds / result.wall_s:5.2f}x real time  "
+            f"({result.segments} segments) | ray/baseline wall {result.wall_s / base.wall_s:.2f}"
+            f" | worker CPU {result.cpu_s:6.2f} s  {result.frames / result.cpu_s:5.1f} frames/CPU-s"
+            f" (ray/baseline CPU {result.cpu_s / base.cpu_s:.2f})\n"
+            f"{'':9s} paced at real time: last byte in -> published p50 "
+            f"{percentile(latencies, 0.5):.2f} s, p95 {percentile(latencies, 0.95):.2f} s, "
+            f"mean {statistics.fmean(latencies):.2f} s"
+        )
+    if 1 in results and 2 in results:
+        print(f"2 workers / 1 worker: {results[1].wall_s / results[2].wall_s:.2f}x the throughput")
+    ray.shutdown()
 
 
 if __name__ == "__main__":

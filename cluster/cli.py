@@ -1,4 +1,4 @@
-"""The `lumalive` command: up, down, token, migrate."""
+"""The `lumalive` command: up, down, token, migrate, analytics."""
 
 from __future__ import annotations
 
@@ -150,6 +150,11 @@ def main(argv: list[str] | None = None) -> int:
     tok.add_argument("username")
     tok.add_argument("--ttl", type=int, default=3600, help="seconds until it expires")
     sub.add_parser("migrate", help="apply migrations to DATABASE_URL (or the embedded Postgres)")
+    ana = sub.add_parser("analytics", help="batch analytics (Ray Data) into rollup tables")
+    ana_sub = ana.add_subparsers(dest="analytics_command", required=True)
+    ana_run = ana_sub.add_parser("run", help="compute the daily rollups (idempotent)")
+    ana_run.add_argument("--since", default=None, metavar="DATE",
+                         help="recompute UTC days from this date on (YYYY-MM-DD); default all")
     args = parser.parse_args(argv)
     settings = Settings()
     if args.command == "up":
@@ -158,6 +163,10 @@ def main(argv: list[str] | None = None) -> int:
         return cmd_down(settings)
     if args.command == "token":
         return cmd_token(settings, args.username, args.ttl)
+    if args.command == "analytics":
+        from cluster import analytics_job  # imports Ray Data; keep `lumalive --help` fast
+
+        return analytics_job.main(["--since", args.since] if args.since else [], settings)
     return cmd_migrate(settings)
 
 

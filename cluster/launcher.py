@@ -1,4 +1,4 @@
-"""The composition root: Postgres, migrations, Ray, then the Serve app.
+"""The composition root: Postgres, migrations, Ray, the Serve app, then the RTMP ingest.
 
 `System.start()` is what `lumalive up` and the test suite both run, so the
 tests exercise exactly what a user starts.
@@ -14,6 +14,7 @@ import httpx
 import ray
 from ray import serve
 
+from actors import ingest_actor
 from cluster.postgres import EmbeddedPostgres
 from lumalive.settings import Settings
 from serve_app.deployment import build_app
@@ -57,10 +58,16 @@ class System:
         serve.run(build_app(self.settings), name="lumalive", route_prefix="/")
         self.wait_healthy()
 
+    def start_media(self) -> None:
+        """The RTMP ingest actor (and, on demand, its media worker pool). After Serve:
+        a stream that goes live on publish is at once playable from the API."""
+        ingest_actor.start(self.settings)
+
     def start(self) -> Settings:
         self.start_database()
         self.start_ray()
         self.deploy()
+        self.start_media()
         return self.settings
 
     def wait_healthy(self, timeout_s: float = 120.0) -> None:
@@ -78,6 +85,12 @@ class System:
         """Drain the API, stop Ray if we started it, then Postgres. Acknowledged
         writes are already committed, so nothing is lost."""
         if ray.is_initialized():
+            ingest = ingest_actor.lookup()
+            if ingest is not None:
+                try:
+                    ingest_actor.stop(ingest)
+                except Exception:  # noqa: BLE001 - best effort on shutdown
+                    log.warning("ingest actor did not stop cleanly")
             try:
                 serve.delete("lumalive")
             except Exception:  # noqa: BLE001 - best effort on shutdown

@@ -2,6 +2,10 @@
 
 Compatible with Supabase access tokens (audience `authenticated`), so a
 Supabase front end can call the API with the token it already holds.
+
+Playback tokens are a second kind, for HLS players that cannot send headers: they
+ride in the query (`?pt=`), name one user and one stream (`sid`), carry
+`scope=playback` and their own audience, so neither kind passes for the other.
 """
 
 from __future__ import annotations
@@ -11,9 +15,11 @@ from uuid import UUID
 
 import jwt
 
-from lumalive.errors import Unauthorized
+from lumalive.errors import NotFound, Unauthorized
 
-__all__ = ["TokenService"]
+__all__ = ["TokenService", "PLAYBACK_AUDIENCE"]
+
+PLAYBACK_AUDIENCE = "lumalive-playback"
 
 
 class TokenService:
@@ -40,3 +46,32 @@ class TokenService:
             return UUID(claims["sub"])
         except (ValueError, TypeError):
             raise Unauthorized("token subject is not a user id", "invalid_token") from None
+
+    def issue_playback(self, user_id: UUID, stream_id: UUID, ttl_s: int) -> str:
+        """A token that lets `user_id` fetch `stream_id`'s playlists and segments."""
+        now = int(time.time())
+        claims = {"sub": str(user_id), "sid": str(stream_id), "scope": "playback",
+                  "aud": PLAYBACK_AUDIENCE, "iat": now, "exp": now + ttl_s}
+        return jwt.encode(claims, self._secret, algorithm="HS256")
+
+    def verify_playback(self, token: str, stream_id: UUID) -> UUID:
+        """The user a playback token speaks for. Unauthorized if forged, expired or not
+        a playback token; NotFound if it is for another stream (as for a stream the
+        caller may not see: a token must not reveal that other streams exist)."""
+        try:
+            claims = jwt.decode(token, self._secret, algorithms=["HS256"],
+                                audience=PLAYBACK_AUDIENCE,
+                                options={"require": ["exp", "sub", "sid", "scope"]})
+        except jwt.ExpiredSignatureError:
+            raise Unauthorized("playback token has expired", "token_expired") from None
+        except jwt.PyJWTError as exc:
+            raise Unauthorized(f"invalid playback token: {exc}", "invalid_token") from None
+        if claims["scope"] != "playback":
+            raise Unauthorized("not a playback token", "invalid_token")
+        try:
+            user, sid = UUID(claims["sub"]), UUID(claims["sid"])
+        except (ValueError, TypeError):
+            raise Unauthorized("malformed playback token", "invalid_token") from None
+        if sid != stream_id:
+            raise NotFound("stream not found", "stream_not_found")
+        return user

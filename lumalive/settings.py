@@ -45,6 +45,20 @@ class Settings(BaseSettings):
     visibility_cache_s: float = 2.0
     max_body_bytes: int = 65_536
     db_pool_size: int = 10
+    # Media pipeline (RTMP ingest -> segments -> moderation/enhancement/encoding -> HLS).
+    media_workers: int = Field(default=2, ge=1)  # pool actors, one segment at a time each
+    media_gpu_share: float = Field(default=0.5, gt=0, le=1)  # GPU per worker, on GPU clusters
+    media_pool_idle_s: float = 60.0  # idle workers give their CPUs back after this long
+    media_dir: Path | None = None  # segment storage root; unset: data_dir/media
+    media_max_height: int | None = None  # drop ladder rungs above this (short side), e.g. 720
+    segment_seconds: float = Field(default=2.0, gt=0)
+    x264_preset: str = "veryfast"
+    moderation_fps: float = Field(default=1.0, ge=0)  # frames scored per second; 0 disables
+    nsfw_threshold: float = Field(default=0.8, ge=0, le=1)
+    nsfw_end_stream: bool = True  # a segment over the threshold ends the stream
+    reconnect_grace_s: float = Field(default=30.0, ge=0)
+    playback_ttl_s: int = Field(default=7200, gt=0)
+    live_window_segments: int = Field(default=6, ge=1)
 
     @field_validator("database_url")
     @classmethod
@@ -90,3 +104,8 @@ class Settings(BaseSettings):
     @property
     def rtmp_url(self) -> str:
         return f"rtmp://{self.public_host}:{self.rtmp_port}/live"
+
+    @property
+    def media_root(self) -> Path:
+        """Where segments are stored (LocalStorage); shared by the pool and the API."""
+        return (self.media_dir or self.data_dir / "media").expanduser().resolve()

@@ -3,15 +3,16 @@ and by plain uvicorn as the benchmark's baseline — the same app either way."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI
 from sqlalchemy import text
+from starlette.datastructures import Headers
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from lumalive.settings import Settings
 from serve_app.deps import ServicesDep
 from serve_app import errors
-from serve_app.routes import interaction, social, streams
+from serve_app.latency import LatencyMiddleware
+from serve_app.routes import hls, interaction, overview, realtime, recommend, social, streams
 from serve_app.services import Services
 
 __all__ = ["create_app"]
@@ -25,9 +26,14 @@ def create_app(settings: Settings, services: Services | None = None) -> FastAPI:
     app.state.services = services
     errors.install(app)
     _limit_body(app, settings.max_body_bytes)
+    app.add_middleware(LatencyMiddleware)  # outermost: times every request, 413s included
+    app.include_router(recommend.router)  # before streams: /recommended is not a stream id
+    app.include_router(hls.router)  # playback: /{id}/hls/...
     app.include_router(streams.router)
     app.include_router(interaction.router)
     app.include_router(social.router)
+    app.include_router(realtime.router)
+    app.include_router(overview.router)
 
     @app.get("/healthz", tags=["ops"])
     async def healthz(services: ServicesDep) -> dict[str, str]:
@@ -41,11 +47,25 @@ def create_app(settings: Settings, services: Services | None = None) -> FastAPI:
 
 def _limit_body(app: FastAPI, max_bytes: int) -> None:
     """413 before reading a body that declares itself too large."""
+    app.add_middleware(_BodyLimit, max_bytes=max_bytes)
 
-    @app.middleware("http")
-    async def limit(request: Request, call_next: Callable[[Request], Awaitable[Response]]):
-        length = request.headers.get("content-length")
-        if length and (not length.isdigit() or int(length) > max_bytes):
-            return errors.error_response(413, "payload_too_large",
-                                         f"request body is limited to {max_bytes} bytes")
-        return await call_next(request)
+
+class _BodyLimit:
+    """A plain ASGI middleware rather than `@app.middleware("http")`: Starlette's
+    BaseHTTPMiddleware re-streams every response body through a memory channel
+    (a task switch per chunk of every SSE stream), and under Serve it logs a
+    spurious error when a streaming client disconnects."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            length = Headers(scope=scope).get("content-length")
+            if length and (not length.isdigit() or int(length) > self.max_bytes):
+                response = errors.error_response(
+                    413, "payload_too_large", f"request body is limited to {self.max_bytes} bytes")
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)

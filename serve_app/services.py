@@ -1,5 +1,5 @@
 """What the routes need, built once per API replica: the database, token checks,
-chat moderation, and access to stream actors."""
+chat moderation, segment storage, and access to stream actors."""
 
 from __future__ import annotations
 
@@ -10,12 +10,15 @@ from uuid import UUID
 from ray.exceptions import ActorDiedError, ActorUnavailableError, RayTaskError
 
 from actors import stream_actor
+from actors.media.storage import LocalStorage, SegmentStorage
 from lumalive.auth import TokenService
 from lumalive.db import Database
+from lumalive.embeddings import StreamEmbeddings
 from lumalive.errors import Conflict, Forbidden, LumaError, NotFound, Unavailable
 from lumalive.moderation import ChatModerator
 from lumalive.settings import Settings
 from lumalive.store import streams, users
+from serve_app.fanout import EventHub
 
 __all__ = ["Services"]
 
@@ -27,9 +30,16 @@ class Services:
         self.db = Database(settings)
         self.tokens = TokenService(settings.jwt_secret, settings.jwt_audience)
         self.moderator = ChatModerator(settings.chat_moderation_threshold)
+        # Where the media pool stored the HLS segments (the same root on every node).
+        self.media: SegmentStorage = LocalStorage(settings.media_root)
         self._actors: dict[UUID, Any] = {}
         self._known_users: set[UUID] = set()
         self._visible: dict[tuple[UUID | None, UUID], tuple[float, dict[str, Any]]] = {}
+        # Realtime fan-out (one LISTEN connection, opened on the first subscriber)
+        # and stream embeddings for recommendations (model loaded on first use).
+        assert settings.database_url
+        self.events = EventHub(self.db, settings.database_url, role=settings.app_role)
+        self.embeddings = StreamEmbeddings(self.db)
 
     async def ensure_user(self, user_id: UUID) -> None:
         """A token's subject gets a users row on first sight."""
@@ -111,5 +121,6 @@ class Services:
         self.invalidate(stream_id)
 
     async def close(self) -> None:
+        await self.events.close()
         await self.db.dispose()
 

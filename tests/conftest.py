@@ -47,7 +47,9 @@ def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
     settings = Settings(data_dir=data_dir, api_port=free_port(), dashboard_port=free_port(),
                         rtmp_port=free_port(), database_url=None, ray_address=None,
                         # slow refill so the rate-limit tests do not depend on timing
-                        reaction_rate_per_s=5.0, reaction_burst=20)
+                        reaction_rate_per_s=5.0, reaction_burst=20,
+                        # a small, fast HLS ladder (480p/360p) for the 2-core CI boxes
+                        media_max_height=480, x264_preset="ultrafast")
     system = System(settings)
     system.start()
     yield system

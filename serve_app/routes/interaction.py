@@ -9,10 +9,10 @@ from __future__ import annotations
 from typing import Annotated, Any
 from uuid import UUID
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 
 from lumalive.errors import Conflict, NotFound, Unprocessable
-from lumalive.store import activity, analytics, users
+from lumalive.store import activity, analytics, media, users
 from serve_app.deps import Limit, MaybeUser, ServicesDep, User
 from serve_app.schemas import ChatIn, InviteIn, ReactionIn, ReportIn
 
@@ -20,9 +20,14 @@ router = APIRouter(prefix="/api/live-streaming/{stream_id}", tags=["interaction"
 
 
 @router.post("/join")
-async def join(stream_id: UUID, user: User, services: ServicesDep) -> dict[str, Any]:
+async def join(stream_id: UUID, user: User, services: ServicesDep,
+               request: Request) -> dict[str, Any]:
+    """Join; `playback_url` is the HLS master playlist with a playback token for this user."""
     stream = await services.live_stream(user, stream_id)
-    return await services.call(stream, "join", user)
+    row = await services.call(stream, "join", user)
+    token = services.tokens.issue_playback(user, stream_id, services.settings.playback_ttl_s)
+    url = request.url_for("hls_master", stream_id=stream_id)
+    return {**row, "playback_url": f"{url}?pt={token}"}
 
 
 @router.post("/leave")
@@ -94,7 +99,8 @@ async def stream_analytics(stream_id: UUID, user: User, services: ServicesDep) -
     """Owner only: viewers and watch time are the owner's business."""
     stream = await services.owned_stream(user, stream_id)
     async with services.db.acting(user) as conn:
-        return await analytics.for_stream(conn, stream)
+        return {**await analytics.for_stream(conn, stream),
+                "media": await media.summary(conn, stream_id)}
 
 
 @router.post("/invite", status_code=201)

@@ -43,6 +43,7 @@ async def create_stream(cfg: StreamConfig, user: User, services: ServicesDep) ->
         is_nsfw=cfg.isNSFW, ai_features=_ai_features(cfg), stream_key=key)
     async with services.db.acting(user) as conn:
         row = await streams.insert(conn, new)
+    services.embeddings.schedule(row)  # for recommendations; off the request's path
     return _with_key(services, row, key)
 
 

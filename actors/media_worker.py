@@ -1,0 +1,240 @@
+"""What a media pool worker does with one source segment: moderate, enhance, encode, store.
+
+Plain class, no Ray (the pool in `actors.media_pool` wraps it), so it is testable in
+process. Models are loaded on first use, inside the worker process, and only if a
+segment needs them (torch only for enhancement, onnxruntime only for moderation).
+
+Invariants:
+- `process` never raises for bad media: a segment that cannot be transcoded without
+  losing frames comes back as a result with `error` set (the stream goes on). Other
+  exceptions are bugs or infrastructure failures and propagate.
+- Moderation that cannot run (the optional `nudenet` weights are missing) is reported
+  as unavailable in the result, once per segment, and never fails the segment.
+- Storage keys are `{stream_id}/{rendition}/{segment_name(source_sequence)}`; a put is
+  atomic and idempotent, so a retried segment overwrites its own files harmlessly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from actors.media.ladder import Rendition
+from actors.media.playlist import segment_name
+from actors.media.storage import LocalStorage, SegmentStorage
+from actors.media.transcode import (
+    CorruptSegmentError,
+    EncoderSettings,
+    FrameHook,
+    SegmentTranscoder,
+    sample_frames,
+)
+from lumalive.settings import Settings
+
+__all__ = ["SegmentJob", "EncodedRendition", "ModerationResult", "SegmentResult",
+           "SegmentOutcome", "SegmentWorker", "MODERATION_MODEL", "segment_key"]
+
+log = logging.getLogger(__name__)
+
+MODERATION_MODEL = "nudenet-320n"
+
+
+def segment_key(stream_id: str, rendition: str, source_sequence: int) -> str:
+    return f"{stream_id}/{rendition}/{segment_name(source_sequence)}"
+
+
+@dataclass(frozen=True, slots=True)
+class SegmentJob:
+    """One source segment's work order; the bytes travel separately (a Ray object)."""
+
+    stream_id: str
+    source_sequence: int
+    renditions: tuple[Rendition, ...]
+    frames: int  # video packets the segmenter counted: every rendition must have them
+    moderation_fps: float = 1.0  # 0: no moderation
+    enhance: bool = False  # learned super-resolution for renditions above the source
+    denoise: bool = False
+    sharpen: bool = False
+    submitted_at: float = 0.0  # time.time() when the segment was cut
+
+
+@dataclass(frozen=True, slots=True)
+class EncodedRendition:
+    name: str
+    key: str  # storage key
+    size: int
+    duration: float
+    frames: int
+    width: int
+    height: int
+    codecs: str
+
+
+@dataclass(frozen=True, slots=True)
+class ModerationResult:
+    frames_scored: int
+    scores: tuple[float, ...]
+    model: str | None  # None: unavailable
+    error: str | None = None
+
+    @property
+    def max_score(self) -> float | None:
+        return max(self.scores) if self.scores else None
+
+
+@dataclass(frozen=True, slots=True)
+class SegmentResult:
+    source_sequence: int
+    renditions: tuple[EncodedRendition, ...] = ()
+    moderation: ModerationResult | None = None
+    timings: dict[str, float] = field(default_factory=dict)  # ms per stage
+    error: str | None = None  # set: the segment is unusable (corrupt) and was not stored
+    worker: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class SegmentOutcome:
+    """A result as the pool delivers it: with the attempts lost to workers that died."""
+
+    result: SegmentResult
+    retries: int = 0
+
+
+class SegmentWorker:
+    """Moderation, enhancement and encoding of whole segments, one at a time.
+
+    `moderator_factory` and `enhancer_factory` build the models on first use; the
+    defaults are `models.nsfw.NsfwDetector` and `models.enhance.Enhancer` (on CUDA
+    when the worker has a GPU). Passing others is a seam for tests and other models.
+    """
+
+    def __init__(self, settings: Settings, *, storage: SegmentStorage | None = None,
+                 moderator_factory: Callable[[], Any] | None = None,
+                 enhancer_factory: Callable[[], Any] | None = None) -> None:
+        self._storage = storage if storage is not None else LocalStorage(settings.media_root)
+        self._transcoder = SegmentTranscoder(
+            EncoderSettings(preset=settings.x264_preset, threads=1))
+        self._moderator_factory = moderator_factory or _default_moderator
+        self._enhancer_factory = enhancer_factory or _default_enhancer
+        self._moderator: Any = None
+        self._moderator_error: str | None = None
+        self._enhancer: Any = None
+        self.name = f"{os.uname().nodename}:{os.getpid()}"
+
+    def process(self, job: SegmentJob, data: bytes) -> SegmentResult:
+        """Moderate, enhance and encode one segment and store every rendition."""
+        started, cpu = time.time(), time.process_time()
+        timings = {"queue": round(max(0.0, started - job.submitted_at) * 1000, 1)
+                   if job.submitted_at else 0.0}
+        try:
+            t = time.perf_counter()
+            moderation = self._moderate(data, job.moderation_fps)
+            timings["moderate"] = _ms(t)
+            enhance_s = [0.0]
+            hook, renditions = self._hook(job, enhance_s)
+            t = time.perf_counter()
+            encoded = self._transcoder.transcode(data, renditions, hook,
+                                                 expected_frames=job.frames)
+            timings["enhance"] = round(enhance_s[0] * 1000, 1)
+            timings["encode"] = round(_ms(t) - timings["enhance"], 1)
+        except CorruptSegmentError as e:
+            return SegmentResult(job.source_sequence, timings=timings,
+                                 error=f"corrupt segment: {e}", worker=self.name)
+        t = time.perf_counter()
+        out = []
+        for r in job.renditions:  # ladder order
+            seg = encoded[r.name]
+            key = segment_key(job.stream_id, r.name, job.source_sequence)
+            self._storage.put(key, seg.data)
+            out.append(EncodedRendition(r.name, key, seg.size, seg.duration, seg.frames,
+                                        seg.width, seg.height, seg.codecs))
+        timings["store"] = _ms(t)
+        # This process's CPU for the segment (one at a time per worker): on a shared
+        # machine a steadier cost figure than the wall-clock stages above.
+        timings["cpu"] = round((time.process_time() - cpu) * 1000, 1)
+        return SegmentResult(job.source_sequence, tuple(out), moderation, timings,
+                             worker=self.name)
+
+    # --- moderation -----------------------------------------------------------------
+
+    def _moderate(self, data: bytes, per_second: float) -> ModerationResult | None:
+        if per_second <= 0:
+            return None
+        moderator = self._load_moderator()
+        if moderator is None:
+            return ModerationResult(0, (), None, self._moderator_error)
+        frames = sample_frames(data, per_second)  # CorruptSegmentError: the segment is bad
+        try:
+            scores = tuple(float(s) for s in moderator.score(frames))
+        except Exception as e:  # noqa: BLE001 - moderation failing must not drop media
+            log.exception("moderation failed")
+            return ModerationResult(len(frames), (), None, f"{type(e).__name__}: {e}")
+        return ModerationResult(len(frames), scores, MODERATION_MODEL)
+
+    def _load_moderator(self) -> Any:
+        if self._moderator is None and self._moderator_error is None:
+            try:
+                self._moderator = self._moderator_factory()
+            except (ImportError, OSError) as e:  # NsfwModelMissingError is an ImportError
+                self._moderator_error = f"moderation unavailable: {e}"
+                log.warning("%s", self._moderator_error)
+        return self._moderator
+
+    # --- enhancement ----------------------------------------------------------------
+
+    def _hook(self, job: SegmentJob,
+              spent: list[float]) -> tuple[FrameHook | None, tuple[Rendition, ...]]:
+        """The transcoder's frame hook and the renditions to hand it.
+
+        The transcoder calls its hook only for renditions marked `needs_upscale`.
+        Denoise and sharpen apply to every rendition, so with either on, every
+        rendition is routed through the hook (marked for it); whether a rendition is
+        really upscaled by the network is still its own `needs_upscale`.
+        """
+        upscale = {r.name for r in job.renditions if r.needs_upscale and job.enhance}
+        if not (upscale or job.denoise or job.sharpen):
+            return None, job.renditions
+        from models.enhance import EnhanceConfig  # lazy: torch only where needed
+
+        if self._enhancer is None:
+            self._enhancer = self._enhancer_factory()
+        enhancer = self._enhancer
+
+        def hook(frames: np.ndarray, rendition: Rendition) -> np.ndarray:
+            t = time.perf_counter()
+            config = EnhanceConfig(upscale=rendition.name in upscale, denoise=job.denoise,
+                                   sharpen=job.sharpen,
+                                   target_size=(rendition.width, rendition.height))
+            out = enhancer.enhance(frames, config)
+            spent[0] += time.perf_counter() - t
+            return out
+
+        renditions = job.renditions
+        if job.denoise or job.sharpen:
+            renditions = tuple(dataclasses.replace(r, needs_upscale=True) for r in renditions)
+        return hook, renditions
+
+
+def _ms(since: float) -> float:
+    return round((time.perf_counter() - since) * 1000, 1)
+
+
+def _default_moderator() -> Any:
+    from models.nsfw import NsfwDetector
+
+    return NsfwDetector()
+
+
+def _default_enhancer() -> Any:
+    import torch
+
+    from models.enhance import Enhancer
+
+    return Enhancer("cuda" if torch.cuda.is_available() else "cpu")

@@ -1,0 +1,32 @@
+"""Analytics overview of the caller's own streams, from the batch job's rollups
+(`lumalive analytics run`); RLS keeps every row to the streams the caller owns."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query
+
+from lumalive.errors import Unprocessable
+from lumalive.store import rollups
+from serve_app.deps import ServicesDep, User
+
+router = APIRouter(prefix="/api/analytics", tags=["analytics"])
+
+
+@router.get("/overview")
+async def overview(
+    user: User, services: ServicesDep,
+    since: Annotated[date | None, Query(description="first UTC day (default: 30 days ago)")] = None,
+    until: Annotated[date | None, Query(description="last UTC day (default: today)")] = None,
+) -> dict[str, Any]:
+    """Totals, one row per day, one per stream and one per category and quality
+    tier. Figures are as of the last analytics run (`computed_at`). Unique
+    viewers are counted per day, so sums over days are `viewer_days`."""
+    until = until or datetime.now(UTC).date()
+    since = since or until - timedelta(days=30)
+    if since > until:
+        raise Unprocessable("since must not be after until", "invalid_range")
+    async with services.db.acting(user) as conn:
+        return await rollups.overview(conn, since=since, until=until)

@@ -1,0 +1,187 @@
+"""Live events of a stream: Server-Sent Events and a WebSocket (delivery in `serve_app.fanout`).
+
+Both follow the stream's privacy: a caller who may not see the stream gets 404
+(SSE) or close code 4404 (WebSocket), exactly as for GET of the stream. Clients
+that cannot send headers pass `?access_token=`.
+
+The first message on every connection is a `viewer_count`; once it has arrived
+the subscription is live. Resuming: SSE sends `Last-Event-ID` (browsers do it
+by themselves) or `?last_event_id=`; the WebSocket takes `?last_event_id=`.
+The server then replays, from the table, exactly the events after that id.
+
+Each open connection is an ongoing request of its Serve replica, which accepts
+at most `max_ongoing_requests`; a replica therefore holds at most
+`realtime_capacity(settings)` subscriptions and answers 503 beyond that, so
+plain API calls always find room.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+from uuid import UUID
+
+from fastapi import APIRouter, Header, Query, WebSocket, WebSocketDisconnect
+from fastapi.responses import Response, StreamingResponse
+from sqlalchemy import text
+from starlette.requests import HTTPConnection
+from starlette.types import Receive
+
+from lumalive.errors import BadRequest, LumaError, Unavailable
+from lumalive.settings import Settings
+from serve_app.deps import MaybeUser, ServicesDep
+from serve_app.services import Services
+
+__all__ = ["router", "realtime_capacity"]
+
+router = APIRouter(prefix="/api/live-streaming/{stream_id}", tags=["realtime"])
+
+SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+_RETRY_MS = 2000
+
+
+def realtime_capacity(settings: Settings) -> int:
+    """Subscriptions one replica holds: its ongoing-request limit less a tenth
+    (at least 10) kept for ordinary requests."""
+    return settings.max_ongoing_requests - max(10, settings.max_ongoing_requests // 10)
+
+
+def _check_capacity(services: Services) -> None:
+    if services.events.subscribers >= realtime_capacity(services.settings):
+        raise Unavailable("this replica holds as many live connections as it may; retry",
+                          "too_many_subscribers")
+
+
+class EventStreamResponse(StreamingResponse):
+    """`text/event-stream`, ending quietly when the client goes away.
+
+    Under Serve, `receive()` may raise (the proxy cancels the request) instead
+    of returning `http.disconnect`; for a stream that means the same thing."""
+
+    media_type = "text/event-stream"
+
+    async def listen_for_disconnect(self, receive: Receive) -> None:
+        with contextlib.suppress(Exception):
+            await super().listen_for_disconnect(receive)
+
+
+def _resume_point(header: str | None, query: int | None) -> int | None:
+    if header is None or header == "":
+        return query
+    try:
+        value = int(header)
+    except ValueError:
+        raise BadRequest("Last-Event-ID must be an event id (an integer)",
+                         "invalid_cursor") from None
+    if value < 0:
+        raise BadRequest("Last-Event-ID must not be negative", "invalid_cursor")
+    return value
+
+
+async def _has_events_after(services: Services, user: UUID | None, stream_id: UUID,
+                            after: int) -> bool:
+    async with services.db.acting(user) as conn:
+        return (await conn.execute(text(
+            "SELECT EXISTS (SELECT 1 FROM live_stream_events WHERE stream_id = :s AND seq > :a)"),
+            {"s": stream_id, "a": after})).scalar_one()
+
+
+@router.get("/events/stream", response_class=EventStreamResponse,
+            responses={200: {"content": {"text/event-stream": {}}},
+                       204: {"description": "the stream has ended and nothing is left to send"}})
+async def event_stream(
+    stream_id: UUID, user: MaybeUser, services: ServicesDep,
+    last_event_id: Annotated[int | None, Query(ge=0, description="resume after this event id")
+                             ] = None,
+    last_event_id_header: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
+) -> Response:
+    """Server-Sent Events: `event:` is the type, `id:` the event's seq, `data:` JSON
+    `{"id", "type", "stream_id", "data", "created_at"}`."""
+    after = _resume_point(last_event_id_header, last_event_id)
+    stream = await services.visible_stream(user, stream_id, fresh=True)
+    if stream["status"] == "ended" and (
+            after is None or not await _has_events_after(services, user, stream_id, after)):
+        return Response(status_code=204)  # tells EventSource not to reconnect
+    _check_capacity(services)
+
+    async def frames() -> AsyncIterator[bytes]:
+        sub = await services.events.subscribe(stream, user, after=after, transport="sse")
+        try:
+            prefix = f"retry: {_RETRY_MS}\n\n".encode()
+            async for batch in sub.batches():
+                body = b"".join(m.sse for m in batch) if batch else b": keepalive\n\n"
+                yield prefix + body
+                prefix = b""
+        finally:
+            sub.close()
+
+    return EventStreamResponse(frames(), headers=SSE_HEADERS)
+
+
+def _services(conn: HTTPConnection) -> Services:
+    """As `serve_app.deps`, for a WebSocket (which has no `Request`)."""
+    state = conn.app.state
+    if state.services is None:
+        state.services = Services(state.settings)
+    return state.services
+
+
+async def _ws_user(ws: WebSocket, services: Services) -> UUID | None:
+    header = ws.headers.get("authorization")
+    token = header.partition(" ")[2].strip() if header else ws.query_params.get("access_token")
+    if not token:
+        return None
+    user = services.tokens.verify(token)
+    await services.ensure_user(user)
+    return user
+
+
+@router.websocket("/ws")
+async def event_socket(ws: WebSocket, stream_id: UUID,
+                       last_event_id: Annotated[int | None, Query(ge=0)] = None) -> None:
+    """WebSocket: one JSON text message per event, shaped as the SSE `data:`.
+    Closes with 4401 (bad token), 4404 (not visible), 4503 (replica full), 1000
+    after stream_ended."""
+    services = _services(ws)
+    try:
+        user = await _ws_user(ws, services)
+        stream = await services.visible_stream(user, stream_id, fresh=True)
+        _check_capacity(services)
+    except LumaError as exc:
+        await ws.accept()
+        await ws.send_json({"type": "error", "error": {"code": exc.code, "message": exc.message}})
+        await ws.close(code=4000 + exc.status_code, reason=exc.code)
+        return
+    await ws.accept()
+    sub = await services.events.subscribe(stream, user, after=last_event_id, transport="ws")
+    reader = asyncio.create_task(_drain_client(ws))
+    reader.add_done_callback(lambda _: sub.keepalive())  # the client left: stop waiting
+    try:
+        async for batch in sub.batches():
+            if reader.done():
+                return
+            if not batch:
+                continue
+            for msg in batch:
+                await ws.send_text(msg.ws)
+        # 4503: fell too far behind; reconnect with last_event_id to replay.
+        code = 4503 if sub.overflowed else 1000
+        await ws.close(code=code)
+    except (WebSocketDisconnect, RuntimeError):
+        pass  # the client went away mid-send
+    finally:
+        sub.close()
+        reader.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await reader
+
+
+async def _drain_client(ws: WebSocket) -> Any:
+    """Read (and ignore) what the client sends, to notice when it goes away."""
+    with contextlib.suppress(WebSocketDisconnect, RuntimeError):
+        while True:
+            msg = await ws.receive()
+            if msg["type"] == "websocket.disconnect":
+                return
