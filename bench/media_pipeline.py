@@ -60,8 +60,9 @@ from actors.media.transcode import (
     SegmentTranscoder,
     add_video_stream,
 )
+from models.train_superres import default_media_path
 
-CLIP = Path(__file__).resolve().parents[2] / "shared" / "media" / "bigbuckbunny.mp4"
+CLIP = default_media_path()
 AUDIO_RATE = 48_000
 
 # Transcodes segments as they are cut, yielding each segment's renditions in order.

@@ -16,6 +16,7 @@ Invariants:
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -48,9 +49,12 @@ _MEDIA_NAME = Path("media") / "bigbuckbunny.mp4"
 
 
 def default_media_path() -> Path:
-    """The shared test clip: ``shared/`` inside the checkout, or beside it (as in CI)."""
+    """The shared test clip: ``$LUMALIVE_SHARED_DIR``, ``shared/`` inside the checkout,
+    or beside it (as in CI)."""
     repo = Path(__file__).resolve().parents[1]
     candidates = [repo / "shared" / _MEDIA_NAME, repo.parent / "shared" / _MEDIA_NAME]
+    if os.environ.get("LUMALIVE_SHARED_DIR"):
+        candidates.insert(0, Path(os.environ["LUMALIVE_SHARED_DIR"]) / _MEDIA_NAME)
     for path in candidates:
         if path.is_file():
             return path

@@ -20,8 +20,9 @@ from lumalive.auth import TokenService
 from lumalive.db import Database
 from lumalive.settings import Settings
 from lumalive.store.users import create_named_user
+from models.train_superres import default_media_path
 
-MEDIA = Path(__file__).resolve().parents[2] / "shared" / "media"
+MEDIA = default_media_path().parent
 
 
 def free_port() -> int:

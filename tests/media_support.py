@@ -18,6 +18,7 @@ import av
 import numpy as np
 
 from actors.media.segmenter import Segmenter, SourceSegment
+from models.train_superres import default_media_path
 
 __all__ = [
     "CLIP",
@@ -28,7 +29,7 @@ __all__ = [
     "synthetic",
 ]
 
-CLIP = Path(__file__).resolve().parents[2] / "shared" / "media" / "bigbuckbunny.mp4"
+CLIP = default_media_path()
 CLIP_FRAMES = 132
 _BITS = 10
 _AUDIO_RATE = 48_000

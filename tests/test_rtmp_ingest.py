@@ -26,8 +26,9 @@ from actors.ingest import (
     flv,
 )
 from actors.ingest.chunk import ChunkReader, ChunkWriter, Message, MessageType
+from models.train_superres import default_media_path
 
-SOURCE = Path(__file__).resolve().parents[2] / "shared" / "media" / "bigbuckbunny.mp4"
+SOURCE = default_media_path()
 SOURCE_VIDEO_FRAMES, SOURCE_AUDIO_FRAMES = 132, 249  # 1280x720 H.264 @ 25 fps, AAC
 TIMEOUT_S = 60
 
