@@ -11,7 +11,6 @@ from __future__ import annotations
 import functools
 import io
 from fractions import Fraction
-from pathlib import Path
 from typing import cast
 
 import av
