@@ -140,6 +140,26 @@ def cmd_migrate(settings: Settings) -> int:
     return 0
 
 
+def cmd_ingest(settings: Settings) -> int:
+    """Start the RTMP ingest actor on an existing cluster, pinned to this node.
+
+    For KubeRay, where `lumalive up` does not run: submit it as a Ray Job so it runs
+    on the head, whose RTMP port the Service exposes. Idempotent.
+    """
+    import ray
+
+    from actors import ingest_actor
+
+    settings = settings.with_secret()
+    if not settings.database_url:
+        print("set DATABASE_URL: the ingest writes segments to Postgres", file=sys.stderr)
+        return 2
+    ray.init(address=settings.ray_address or "auto", namespace="lumalive", log_to_driver=False)
+    ingest_actor.start(settings)
+    print(f"ingest listening on {settings.rtmp_url}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="lumalive", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -150,6 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     tok.add_argument("username")
     tok.add_argument("--ttl", type=int, default=3600, help="seconds until it expires")
     sub.add_parser("migrate", help="apply migrations to DATABASE_URL (or the embedded Postgres)")
+    sub.add_parser("ingest", help="start the RTMP ingest on an existing Ray cluster (RAY_ADDRESS)")
     ana = sub.add_parser("analytics", help="batch analytics (Ray Data) into rollup tables")
     ana_sub = ana.add_subparsers(dest="analytics_command", required=True)
     ana_run = ana_sub.add_parser("run", help="compute the daily rollups (idempotent)")
@@ -161,6 +182,8 @@ def main(argv: list[str] | None = None) -> int:
         return cmd_up(settings, args.detach)
     if args.command == "down":
         return cmd_down(settings)
+    if args.command == "ingest":
+        return cmd_ingest(settings)
     if args.command == "token":
         return cmd_token(settings, args.username, args.ttl)
     if args.command == "analytics":

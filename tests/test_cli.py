@@ -33,3 +33,23 @@ def test_migrate_is_idempotent(settings):
     for _ in range(2):
         out = _cli(settings, "migrate")
         assert out.returncode == 0 and "migrations applied" in out.stdout, out.stderr
+
+
+def test_ingest_joins_a_running_cluster_idempotently(settings):
+    """`lumalive ingest` (the KubeRay path) finds the cluster's ingest actor and keeps it."""
+    import ray
+
+    from actors import ingest_actor
+
+    before = ingest_actor.lookup()
+    assert before is not None
+    env = {**os.environ, "DATABASE_URL": settings.database_url,
+           "LUMALIVE_DATA_DIR": str(settings.data_dir),
+           "LUMALIVE_RTMP_PORT": str(settings.rtmp_port),
+           "RAY_ADDRESS": ray.get_runtime_context().gcs_address}
+    out = subprocess.run([sys.executable, "-m", "cluster.cli", "ingest"], env=env,
+                         capture_output=True, text=True, timeout=180)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert f":{settings.rtmp_port}/live" in out.stdout
+    after = ingest_actor.lookup()
+    assert after is not None and after._actor_id == before._actor_id
