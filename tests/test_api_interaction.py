@@ -9,7 +9,7 @@ import uuid
 
 import pytest
 
-from tests.test_api_streams import BASE, _err
+from tests.test_api_streams import BASE, assert_error
 
 
 async def test_join_is_idempotent_and_leave_records_watch_time(client, make_user, make_stream):
@@ -35,20 +35,20 @@ async def test_join_is_idempotent_and_leave_records_watch_time(client, make_user
 async def test_join_needs_live_stream_and_user(client, make_user, make_stream):
     owner, viewer = await make_user(), await make_user()
     sid = (await make_stream(owner))["id"]
-    _err(await client.post(f"{BASE}/{sid}/join", headers=viewer.auth), 409, "stream_not_live")
-    _err(await client.post(f"{BASE}/{sid}/chat", json={"message": "hi"}, headers=viewer.auth),
+    assert_error(await client.post(f"{BASE}/{sid}/join", headers=viewer.auth), 409, "stream_not_live")
+    assert_error(await client.post(f"{BASE}/{sid}/chat", json={"message": "hi"}, headers=viewer.auth),
          409, "stream_not_live")
-    _err(await client.post(f"{BASE}/{sid}/reaction", json={"reaction": "🔥"},
+    assert_error(await client.post(f"{BASE}/{sid}/reaction", json={"reaction": "🔥"},
                            headers=viewer.auth), 409, "stream_not_live")
-    _err(await client.post(f"{BASE}/{sid}/join"), 401)
-    _err(await client.post(f"{BASE}/{uuid.uuid4()}/join", headers=viewer.auth), 404)
+    assert_error(await client.post(f"{BASE}/{sid}/join"), 401)
+    assert_error(await client.post(f"{BASE}/{uuid.uuid4()}/join", headers=viewer.auth), 404)
 
 
 @pytest.mark.parametrize("message", ["", "   ", "x" * 501, " " + "y" * 501 + " "])
 async def test_chat_length_rules(client, make_user, make_stream, message):
     owner = await make_user()
     sid = (await make_stream(owner, start=True))["id"]
-    _err(await client.post(f"{BASE}/{sid}/chat", json={"message": message}, headers=owner.auth),
+    assert_error(await client.post(f"{BASE}/{sid}/chat", json={"message": message}, headers=owner.auth),
          422, "validation_error")
     assert (await client.get(f"{BASE}/{sid}/chat", headers=owner.auth)).json()["items"] == []
 
@@ -112,15 +112,15 @@ async def test_delete_chat_by_author_or_owner(client, make_user, make_stream):
     sid = (await make_stream(owner, start=True))["id"]
     m1 = (await client.post(f"{BASE}/{sid}/chat", json={"message": "one"}, headers=author.auth)).json()
     m2 = (await client.post(f"{BASE}/{sid}/chat", json={"message": "two"}, headers=author.auth)).json()
-    _err(await client.delete(f"{BASE}/{sid}/chat/{m1['id']}", headers=other.auth), 404,
+    assert_error(await client.delete(f"{BASE}/{sid}/chat/{m1['id']}", headers=other.auth), 404,
          "message_not_found")
-    _err(await client.delete(f"{BASE}/{sid}/chat/{m1['id']}"), 401)
+    assert_error(await client.delete(f"{BASE}/{sid}/chat/{m1['id']}"), 401)
     r = await client.delete(f"{BASE}/{sid}/chat/{m1['id']}", headers=author.auth)
     assert r.status_code == 200 and r.json()["is_deleted"] is True
     r = await client.delete(f"{BASE}/{sid}/chat/{m2['id']}", headers=owner.auth)
     assert r.status_code == 200 and r.json()["is_deleted"] is True
     assert (await client.get(f"{BASE}/{sid}/chat", headers=other.auth)).json()["items"] == []
-    _err(await client.delete(f"{BASE}/{sid}/chat/{uuid.uuid4()}", headers=owner.auth), 404)
+    assert_error(await client.delete(f"{BASE}/{sid}/chat/{uuid.uuid4()}", headers=owner.auth), 404)
 
 
 async def test_chat_history_pages_newest_first(client, make_user, make_stream):
@@ -152,7 +152,7 @@ async def test_reaction_rules(client, make_user, make_stream, reaction, ok):
     if ok:
         assert r.status_code == 201 and r.json()["reaction"] == reaction
     else:
-        _err(r, 422, "validation_error")
+        assert_error(r, 422, "validation_error")
 
 
 async def test_reactions_rate_limited_and_counted(client, make_user, make_stream, settings):
@@ -183,14 +183,14 @@ async def test_events_since_cursor(client, make_user, make_stream):
     assert [e["event_data"]["reaction"] for e in only] == ["👏"]
     page = (await client.get(f"{BASE}/{sid}/events?limit=2")).json()
     assert len(page["items"]) == 2 and page["next_cursor"] == page["items"][-1]["seq"]
-    _err(await client.get(f"{BASE}/{sid}/events?since=-1"), 422)
+    assert_error(await client.get(f"{BASE}/{sid}/events?since=-1"), 422)
 
 
 async def test_analytics_owner_only(client, make_user, make_stream):
     owner, other = await make_user(), await make_user()
     sid = (await make_stream(owner, start=True))["id"]
-    _err(await client.get(f"{BASE}/{sid}/analytics", headers=other.auth), 403, "not_stream_owner")
-    _err(await client.get(f"{BASE}/{sid}/analytics"), 401)
+    assert_error(await client.get(f"{BASE}/{sid}/analytics", headers=other.auth), 403, "not_stream_owner")
+    assert_error(await client.get(f"{BASE}/{sid}/analytics"), 401)
 
 
 async def test_analytics_engagement_and_rate(client, make_user, make_stream):
@@ -214,9 +214,9 @@ async def test_report_once_per_user(client, make_user, make_stream):
     r = await client.post(f"{BASE}/{sid}/report", json={"reason": "spam", "details": "ads"},
                           headers=viewer.auth)
     assert r.status_code == 201 and r.json()["reason"] == "spam"
-    _err(await client.post(f"{BASE}/{sid}/report", json={"reason": "spam"}, headers=viewer.auth),
+    assert_error(await client.post(f"{BASE}/{sid}/report", json={"reason": "spam"}, headers=viewer.auth),
          409, "already_reported")
-    _err(await client.post(f"{BASE}/{sid}/report", json={"reason": "boring"}, headers=viewer.auth),
+    assert_error(await client.post(f"{BASE}/{sid}/report", json={"reason": "boring"}, headers=viewer.auth),
          422)
     events = (await client.get(f"{BASE}/{sid}/events?type=report")).json()["items"]
     assert len(events) == 1 and events[0]["event_data"]["reason"] == "spam"
@@ -225,35 +225,35 @@ async def test_report_once_per_user(client, make_user, make_stream):
 async def test_invite_rules(client, make_user, make_stream):
     owner, guest, other = await make_user(), await make_user(), await make_user()
     sid = (await make_stream(owner, privacy="private"))["id"]
-    _err(await client.post(f"{BASE}/{sid}/invite", json={"userId": str(other.id)},
+    assert_error(await client.post(f"{BASE}/{sid}/invite", json={"userId": str(other.id)},
                            headers=guest.auth), 404)  # cannot even see it
-    _err(await client.post(f"{BASE}/{sid}/invite", json={"userId": str(uuid.uuid4())},
+    assert_error(await client.post(f"{BASE}/{sid}/invite", json={"userId": str(uuid.uuid4())},
                            headers=owner.auth), 404, "user_not_found")
-    _err(await client.post(f"{BASE}/{sid}/invite", json={"userId": str(owner.id)},
+    assert_error(await client.post(f"{BASE}/{sid}/invite", json={"userId": str(owner.id)},
                            headers=owner.auth), 422)
-    _err(await client.post(f"{BASE}/{sid}/invite", json={"userId": "nope"}, headers=owner.auth), 422)
+    assert_error(await client.post(f"{BASE}/{sid}/invite", json={"userId": "nope"}, headers=owner.auth), 422)
     r = await client.post(f"{BASE}/{sid}/invite", json={"userId": str(guest.id)}, headers=owner.auth)
     assert r.status_code == 201 and r.json()["new"] is True
     r = await client.post(f"{BASE}/{sid}/invite", json={"userId": str(guest.id)}, headers=owner.auth)
     assert r.status_code == 201 and r.json()["new"] is False
     assert (await client.get(f"{BASE}/{sid}", headers=guest.auth)).status_code == 200
-    _err(await client.post(f"{BASE}/{sid}/invite", json={"userId": str(other.id)},
+    assert_error(await client.post(f"{BASE}/{sid}/invite", json={"userId": str(other.id)},
                            headers=guest.auth), 403, "not_stream_owner")
 
 
 async def test_friend_request_and_accept(client, make_user):
     a, b = await make_user(), await make_user()
-    _err(await client.post(f"/api/friends/{a.id}", headers=a.auth), 422)
-    _err(await client.post(f"/api/friends/{uuid.uuid4()}", headers=a.auth), 404, "user_not_found")
-    _err(await client.post(f"/api/friends/{b.id}/accept", headers=b.auth), 422)
+    assert_error(await client.post(f"/api/friends/{a.id}", headers=a.auth), 422)
+    assert_error(await client.post(f"/api/friends/{uuid.uuid4()}", headers=a.auth), 404, "user_not_found")
+    assert_error(await client.post(f"/api/friends/{b.id}/accept", headers=b.auth), 422)
     r = await client.post(f"/api/friends/{b.id}", headers=a.auth)
     assert r.status_code == 201 and r.json()["status"] == "pending"
-    _err(await client.post(f"/api/friends/{b.id}/accept", headers=a.auth), 404, "request_not_found")
+    assert_error(await client.post(f"/api/friends/{b.id}/accept", headers=a.auth), 404, "request_not_found")
     r = await client.post(f"/api/friends/{a.id}/accept", headers=b.auth)
     assert r.status_code == 200 and r.json()["status"] == "accepted"
     r = await client.post(f"/api/friends/{b.id}", headers=a.auth)
     assert r.json()["status"] == "accepted"
-    _err(await client.post(f"/api/friends/{b.id}"), 401)
+    assert_error(await client.post(f"/api/friends/{b.id}"), 401)
 
 
 async def test_mutual_requests_become_friends(client, make_user):

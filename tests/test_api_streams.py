@@ -11,7 +11,7 @@ import pytest
 BASE = "/api/live-streaming"
 
 
-def _err(r, status: int, code: str | None = None) -> dict:
+def assert_error(r, status: int, code: str | None = None) -> dict:
     assert r.status_code == status, r.text
     body = r.json()
     assert set(body) == {"error"} and body["error"]["message"], body
@@ -51,7 +51,7 @@ async def test_bitrate_may_be_lowered_never_raised(client, make_user):
     assert r.status_code == 201 and r.json()["bitrate"] == 4500
     r = await client.post(f"{BASE}/create", json={"title": "t", "quality": "1080p", "bitrate": 8001},
                           headers=owner.auth)
-    _err(r, 422, "bitrate_above_tier")
+    assert_error(r, 422, "bitrate_above_tier")
 
 
 @pytest.mark.parametrize("bad", [
@@ -64,7 +64,7 @@ async def test_bitrate_may_be_lowered_never_raised(client, make_user):
 async def test_create_rejects_bad_config(client, make_user, bad):
     owner = await make_user()
     before = (await client.get(f"{BASE}/user/{owner.id}", headers=owner.auth)).json()["items"]
-    err = _err(await client.post(f"{BASE}/create", json=bad, headers=owner.auth), 422,
+    err = assert_error(await client.post(f"{BASE}/create", json=bad, headers=owner.auth), 422,
                "validation_error")
     assert err["details"]
     after = (await client.get(f"{BASE}/user/{owner.id}", headers=owner.auth)).json()["items"]
@@ -74,36 +74,36 @@ async def test_create_rejects_bad_config(client, make_user, bad):
 async def test_malformed_bodies_are_4xx_json(client, make_user):
     owner = await make_user()
     h = {**owner.auth, "content-type": "application/json"}
-    _err(await client.post(f"{BASE}/create", content=b"{not json", headers=h), 422)
-    _err(await client.post(f"{BASE}/create", content=b"[1,2]", headers=h), 422)
-    _err(await client.post(f"{BASE}/create", content=b"\xff\xfe", headers=h), 422)
-    _err(await client.post(f"{BASE}/create", content=b"x" * 70_000, headers=h), 413,
+    assert_error(await client.post(f"{BASE}/create", content=b"{not json", headers=h), 422)
+    assert_error(await client.post(f"{BASE}/create", content=b"[1,2]", headers=h), 422)
+    assert_error(await client.post(f"{BASE}/create", content=b"\xff\xfe", headers=h), 422)
+    assert_error(await client.post(f"{BASE}/create", content=b"x" * 70_000, headers=h), 413,
          "payload_too_large")
-    _err(await client.get(f"{BASE}/not-a-uuid"), 422)
-    _err(await client.get("/api/nothing-here"), 404)
-    _err(await client.get(f"{BASE}/live?limit=0"), 422)
-    _err(await client.get(f"{BASE}/live?limit=101"), 422)
-    _err(await client.get(f"{BASE}/live?cursor=%%%"), 400, "invalid_cursor")
+    assert_error(await client.get(f"{BASE}/not-a-uuid"), 422)
+    assert_error(await client.get("/api/nothing-here"), 404)
+    assert_error(await client.get(f"{BASE}/live?limit=0"), 422)
+    assert_error(await client.get(f"{BASE}/live?limit=101"), 422)
+    assert_error(await client.get(f"{BASE}/live?cursor=%%%"), 400, "invalid_cursor")
 
 
 async def test_auth_missing_forged_expired(client, make_user, settings):
     user = await make_user()
-    _err(await client.post(f"{BASE}/create", json={"title": "t"}), 401, "missing_token")
+    assert_error(await client.post(f"{BASE}/create", json={"title": "t"}), 401, "missing_token")
     forged = jwt.encode({"sub": str(user.id), "aud": "authenticated", "exp": time.time() + 60},
                         "a-different-secret-of-sufficient-length-xyz", algorithm="HS256")
-    _err(await client.post(f"{BASE}/create", json={"title": "t"},
+    assert_error(await client.post(f"{BASE}/create", json={"title": "t"},
                            headers={"Authorization": f"Bearer {forged}"}), 401, "invalid_token")
     expired = jwt.encode({"sub": str(user.id), "aud": "authenticated", "exp": time.time() - 10},
                          settings.jwt_secret, algorithm="HS256")
-    _err(await client.post(f"{BASE}/create", json={"title": "t"},
+    assert_error(await client.post(f"{BASE}/create", json={"title": "t"},
                            headers={"Authorization": f"Bearer {expired}"}), 401, "token_expired")
     no_exp = jwt.encode({"sub": str(user.id), "aud": "authenticated"}, settings.jwt_secret,
                         algorithm="HS256")
-    _err(await client.post(f"{BASE}/create", json={"title": "t"},
+    assert_error(await client.post(f"{BASE}/create", json={"title": "t"},
                            headers={"Authorization": f"Bearer {no_exp}"}), 401, "invalid_token")
-    _err(await client.post(f"{BASE}/create", json={"title": "t"},
+    assert_error(await client.post(f"{BASE}/create", json={"title": "t"},
                            headers={"Authorization": "Basic abc"}), 401, "invalid_token")
-    _err(await client.post(f"{BASE}/create", json={"title": "t"},
+    assert_error(await client.post(f"{BASE}/create", json={"title": "t"},
                            headers={"Authorization": "Bearer not.a.jwt"}), 401, "invalid_token")
 
 
@@ -120,13 +120,13 @@ async def test_lifecycle_created_live_ended(client, make_user, make_stream):
     owner, other = await make_user(), await make_user()
     s = await make_stream(owner)
     sid = s["id"]
-    _err(await client.post(f"{BASE}/end/{sid}", headers=owner.auth), 409, "stream_not_live")
-    _err(await client.post(f"{BASE}/start/{sid}", headers=other.auth), 403, "not_stream_owner")
-    _err(await client.post(f"{BASE}/start/{sid}"), 401)
+    assert_error(await client.post(f"{BASE}/end/{sid}", headers=owner.auth), 409, "stream_not_live")
+    assert_error(await client.post(f"{BASE}/start/{sid}", headers=other.auth), 403, "not_stream_owner")
+    assert_error(await client.post(f"{BASE}/start/{sid}"), 401)
     r = await client.post(f"{BASE}/start/{sid}", headers=owner.auth)
     assert r.status_code == 200 and r.json()["status"] == "live" and r.json()["started_at"]
-    _err(await client.post(f"{BASE}/start/{sid}", headers=owner.auth), 409, "invalid_transition")
-    _err(await client.post(f"{BASE}/end/{sid}", headers=other.auth), 403, "not_stream_owner")
+    assert_error(await client.post(f"{BASE}/start/{sid}", headers=owner.auth), 409, "invalid_transition")
+    assert_error(await client.post(f"{BASE}/end/{sid}", headers=other.auth), 403, "not_stream_owner")
     r = await client.post(f"{BASE}/join", headers=other.auth)  # wrong path shape
     assert r.status_code in (404, 405, 422)
     await client.post(f"{BASE}/{sid}/join", headers=other.auth)
@@ -134,9 +134,9 @@ async def test_lifecycle_created_live_ended(client, make_user, make_stream):
     ended = r.json()
     assert r.status_code == 200 and ended["status"] == "ended" and ended["ended_at"]
     assert ended["duration"] >= 0 and ended["viewers"] == 0 and ended["peak_viewers"] == 1
-    _err(await client.post(f"{BASE}/start/{sid}", headers=owner.auth), 409, "invalid_transition")
-    _err(await client.post(f"{BASE}/end/{sid}", headers=owner.auth), 409, "stream_not_live")
-    _err(await client.post(f"{BASE}/{sid}/join", headers=other.auth), 409, "stream_not_live")
+    assert_error(await client.post(f"{BASE}/start/{sid}", headers=owner.auth), 409, "invalid_transition")
+    assert_error(await client.post(f"{BASE}/end/{sid}", headers=owner.auth), 409, "stream_not_live")
+    assert_error(await client.post(f"{BASE}/{sid}/join", headers=other.auth), 409, "stream_not_live")
     events = (await client.get(f"{BASE}/{sid}/events", headers=owner.auth)).json()["items"]
     left = [e for e in events if e["event_type"] == "viewer_left"]
     assert [e["event_type"] for e in events][-1] == "stream_ended"
@@ -202,8 +202,8 @@ async def test_user_streams_pages(client, make_user, make_stream):
 
 async def test_get_unknown_stream_is_404(client, make_user):
     user = await make_user()
-    _err(await client.get(f"{BASE}/{uuid.uuid4()}", headers=user.auth), 404, "stream_not_found")
-    _err(await client.post(f"{BASE}/start/{uuid.uuid4()}", headers=user.auth), 404)
+    assert_error(await client.get(f"{BASE}/{uuid.uuid4()}", headers=user.auth), 404, "stream_not_found")
+    assert_error(await client.post(f"{BASE}/start/{uuid.uuid4()}", headers=user.auth), 404)
 
 
 async def test_openapi_and_docs(client):
