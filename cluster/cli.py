@@ -59,8 +59,12 @@ def _up_detached(settings: Settings) -> int:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     log = settings.data_dir / "lumalive.log"
     with log.open("ab") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "cluster.cli", "up"], stdout=out,
-                                stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "cluster.cli", "up"],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -69,7 +73,10 @@ def _up_detached(settings: Settings) -> int:
         try:
             if httpx.get(f"{settings.api_url}/healthz", timeout=2).status_code == 200:
                 _print_urls(settings)
-                print(f"Running in the background (pid {proc.pid}, log {log}); `lumalive down` stops it.")
+                print(
+                    f"Running in the background (pid {proc.pid}, log {log});"
+                    " `lumalive down` stops it."
+                )
                 return 0
         except httpx.HTTPError:
             pass
@@ -174,8 +181,12 @@ def main(argv: list[str] | None = None) -> int:
     ana = sub.add_parser("analytics", help="batch analytics (Ray Data) into rollup tables")
     ana_sub = ana.add_subparsers(dest="analytics_command", required=True)
     ana_run = ana_sub.add_parser("run", help="compute the daily rollups (idempotent)")
-    ana_run.add_argument("--since", default=None, metavar="DATE",
-                         help="recompute UTC days from this date on (YYYY-MM-DD); default all")
+    ana_run.add_argument(
+        "--since",
+        default=None,
+        metavar="DATE",
+        help="recompute UTC days from this date on (YYYY-MM-DD); default all",
+    )
     args = parser.parse_args(argv)
     settings = Settings()
     if args.command == "up":

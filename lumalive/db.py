@@ -24,7 +24,9 @@ _SET_ACTOR = text("SELECT set_config('lumalive.user_id', :uid, true)")
 
 def _require_url(settings: Settings) -> str:
     if not settings.database_url:
-        raise RuntimeError("DATABASE_URL is not set (lumalive up sets it for the embedded Postgres)")
+        raise RuntimeError(
+            "DATABASE_URL is not set (lumalive up sets it for the embedded Postgres)"
+        )
     return settings.database_url
 
 

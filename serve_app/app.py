@@ -9,8 +9,8 @@ from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from lumalive.settings import Settings
-from serve_app.deps import ServicesDep
 from serve_app import errors
+from serve_app.deps import ServicesDep
 from serve_app.latency import LatencyMiddleware
 from serve_app.routes import hls, interaction, overview, realtime, recommend, social, streams
 from serve_app.services import Services
@@ -20,8 +20,11 @@ __all__ = ["create_app"]
 
 def create_app(settings: Settings, services: Services | None = None) -> FastAPI:
     """The API. Without `services`, each serving process builds its own on first use."""
-    app = FastAPI(title="LumaLive API", version="0.1.0",
-                  description="Live streaming backend: streams, chat, reactions, viewers, analytics.")
+    app = FastAPI(
+        title="LumaLive API",
+        version="0.1.0",
+        description="Live streaming backend: streams, chat, reactions, viewers, analytics.",
+    )
     app.state.settings = settings
     app.state.services = services
     errors.install(app)
@@ -65,7 +68,8 @@ class _BodyLimit:
             length = Headers(scope=scope).get("content-length")
             if length and (not length.isdigit() or int(length) > self.max_bytes):
                 response = errors.error_response(
-                    413, "payload_too_large", f"request body is limited to {self.max_bytes} bytes")
+                    413, "payload_too_large", f"request body is limited to {self.max_bytes} bytes"
+                )
                 await response(scope, receive, send)
                 return
         await self.app(scope, receive, send)

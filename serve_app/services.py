@@ -48,8 +48,9 @@ class Services:
                 await users.ensure_user(conn, user_id)
             self._known_users.add(user_id)
 
-    async def visible_stream(self, user_id: UUID | None, stream_id: UUID,
-                             fresh: bool = False) -> dict[str, Any]:
+    async def visible_stream(
+        self, user_id: UUID | None, stream_id: UUID, fresh: bool = False
+    ) -> dict[str, Any]:
         """The stream as the user sees it; NotFound if they may not see it.
 
         Cached for `visibility_cache_s` on the hot paths (join, chat, react);
@@ -107,7 +108,9 @@ class Services:
             now = await self.visible_stream(stream["user_id"], stream["id"], fresh=True)
             if now["status"] != "live":  # ended by another replica, which stopped the actor
                 raise Conflict(f"stream is {now['status']}, not live", "stream_not_live") from None
-            raise Unavailable("the stream's actor is restarting; retry", "stream_restarting") from None
+            raise Unavailable(
+                "the stream's actor is restarting; retry", "stream_restarting"
+            ) from None
 
     def invalidate(self, stream_id: UUID) -> None:
         """Forget cached rows of a stream whose state changed."""
@@ -123,4 +126,3 @@ class Services:
     async def close(self) -> None:
         await self.events.close()
         await self.db.dispose()
-

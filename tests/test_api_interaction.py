@@ -35,11 +35,19 @@ async def test_join_is_idempotent_and_leave_records_watch_time(client, make_user
 async def test_join_needs_live_stream_and_user(client, make_user, make_stream):
     owner, viewer = await make_user(), await make_user()
     sid = (await make_stream(owner))["id"]
-    assert_error(await client.post(f"{BASE}/{sid}/join", headers=viewer.auth), 409, "stream_not_live")
-    assert_error(await client.post(f"{BASE}/{sid}/chat", json={"message": "hi"}, headers=viewer.auth),
-         409, "stream_not_live")
-    assert_error(await client.post(f"{BASE}/{sid}/reaction", json={"reaction": "🔥"},
-                           headers=viewer.auth), 409, "stream_not_live")
+    assert_error(
+        await client.post(f"{BASE}/{sid}/join", headers=viewer.auth), 409, "stream_not_live"
+    )
+    assert_error(
+        await client.post(f"{BASE}/{sid}/chat", json={"message": "hi"}, headers=viewer.auth),
+        409,
+        "stream_not_live",
+    )
+    assert_error(
+        await client.post(f"{BASE}/{sid}/reaction", json={"reaction": "🔥"}, headers=viewer.auth),
+        409,
+        "stream_not_live",
+    )
     assert_error(await client.post(f"{BASE}/{sid}/join"), 401)
     assert_error(await client.post(f"{BASE}/{uuid.uuid4()}/join", headers=viewer.auth), 404)
 
@@ -48,16 +56,20 @@ async def test_join_needs_live_stream_and_user(client, make_user, make_stream):
 async def test_chat_length_rules(client, make_user, make_stream, message):
     owner = await make_user()
     sid = (await make_stream(owner, start=True))["id"]
-    assert_error(await client.post(f"{BASE}/{sid}/chat", json={"message": message}, headers=owner.auth),
-         422, "validation_error")
+    assert_error(
+        await client.post(f"{BASE}/{sid}/chat", json={"message": message}, headers=owner.auth),
+        422,
+        "validation_error",
+    )
     assert (await client.get(f"{BASE}/{sid}/chat", headers=owner.auth)).json()["items"] == []
 
 
 async def test_chat_500_chars_after_trim_is_accepted(client, make_user, make_stream):
     owner = await make_user()
     sid = (await make_stream(owner, start=True))["id"]
-    r = await client.post(f"{BASE}/{sid}/chat", json={"message": "  " + "z" * 500 + "  "},
-                          headers=owner.auth)
+    r = await client.post(
+        f"{BASE}/{sid}/chat", json={"message": "  " + "z" * 500 + "  "}, headers=owner.auth
+    )
     assert r.status_code == 201 and len(r.json()["message"]) == 500
 
 
@@ -66,8 +78,12 @@ async def test_chat_rate_limit_gives_429_with_retry_after(client, make_user, mak
     sid = (await make_stream(owner, start=True))["id"]
     n = settings.chat_burst + 50  # far more than the bucket refills while they arrive
     t0 = time.monotonic()
-    rs = await asyncio.gather(*[client.post(f"{BASE}/{sid}/chat", json={"message": f"m{i}"},
-                                            headers=owner.auth) for i in range(n)])
+    rs = await asyncio.gather(
+        *[
+            client.post(f"{BASE}/{sid}/chat", json={"message": f"m{i}"}, headers=owner.auth)
+            for i in range(n)
+        ]
+    )
     elapsed = time.monotonic() - t0
     statuses = [r.status_code for r in rs]
     assert set(statuses) <= {201, 429}
@@ -84,19 +100,27 @@ async def test_chat_rate_limit_gives_429_with_retry_after(client, make_user, mak
 async def test_moderated_chat_hidden_from_others(client, make_user, make_stream):
     owner, author, other = await make_user(), await make_user(), await make_user()
     sid = (await make_stream(owner, start=True))["id"]
-    clean = await client.post(f"{BASE}/{sid}/chat", json={"message": "what a lovely stream"},
-                              headers=author.auth)
-    bad = await client.post(f"{BASE}/{sid}/chat", json={"message": "you are a fucking idiot"},
-                            headers=author.auth)
+    clean = await client.post(
+        f"{BASE}/{sid}/chat", json={"message": "what a lovely stream"}, headers=author.auth
+    )
+    bad = await client.post(
+        f"{BASE}/{sid}/chat", json={"message": "you are a fucking idiot"}, headers=author.auth
+    )
     assert clean.json()["is_moderated"] is False and clean.json()["moderation_score"] < 0.5
     assert bad.status_code == 201 and bad.json()["is_moderated"] is True
-    seen_by_other = {m["id"] for m in (await client.get(f"{BASE}/{sid}/chat",
-                                                        headers=other.auth)).json()["items"]}
+    seen_by_other = {
+        m["id"]
+        for m in (await client.get(f"{BASE}/{sid}/chat", headers=other.auth)).json()["items"]
+    }
     seen_anon = {m["id"] for m in (await client.get(f"{BASE}/{sid}/chat")).json()["items"]}
-    seen_author = {m["id"] for m in (await client.get(f"{BASE}/{sid}/chat",
-                                                      headers=author.auth)).json()["items"]}
-    seen_owner = {m["id"] for m in (await client.get(f"{BASE}/{sid}/chat",
-                                                     headers=owner.auth)).json()["items"]}
+    seen_author = {
+        m["id"]
+        for m in (await client.get(f"{BASE}/{sid}/chat", headers=author.auth)).json()["items"]
+    }
+    seen_owner = {
+        m["id"]
+        for m in (await client.get(f"{BASE}/{sid}/chat", headers=owner.auth)).json()["items"]
+    }
     assert seen_by_other == seen_anon == {clean.json()["id"]}
     assert seen_author == seen_owner == {clean.json()["id"], bad.json()["id"]}
     events = (await client.get(f"{BASE}/{sid}/events", headers=other.auth)).json()["items"]
@@ -110,10 +134,17 @@ async def test_moderated_chat_hidden_from_others(client, make_user, make_stream)
 async def test_delete_chat_by_author_or_owner(client, make_user, make_stream):
     owner, author, other = await make_user(), await make_user(), await make_user()
     sid = (await make_stream(owner, start=True))["id"]
-    m1 = (await client.post(f"{BASE}/{sid}/chat", json={"message": "one"}, headers=author.auth)).json()
-    m2 = (await client.post(f"{BASE}/{sid}/chat", json={"message": "two"}, headers=author.auth)).json()
-    assert_error(await client.delete(f"{BASE}/{sid}/chat/{m1['id']}", headers=other.auth), 404,
-         "message_not_found")
+    m1 = (
+        await client.post(f"{BASE}/{sid}/chat", json={"message": "one"}, headers=author.auth)
+    ).json()
+    m2 = (
+        await client.post(f"{BASE}/{sid}/chat", json={"message": "two"}, headers=author.auth)
+    ).json()
+    assert_error(
+        await client.delete(f"{BASE}/{sid}/chat/{m1['id']}", headers=other.auth),
+        404,
+        "message_not_found",
+    )
     assert_error(await client.delete(f"{BASE}/{sid}/chat/{m1['id']}"), 401)
     r = await client.delete(f"{BASE}/{sid}/chat/{m1['id']}", headers=author.auth)
     assert r.status_code == 200 and r.json()["is_deleted"] is True
@@ -128,8 +159,13 @@ async def test_chat_history_pages_newest_first(client, make_user, make_stream):
     sid = (await make_stream(owner, start=True))["id"]
     sent = []
     for i in range(7):
-        sent.append((await client.post(f"{BASE}/{sid}/chat", json={"message": f"n{i}"},
-                                       headers=owner.auth)).json()["id"])
+        sent.append(
+            (
+                await client.post(
+                    f"{BASE}/{sid}/chat", json={"message": f"n{i}"}, headers=owner.auth
+                )
+            ).json()["id"]
+        )
     got, before = [], None
     while True:
         url = f"{BASE}/{sid}/chat?limit=3" + (f"&before={before}" if before else "")
@@ -141,10 +177,23 @@ async def test_chat_history_pages_newest_first(client, make_user, make_stream):
     assert got == list(reversed(sent))
 
 
-@pytest.mark.parametrize(("reaction", "ok"), [
-    ("🔥", True), ("❤️", True), ("👍", True), (":party_parrot:", True), (":a:", True),
-    (":" + "x" * 48 + ":", True), (":" + "x" * 49 + ":", False), ("lol", False), ("", False),
-    (":Upper:", False), (":has space:", False), ("🦄", False)])
+@pytest.mark.parametrize(
+    ("reaction", "ok"),
+    [
+        ("🔥", True),
+        ("❤️", True),
+        ("👍", True),
+        (":party_parrot:", True),
+        (":a:", True),
+        (":" + "x" * 48 + ":", True),
+        (":" + "x" * 49 + ":", False),
+        ("lol", False),
+        ("", False),
+        (":Upper:", False),
+        (":has space:", False),
+        ("🦄", False),
+    ],
+)
 async def test_reaction_rules(client, make_user, make_stream, reaction, ok):
     owner = await make_user()
     sid = (await make_stream(owner, start=True))["id"]
@@ -158,9 +207,12 @@ async def test_reaction_rules(client, make_user, make_stream, reaction, ok):
 async def test_reactions_rate_limited_and_counted(client, make_user, make_stream, settings):
     owner = await make_user()
     sid = (await make_stream(owner, start=True))["id"]
-    rs = await asyncio.gather(*[client.post(f"{BASE}/{sid}/reaction", json={"reaction": "🔥"},
-                                            headers=owner.auth)
-                                for _ in range(settings.reaction_burst + 60)])
+    rs = await asyncio.gather(
+        *[
+            client.post(f"{BASE}/{sid}/reaction", json={"reaction": "🔥"}, headers=owner.auth)
+            for _ in range(settings.reaction_burst + 60)
+        ]
+    )
     ok = sum(r.status_code == 201 for r in rs)
     assert ok >= settings.reaction_burst and any(r.status_code == 429 for r in rs)
     a = (await client.get(f"{BASE}/{sid}/analytics", headers=owner.auth)).json()
@@ -189,7 +241,9 @@ async def test_events_since_cursor(client, make_user, make_stream):
 async def test_analytics_owner_only(client, make_user, make_stream):
     owner, other = await make_user(), await make_user()
     sid = (await make_stream(owner, start=True))["id"]
-    assert_error(await client.get(f"{BASE}/{sid}/analytics", headers=other.auth), 403, "not_stream_owner")
+    assert_error(
+        await client.get(f"{BASE}/{sid}/analytics", headers=other.auth), 403, "not_stream_owner"
+    )
     assert_error(await client.get(f"{BASE}/{sid}/analytics"), 401)
 
 
@@ -211,13 +265,19 @@ async def test_analytics_engagement_and_rate(client, make_user, make_stream):
 async def test_report_once_per_user(client, make_user, make_stream):
     owner, viewer = await make_user(), await make_user()
     sid = (await make_stream(owner, start=True))["id"]
-    r = await client.post(f"{BASE}/{sid}/report", json={"reason": "spam", "details": "ads"},
-                          headers=viewer.auth)
+    r = await client.post(
+        f"{BASE}/{sid}/report", json={"reason": "spam", "details": "ads"}, headers=viewer.auth
+    )
     assert r.status_code == 201 and r.json()["reason"] == "spam"
-    assert_error(await client.post(f"{BASE}/{sid}/report", json={"reason": "spam"}, headers=viewer.auth),
-         409, "already_reported")
-    assert_error(await client.post(f"{BASE}/{sid}/report", json={"reason": "boring"}, headers=viewer.auth),
-         422)
+    assert_error(
+        await client.post(f"{BASE}/{sid}/report", json={"reason": "spam"}, headers=viewer.auth),
+        409,
+        "already_reported",
+    )
+    assert_error(
+        await client.post(f"{BASE}/{sid}/report", json={"reason": "boring"}, headers=viewer.auth),
+        422,
+    )
     events = (await client.get(f"{BASE}/{sid}/events?type=report")).json()["items"]
     assert len(events) == 1 and events[0]["event_data"]["reason"] == "spam"
 
@@ -225,30 +285,58 @@ async def test_report_once_per_user(client, make_user, make_stream):
 async def test_invite_rules(client, make_user, make_stream):
     owner, guest, other = await make_user(), await make_user(), await make_user()
     sid = (await make_stream(owner, privacy="private"))["id"]
-    assert_error(await client.post(f"{BASE}/{sid}/invite", json={"userId": str(other.id)},
-                           headers=guest.auth), 404)  # cannot even see it
-    assert_error(await client.post(f"{BASE}/{sid}/invite", json={"userId": str(uuid.uuid4())},
-                           headers=owner.auth), 404, "user_not_found")
-    assert_error(await client.post(f"{BASE}/{sid}/invite", json={"userId": str(owner.id)},
-                           headers=owner.auth), 422)
-    assert_error(await client.post(f"{BASE}/{sid}/invite", json={"userId": "nope"}, headers=owner.auth), 422)
-    r = await client.post(f"{BASE}/{sid}/invite", json={"userId": str(guest.id)}, headers=owner.auth)
+    assert_error(
+        await client.post(
+            f"{BASE}/{sid}/invite", json={"userId": str(other.id)}, headers=guest.auth
+        ),
+        404,
+    )  # cannot even see it
+    assert_error(
+        await client.post(
+            f"{BASE}/{sid}/invite", json={"userId": str(uuid.uuid4())}, headers=owner.auth
+        ),
+        404,
+        "user_not_found",
+    )
+    assert_error(
+        await client.post(
+            f"{BASE}/{sid}/invite", json={"userId": str(owner.id)}, headers=owner.auth
+        ),
+        422,
+    )
+    assert_error(
+        await client.post(f"{BASE}/{sid}/invite", json={"userId": "nope"}, headers=owner.auth), 422
+    )
+    r = await client.post(
+        f"{BASE}/{sid}/invite", json={"userId": str(guest.id)}, headers=owner.auth
+    )
     assert r.status_code == 201 and r.json()["new"] is True
-    r = await client.post(f"{BASE}/{sid}/invite", json={"userId": str(guest.id)}, headers=owner.auth)
+    r = await client.post(
+        f"{BASE}/{sid}/invite", json={"userId": str(guest.id)}, headers=owner.auth
+    )
     assert r.status_code == 201 and r.json()["new"] is False
     assert (await client.get(f"{BASE}/{sid}", headers=guest.auth)).status_code == 200
-    assert_error(await client.post(f"{BASE}/{sid}/invite", json={"userId": str(other.id)},
-                           headers=guest.auth), 403, "not_stream_owner")
+    assert_error(
+        await client.post(
+            f"{BASE}/{sid}/invite", json={"userId": str(other.id)}, headers=guest.auth
+        ),
+        403,
+        "not_stream_owner",
+    )
 
 
 async def test_friend_request_and_accept(client, make_user):
     a, b = await make_user(), await make_user()
     assert_error(await client.post(f"/api/friends/{a.id}", headers=a.auth), 422)
-    assert_error(await client.post(f"/api/friends/{uuid.uuid4()}", headers=a.auth), 404, "user_not_found")
+    assert_error(
+        await client.post(f"/api/friends/{uuid.uuid4()}", headers=a.auth), 404, "user_not_found"
+    )
     assert_error(await client.post(f"/api/friends/{b.id}/accept", headers=b.auth), 422)
     r = await client.post(f"/api/friends/{b.id}", headers=a.auth)
     assert r.status_code == 201 and r.json()["status"] == "pending"
-    assert_error(await client.post(f"/api/friends/{b.id}/accept", headers=a.auth), 404, "request_not_found")
+    assert_error(
+        await client.post(f"/api/friends/{b.id}/accept", headers=a.auth), 404, "request_not_found"
+    )
     r = await client.post(f"/api/friends/{a.id}/accept", headers=b.auth)
     assert r.status_code == 200 and r.json()["status"] == "accepted"
     r = await client.post(f"/api/friends/{b.id}", headers=a.auth)

@@ -22,9 +22,19 @@ def assert_error(r, status: int, code: str | None = None) -> dict:
 
 async def test_create_uses_spec_config_and_returns_key(client, make_user, settings):
     owner = await make_user()
-    cfg = {"title": "My Gen 1 Stream", "description": "AI-powered live content", "quality": "4K",
-           "bitrate": 25000, "enableAI": True, "enableHDR": False, "enableRayTracing": False,
-           "privacy": "public", "category": "general", "tags": ["gen1", "ai"], "isNSFW": False}
+    cfg = {
+        "title": "My Gen 1 Stream",
+        "description": "AI-powered live content",
+        "quality": "4K",
+        "bitrate": 25000,
+        "enableAI": True,
+        "enableHDR": False,
+        "enableRayTracing": False,
+        "privacy": "public",
+        "category": "general",
+        "tags": ["gen1", "ai"],
+        "isNSFW": False,
+    }
     r = await client.post(f"{BASE}/create", json=cfg, headers=owner.auth)
     assert r.status_code == 201, r.text
     s = r.json()
@@ -35,37 +45,58 @@ async def test_create_uses_spec_config_and_returns_key(client, make_user, settin
     assert s["ingest"]["url"] == f"{settings.rtmp_url}/{s['stream_key']}"
 
 
-@pytest.mark.parametrize(("quality", "default"), [("1080p", 8000), ("4K", 25000),
-                                                  ("8K", 50000), ("20K", 100000)])
+@pytest.mark.parametrize(
+    ("quality", "default"), [("1080p", 8000), ("4K", 25000), ("8K", 50000), ("20K", 100000)]
+)
 async def test_bitrate_defaults_to_tier(client, make_user, quality, default):
     owner = await make_user()
-    r = await client.post(f"{BASE}/create", json={"title": "t", "quality": quality},
-                          headers=owner.auth)
+    r = await client.post(
+        f"{BASE}/create", json={"title": "t", "quality": quality}, headers=owner.auth
+    )
     assert r.status_code == 201 and r.json()["bitrate"] == default
 
 
 async def test_bitrate_may_be_lowered_never_raised(client, make_user):
     owner = await make_user()
-    r = await client.post(f"{BASE}/create", json={"title": "t", "quality": "1080p", "bitrate": 4500},
-                          headers=owner.auth)
+    r = await client.post(
+        f"{BASE}/create",
+        json={"title": "t", "quality": "1080p", "bitrate": 4500},
+        headers=owner.auth,
+    )
     assert r.status_code == 201 and r.json()["bitrate"] == 4500
-    r = await client.post(f"{BASE}/create", json={"title": "t", "quality": "1080p", "bitrate": 8001},
-                          headers=owner.auth)
+    r = await client.post(
+        f"{BASE}/create",
+        json={"title": "t", "quality": "1080p", "bitrate": 8001},
+        headers=owner.auth,
+    )
     assert_error(r, 422, "bitrate_above_tier")
 
 
-@pytest.mark.parametrize("bad", [
-    {"title": ""}, {"title": "   "}, {"title": "x" * 256}, {"title": "t", "quality": "720p"},
-    {"title": "t", "privacy": "secret"}, {"title": "t", "bitrate": 0}, {"title": "t", "bitrate": -5},
-    {"title": "t", "tags": [f"t{i}" for i in range(21)]}, {"title": "t", "tags": ["x" * 51]},
-    {"title": "t", "category": "c" * 51}, {"title": "t", "unknown": 1}, {"description": "no title"},
-    {"title": 5}, {"title": "t", "tags": "notalist"},
-])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"title": ""},
+        {"title": "   "},
+        {"title": "x" * 256},
+        {"title": "t", "quality": "720p"},
+        {"title": "t", "privacy": "secret"},
+        {"title": "t", "bitrate": 0},
+        {"title": "t", "bitrate": -5},
+        {"title": "t", "tags": [f"t{i}" for i in range(21)]},
+        {"title": "t", "tags": ["x" * 51]},
+        {"title": "t", "category": "c" * 51},
+        {"title": "t", "unknown": 1},
+        {"description": "no title"},
+        {"title": 5},
+        {"title": "t", "tags": "notalist"},
+    ],
+)
 async def test_create_rejects_bad_config(client, make_user, bad):
     owner = await make_user()
     before = (await client.get(f"{BASE}/user/{owner.id}", headers=owner.auth)).json()["items"]
-    err = assert_error(await client.post(f"{BASE}/create", json=bad, headers=owner.auth), 422,
-               "validation_error")
+    err = assert_error(
+        await client.post(f"{BASE}/create", json=bad, headers=owner.auth), 422, "validation_error"
+    )
     assert err["details"]
     after = (await client.get(f"{BASE}/user/{owner.id}", headers=owner.auth)).json()["items"]
     assert after == before  # a bad request changes nothing
@@ -77,8 +108,11 @@ async def test_malformed_bodies_are_4xx_json(client, make_user):
     assert_error(await client.post(f"{BASE}/create", content=b"{not json", headers=h), 422)
     assert_error(await client.post(f"{BASE}/create", content=b"[1,2]", headers=h), 422)
     assert_error(await client.post(f"{BASE}/create", content=b"\xff\xfe", headers=h), 422)
-    assert_error(await client.post(f"{BASE}/create", content=b"x" * 70_000, headers=h), 413,
-         "payload_too_large")
+    assert_error(
+        await client.post(f"{BASE}/create", content=b"x" * 70_000, headers=h),
+        413,
+        "payload_too_large",
+    )
     assert_error(await client.get(f"{BASE}/not-a-uuid"), 422)
     assert_error(await client.get("/api/nothing-here"), 404)
     assert_error(await client.get(f"{BASE}/live?limit=0"), 422)
@@ -89,30 +123,66 @@ async def test_malformed_bodies_are_4xx_json(client, make_user):
 async def test_auth_missing_forged_expired(client, make_user, settings):
     user = await make_user()
     assert_error(await client.post(f"{BASE}/create", json={"title": "t"}), 401, "missing_token")
-    forged = jwt.encode({"sub": str(user.id), "aud": "authenticated", "exp": time.time() + 60},
-                        "a-different-secret-of-sufficient-length-xyz", algorithm="HS256")
-    assert_error(await client.post(f"{BASE}/create", json={"title": "t"},
-                           headers={"Authorization": f"Bearer {forged}"}), 401, "invalid_token")
-    expired = jwt.encode({"sub": str(user.id), "aud": "authenticated", "exp": time.time() - 10},
-                         settings.jwt_secret, algorithm="HS256")
-    assert_error(await client.post(f"{BASE}/create", json={"title": "t"},
-                           headers={"Authorization": f"Bearer {expired}"}), 401, "token_expired")
-    no_exp = jwt.encode({"sub": str(user.id), "aud": "authenticated"}, settings.jwt_secret,
-                        algorithm="HS256")
-    assert_error(await client.post(f"{BASE}/create", json={"title": "t"},
-                           headers={"Authorization": f"Bearer {no_exp}"}), 401, "invalid_token")
-    assert_error(await client.post(f"{BASE}/create", json={"title": "t"},
-                           headers={"Authorization": "Basic abc"}), 401, "invalid_token")
-    assert_error(await client.post(f"{BASE}/create", json={"title": "t"},
-                           headers={"Authorization": "Bearer not.a.jwt"}), 401, "invalid_token")
+    forged = jwt.encode(
+        {"sub": str(user.id), "aud": "authenticated", "exp": time.time() + 60},
+        "a-different-secret-of-sufficient-length-xyz",
+        algorithm="HS256",
+    )
+    assert_error(
+        await client.post(
+            f"{BASE}/create", json={"title": "t"}, headers={"Authorization": f"Bearer {forged}"}
+        ),
+        401,
+        "invalid_token",
+    )
+    expired = jwt.encode(
+        {"sub": str(user.id), "aud": "authenticated", "exp": time.time() - 10},
+        settings.jwt_secret,
+        algorithm="HS256",
+    )
+    assert_error(
+        await client.post(
+            f"{BASE}/create", json={"title": "t"}, headers={"Authorization": f"Bearer {expired}"}
+        ),
+        401,
+        "token_expired",
+    )
+    no_exp = jwt.encode(
+        {"sub": str(user.id), "aud": "authenticated"}, settings.jwt_secret, algorithm="HS256"
+    )
+    assert_error(
+        await client.post(
+            f"{BASE}/create", json={"title": "t"}, headers={"Authorization": f"Bearer {no_exp}"}
+        ),
+        401,
+        "invalid_token",
+    )
+    assert_error(
+        await client.post(
+            f"{BASE}/create", json={"title": "t"}, headers={"Authorization": "Basic abc"}
+        ),
+        401,
+        "invalid_token",
+    )
+    assert_error(
+        await client.post(
+            f"{BASE}/create", json={"title": "t"}, headers={"Authorization": "Bearer not.a.jwt"}
+        ),
+        401,
+        "invalid_token",
+    )
 
 
 async def test_supabase_style_token_for_unknown_user_is_provisioned(client, settings):
     sub = uuid.uuid4()  # never created through the CLI
-    token = jwt.encode({"sub": str(sub), "aud": "authenticated", "role": "authenticated",
-                        "exp": time.time() + 60}, settings.jwt_secret, algorithm="HS256")
-    r = await client.post(f"{BASE}/create", json={"title": "t"},
-                          headers={"Authorization": f"Bearer {token}"})
+    token = jwt.encode(
+        {"sub": str(sub), "aud": "authenticated", "role": "authenticated", "exp": time.time() + 60},
+        settings.jwt_secret,
+        algorithm="HS256",
+    )
+    r = await client.post(
+        f"{BASE}/create", json={"title": "t"}, headers={"Authorization": f"Bearer {token}"}
+    )
     assert r.status_code == 201 and r.json()["user_id"] == str(sub)
 
 
@@ -121,12 +191,18 @@ async def test_lifecycle_created_live_ended(client, make_user, make_stream):
     s = await make_stream(owner)
     sid = s["id"]
     assert_error(await client.post(f"{BASE}/end/{sid}", headers=owner.auth), 409, "stream_not_live")
-    assert_error(await client.post(f"{BASE}/start/{sid}", headers=other.auth), 403, "not_stream_owner")
+    assert_error(
+        await client.post(f"{BASE}/start/{sid}", headers=other.auth), 403, "not_stream_owner"
+    )
     assert_error(await client.post(f"{BASE}/start/{sid}"), 401)
     r = await client.post(f"{BASE}/start/{sid}", headers=owner.auth)
     assert r.status_code == 200 and r.json()["status"] == "live" and r.json()["started_at"]
-    assert_error(await client.post(f"{BASE}/start/{sid}", headers=owner.auth), 409, "invalid_transition")
-    assert_error(await client.post(f"{BASE}/end/{sid}", headers=other.auth), 403, "not_stream_owner")
+    assert_error(
+        await client.post(f"{BASE}/start/{sid}", headers=owner.auth), 409, "invalid_transition"
+    )
+    assert_error(
+        await client.post(f"{BASE}/end/{sid}", headers=other.auth), 403, "not_stream_owner"
+    )
     r = await client.post(f"{BASE}/join", headers=other.auth)  # wrong path shape
     assert r.status_code in (404, 405, 422)
     await client.post(f"{BASE}/{sid}/join", headers=other.auth)
@@ -134,9 +210,13 @@ async def test_lifecycle_created_live_ended(client, make_user, make_stream):
     ended = r.json()
     assert r.status_code == 200 and ended["status"] == "ended" and ended["ended_at"]
     assert ended["duration"] >= 0 and ended["viewers"] == 0 and ended["peak_viewers"] == 1
-    assert_error(await client.post(f"{BASE}/start/{sid}", headers=owner.auth), 409, "invalid_transition")
+    assert_error(
+        await client.post(f"{BASE}/start/{sid}", headers=owner.auth), 409, "invalid_transition"
+    )
     assert_error(await client.post(f"{BASE}/end/{sid}", headers=owner.auth), 409, "stream_not_live")
-    assert_error(await client.post(f"{BASE}/{sid}/join", headers=other.auth), 409, "stream_not_live")
+    assert_error(
+        await client.post(f"{BASE}/{sid}/join", headers=other.auth), 409, "stream_not_live"
+    )
     events = (await client.get(f"{BASE}/{sid}/events", headers=owner.auth)).json()["items"]
     left = [e for e in events if e["event_type"] == "viewer_left"]
     assert [e["event_type"] for e in events][-1] == "stream_ended"
@@ -169,8 +249,10 @@ async def test_stream_key_only_for_owner(client, make_user, make_stream):
 async def test_live_list_filters_and_pages(client, make_user, make_stream):
     owner = await make_user()
     cat = f"cat-{uuid.uuid4().hex[:6]}"
-    made = [await make_stream(owner, start=True, category=cat, quality=q, tags=[t])
-            for q, t in [("1080p", "a"), ("4K", "b"), ("4K", "a"), ("8K", "c"), ("1080p", "b")]]
+    made = [
+        await make_stream(owner, start=True, category=cat, quality=q, tags=[t])
+        for q, t in [("1080p", "a"), ("4K", "b"), ("4K", "a"), ("8K", "c"), ("1080p", "b")]
+    ]
     not_live = await make_stream(owner, category=cat)
     seen, cursor = [], None
     while True:
@@ -194,7 +276,9 @@ async def test_user_streams_pages(client, make_user, make_stream):
     owner = await make_user()
     made = [await make_stream(owner, title=f"s{i}") for i in range(5)]
     page1 = (await client.get(f"{BASE}/user/{owner.id}?limit=3")).json()
-    page2 = (await client.get(f"{BASE}/user/{owner.id}?limit=3&cursor={page1['next_cursor']}")).json()
+    page2 = (
+        await client.get(f"{BASE}/user/{owner.id}?limit=3&cursor={page1['next_cursor']}")
+    ).json()
     assert page2["next_cursor"] is None
     ids = [s["id"] for s in page1["items"] + page2["items"]]
     assert ids == [s["id"] for s in reversed(made)]
@@ -202,19 +286,31 @@ async def test_user_streams_pages(client, make_user, make_stream):
 
 async def test_get_unknown_stream_is_404(client, make_user):
     user = await make_user()
-    assert_error(await client.get(f"{BASE}/{uuid.uuid4()}", headers=user.auth), 404, "stream_not_found")
+    assert_error(
+        await client.get(f"{BASE}/{uuid.uuid4()}", headers=user.auth), 404, "stream_not_found"
+    )
     assert_error(await client.post(f"{BASE}/start/{uuid.uuid4()}", headers=user.auth), 404)
 
 
 async def test_openapi_and_docs(client):
     spec = (await client.get("/openapi.json")).json()
-    for path in ["/api/live-streaming/create", "/api/live-streaming/start/{stream_id}",
-                 "/api/live-streaming/end/{stream_id}", "/api/live-streaming/live",
-                 "/api/live-streaming/{stream_id}", "/api/live-streaming/{stream_id}/join",
-                 "/api/live-streaming/{stream_id}/leave", "/api/live-streaming/{stream_id}/chat",
-                 "/api/live-streaming/{stream_id}/reaction", "/api/live-streaming/{stream_id}/events",
-                 "/api/live-streaming/{stream_id}/analytics", "/api/live-streaming/user/{user_id}",
-                 "/api/friends/{user_id}", "/api/friends/{user_id}/accept", "/healthz"]:
+    for path in [
+        "/api/live-streaming/create",
+        "/api/live-streaming/start/{stream_id}",
+        "/api/live-streaming/end/{stream_id}",
+        "/api/live-streaming/live",
+        "/api/live-streaming/{stream_id}",
+        "/api/live-streaming/{stream_id}/join",
+        "/api/live-streaming/{stream_id}/leave",
+        "/api/live-streaming/{stream_id}/chat",
+        "/api/live-streaming/{stream_id}/reaction",
+        "/api/live-streaming/{stream_id}/events",
+        "/api/live-streaming/{stream_id}/analytics",
+        "/api/live-streaming/user/{user_id}",
+        "/api/friends/{user_id}",
+        "/api/friends/{user_id}/accept",
+        "/healthz",
+    ]:
         assert path in spec["paths"], path
     assert (await client.get("/docs")).status_code == 200
     assert (await client.get("/healthz")).json() == {"status": "ok"}

@@ -11,11 +11,15 @@ async def test_stream_walkthrough(client, make_user, make_stream):
 
     r = await client.post(f"/api/live-streaming/{sid}/join", headers=viewer.auth)
     assert r.status_code == 200 and r.json()["viewers"] == 1
-    r = await client.post(f"/api/live-streaming/{sid}/chat", json={"message": "  Hello from Gen 1!  "},
-                          headers=viewer.auth)
+    r = await client.post(
+        f"/api/live-streaming/{sid}/chat",
+        json={"message": "  Hello from Gen 1!  "},
+        headers=viewer.auth,
+    )
     assert r.status_code == 201 and r.json()["message"] == "Hello from Gen 1!"
-    r = await client.post(f"/api/live-streaming/{sid}/reaction", json={"reaction": "🔥"},
-                          headers=viewer.auth)
+    r = await client.post(
+        f"/api/live-streaming/{sid}/reaction", json={"reaction": "🔥"}, headers=viewer.auth
+    )
     assert r.status_code == 201
 
     a = (await client.get(f"/api/live-streaming/{sid}/analytics", headers=owner.auth)).json()
@@ -25,6 +29,10 @@ async def test_stream_walkthrough(client, make_user, make_stream):
 
     r = await client.post(f"/api/live-streaming/end/{sid}", headers=owner.auth)
     assert r.status_code == 200 and r.json()["status"] == "ended"
-    types = [e["event_type"] for e in
-             (await client.get(f"/api/live-streaming/{sid}/events", headers=owner.auth)).json()["items"]]
+    types = [
+        e["event_type"]
+        for e in (await client.get(f"/api/live-streaming/{sid}/events", headers=owner.auth)).json()[
+            "items"
+        ]
+    ]
     assert types == ["stream_started", "viewer_joined", "chat_message", "reaction", "stream_ended"]

@@ -16,8 +16,17 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from lumalive.store import cursor
 
-__all__ = ["NewStream", "COLUMNS", "insert", "get", "owner_key", "list_live", "list_by_user",
-           "transition", "for_key"]
+__all__ = [
+    "NewStream",
+    "COLUMNS",
+    "insert",
+    "get",
+    "owner_key",
+    "list_live",
+    "list_by_user",
+    "transition",
+    "for_key",
+]
 
 COLUMNS = (
     "id, user_id, title, description, quality, bitrate, status, is_live, viewers, peak_viewers,"
@@ -42,19 +51,36 @@ class NewStream:
 
 
 async def insert(conn: AsyncConnection, s: NewStream) -> dict[str, Any]:
-    row = (await conn.execute(text(
-        "INSERT INTO live_streams (user_id, title, description, quality, bitrate, privacy,"
-        " category, tags, is_nsfw, ai_features, stream_key) VALUES (:user_id, :title,"
-        " :description, :quality, :bitrate, :privacy, :category, :tags, :is_nsfw,"
-        f" CAST(:ai AS jsonb), :stream_key) RETURNING {COLUMNS}"),
-        {**s.__dict__, "ai": json.dumps(s.ai_features)})).mappings().one()
+    row = (
+        (
+            await conn.execute(
+                text(
+                    "INSERT INTO live_streams (user_id, title, description, quality, bitrate,"
+                    " privacy,"
+                    " category, tags, is_nsfw, ai_features, stream_key) VALUES (:user_id, :title,"
+                    " :description, :quality, :bitrate, :privacy, :category, :tags, :is_nsfw,"
+                    f" CAST(:ai AS jsonb), :stream_key) RETURNING {COLUMNS}"
+                ),
+                {**s.__dict__, "ai": json.dumps(s.ai_features)},
+            )
+        )
+        .mappings()
+        .one()
+    )
     return dict(row)
 
 
 async def get(conn: AsyncConnection, stream_id: UUID) -> dict[str, Any] | None:
     """The stream if the acting user may see it, else None."""
-    row = (await conn.execute(text(f"SELECT {COLUMNS} FROM live_streams WHERE id = :id"),
-                              {"id": stream_id})).mappings().first()
+    row = (
+        (
+            await conn.execute(
+                text(f"SELECT {COLUMNS} FROM live_streams WHERE id = :id"), {"id": stream_id}
+            )
+        )
+        .mappings()
+        .first()
+    )
     return dict(row) if row else None
 
 
@@ -62,9 +88,15 @@ async def owner_key(conn: AsyncConnection, stream_id: UUID) -> str | None:
     return (await conn.execute(text("SELECT owner_stream_key(:id)"), {"id": stream_id})).scalar()
 
 
-async def list_live(conn: AsyncConnection, *, limit: int, after: str | None,
-                    category: str | None, quality: str | None,
-                    tag: str | None) -> tuple[list[dict[str, Any]], str | None]:
+async def list_live(
+    conn: AsyncConnection,
+    *,
+    limit: int,
+    after: str | None,
+    category: str | None,
+    quality: str | None,
+    tag: str | None,
+) -> tuple[list[dict[str, Any]], str | None]:
     """Live streams visible to the actor, newest first, keyset-paginated."""
     where = ["is_live"]
     params: dict[str, Any] = {"limit": limit + 1}
@@ -81,14 +113,25 @@ async def list_live(conn: AsyncConnection, *, limit: int, after: str | None,
         ts, sid = cursor.decode(after, 2)
         where.append("(started_at, id) < (CAST(:ts AS timestamptz), CAST(:sid AS uuid))")
         params.update(ts=ts, sid=sid)
-    rows = (await conn.execute(text(
-        f"SELECT {COLUMNS} FROM live_streams WHERE {' AND '.join(where)}"
-        " ORDER BY started_at DESC, id DESC LIMIT :limit"), params)).mappings().all()
+    rows = (
+        (
+            await conn.execute(
+                text(
+                    f"SELECT {COLUMNS} FROM live_streams WHERE {' AND '.join(where)}"
+                    " ORDER BY started_at DESC, id DESC LIMIT :limit"
+                ),
+                params,
+            )
+        )
+        .mappings()
+        .all()
+    )
     return _page(rows, limit, "started_at")
 
 
-async def list_by_user(conn: AsyncConnection, user_id: UUID, *, limit: int,
-                       after: str | None) -> tuple[list[dict[str, Any]], str | None]:
+async def list_by_user(
+    conn: AsyncConnection, user_id: UUID, *, limit: int, after: str | None
+) -> tuple[list[dict[str, Any]], str | None]:
     """A user's streams that the actor may see, newest first."""
     params: dict[str, Any] = {"uid": user_id, "limit": limit + 1}
     where = "user_id = :uid"
@@ -96,9 +139,19 @@ async def list_by_user(conn: AsyncConnection, user_id: UUID, *, limit: int,
         ts, sid = cursor.decode(after, 2)
         where += " AND (created_at, id) < (CAST(:ts AS timestamptz), CAST(:sid AS uuid))"
         params.update(ts=ts, sid=sid)
-    rows = (await conn.execute(text(
-        f"SELECT {COLUMNS} FROM live_streams WHERE {where}"
-        " ORDER BY created_at DESC, id DESC LIMIT :limit"), params)).mappings().all()
+    rows = (
+        (
+            await conn.execute(
+                text(
+                    f"SELECT {COLUMNS} FROM live_streams WHERE {where}"
+                    " ORDER BY created_at DESC, id DESC LIMIT :limit"
+                ),
+                params,
+            )
+        )
+        .mappings()
+        .all()
+    )
     return _page(rows, limit, "created_at")
 
 
@@ -108,19 +161,37 @@ def _page(rows: Any, limit: int, key: str) -> tuple[list[dict[str, Any]], str | 
     return items, nxt
 
 
-async def transition(conn: AsyncConnection, stream_id: UUID, from_status: str, to_status: str,
-                     end_reason: str | None = None) -> dict[str, Any] | None:
+async def transition(
+    conn: AsyncConnection,
+    stream_id: UUID,
+    from_status: str,
+    to_status: str,
+    end_reason: str | None = None,
+) -> dict[str, Any] | None:
     """Move a stream the actor owns from one state to the next; None if it was not
     in `from_status` (or not the actor's). Triggers stamp times and duration."""
-    row = (await conn.execute(text(
-        "UPDATE live_streams SET status = :to, end_reason = COALESCE(:reason, end_reason)"
-        f" WHERE id = :id AND status = :frm RETURNING {COLUMNS}"),
-        {"id": stream_id, "to": to_status, "frm": from_status, "reason": end_reason},
-    )).mappings().first()
+    row = (
+        (
+            await conn.execute(
+                text(
+                    "UPDATE live_streams SET status = :to,"
+                    " end_reason = COALESCE(:reason, end_reason)"
+                    f" WHERE id = :id AND status = :frm RETURNING {COLUMNS}"
+                ),
+                {"id": stream_id, "to": to_status, "frm": from_status, "reason": end_reason},
+            )
+        )
+        .mappings()
+        .first()
+    )
     return dict(row) if row else None
 
 
 async def for_key(conn: AsyncConnection, key: str) -> dict[str, Any] | None:
     """Which stream a key publishes to (id, user_id, status), for the ingest server."""
-    row = (await conn.execute(text("SELECT * FROM stream_for_key(:k)"), {"k": key})).mappings().first()
+    row = (
+        (await conn.execute(text("SELECT * FROM stream_for_key(:k)"), {"k": key}))
+        .mappings()
+        .first()
+    )
     return dict(row) if row else None
