@@ -247,10 +247,10 @@ class Published:
 
 
 async def ffmpeg_publish(url: str, *, realtime: bool = True,
-                         forever: bool = False) -> asyncio.subprocess.Process:
-    """`forever` loops the clip, so the publisher never ends by itself."""
+                         loops: int = 0) -> asyncio.subprocess.Process:
+    """`loops` plays the clip that many extra times (a longer, still finite publish)."""
     pace = ["-re"] if realtime else []
-    loop = ["-stream_loop", "-1"] if forever else []
+    loop = ["-stream_loop", str(loops)] if loops else []
     return await asyncio.create_subprocess_exec(
         "ffmpeg", "-hide_banner", "-nostdin", "-loglevel", "error", *pace, *loop, "-i", str(SOURCE),
         "-c", "copy", "-f", "flv", url,
@@ -359,8 +359,8 @@ async def test_a_late_reader_starts_from_the_cached_gop(ingest: Ingest):
 
 @needs_ffmpeg
 async def test_stop_ends_every_session(ingest: Ingest):
-    # a looping publisher: a loaded machine must not let it finish before stop()
-    publisher = await ffmpeg_publish(ingest.url("key-alpha-0001"), forever=True)
+    # a 21 s publish: a loaded machine must not let it finish before stop()
+    publisher = await ffmpeg_publish(ingest.url("key-alpha-0001"), loops=3)
     session = await ingest.session()
     async with asyncio.timeout(TIMEOUT_S):
         while session.stats.video_frames < 10:
