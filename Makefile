@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 # would pull gigabytes of CUDA packages.
 TORCH ?= torch==2.13.0
 
-.PHONY: up test install install-test ffmpeg
+.PHONY: up test test-unit lint install install-test ffmpeg
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -26,3 +26,13 @@ up: install
 
 test: install-test
 	$(PY) -m pytest
+
+# The fast layer only: plain classes and real FFmpeg/PyAV, no Postgres, no Ray.
+test-unit: install-test
+	$(PY) -m pytest tests/unit
+
+# What CI checks besides the tests: lint, formatting, types of the Ray-free packages.
+lint: install-test
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy media lumalive models

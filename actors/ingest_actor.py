@@ -33,14 +33,14 @@ from ray.exceptions import RayTaskError
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from actors import stream_actor
-from actors.ingest import IngestSession, RtmpIngestServer
-from actors.media.segmenter import InvalidSourceError
 from actors.media_pipeline import StreamPipeline
 from actors.media_pool import MediaPool
 from lumalive.db import Database
 from lumalive.errors import Conflict
 from lumalive.settings import Settings
 from lumalive.store import activity, streams
+from media.rtmp import IngestSession, RtmpIngestServer
+from media.segmenter import InvalidSourceError
 
 __all__ = ["IngestService", "IngestActor", "NAME", "start", "lookup", "stop"]
 
@@ -57,8 +57,9 @@ class IngestService:
         # Segmenters block on their publisher's bytes: one thread each, for as long
         # as the publish lasts, so not the event loop's small default pool.
         self._executor = ThreadPoolExecutor(max_workers=1024, thread_name_prefix="segmenter")
-        self._server = RtmpIngestServer(settings.rtmp_host, settings.rtmp_port,
-                                        self.authorize, self.on_session)
+        self._server = RtmpIngestServer(
+            settings.rtmp_host, settings.rtmp_port, self.authorize, self.on_session
+        )
         self._owners: dict[str, UUID] = {}
         self._pipelines: dict[str, StreamPipeline] = {}
         self._sessions: dict[str, IngestSession] = {}
@@ -77,8 +78,7 @@ class IngestService:
         for task in list(self._grace.values()) + list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, *self._grace.values(), return_exceptions=True)
-        await asyncio.gather(*(p.close() for p in self._pipelines.values()),
-                             return_exceptions=True)
+        await asyncio.gather(*(p.close() for p in self._pipelines.values()), return_exceptions=True)
         self._pipelines.clear()
         self._pool.shutdown()
         self._executor.shutdown(wait=False, cancel_futures=True)
@@ -86,10 +86,13 @@ class IngestService:
 
     def status(self) -> dict[str, Any]:
         """For operators and tests: who is publishing, each pipeline, the pool."""
-        return {"port": self._server.port,
-                "sessions": {sid: s.stats for sid, s in self._sessions.items()},
-                "pipelines": {sid: p.status() for sid, p in self._pipelines.items()},
-                "grace": sorted(self._grace), "pool": self._pool.status()}
+        return {
+            "port": self._server.port,
+            "sessions": {sid: s.stats for sid, s in self._sessions.items()},
+            "pipelines": {sid: p.status() for sid, p in self._pipelines.items()},
+            "grace": sorted(self._grace),
+            "pool": self._pool.status(),
+        }
 
     # --- admission ------------------------------------------------------------------
 
@@ -152,15 +155,22 @@ class IngestService:
         async def end_stream(reason: str) -> None:
             await self._end_stream(sid, reason)
 
-        pipeline = StreamPipeline(stream, self.settings, self._db, self._pool.run,
-                                  executor=self._executor, end_stream=end_stream,
-                                  on_stop=lambda: self._close_input(sid))
+        pipeline = StreamPipeline(
+            stream,
+            self.settings,
+            self._db,
+            self._pool.run,
+            executor=self._executor,
+            end_stream=end_stream,
+            on_stop=lambda: self._close_input(sid),
+        )
         await pipeline.open()
         self._pipelines[sid] = pipeline
         return pipeline
 
-    async def _run_session(self, pipeline: StreamPipeline, session: IngestSession,
-                           reader: Any) -> None:
+    async def _run_session(
+        self, pipeline: StreamPipeline, session: IngestSession, reader: Any
+    ) -> None:
         sid = session.stream_id
         owner = pipeline.owner_id
         await self._event(sid, owner, "ingest_connected", {})
@@ -194,8 +204,9 @@ class IngestService:
         if self._grace.get(sid) is not asyncio.current_task():
             return
         del self._grace[sid]
-        log.info("stream %s: no publisher for %.0f s; ending it", sid,
-                 self.settings.reconnect_grace_s)
+        log.info(
+            "stream %s: no publisher for %.0f s; ending it", sid, self.settings.reconnect_grace_s
+        )
         await self._end_stream(sid, "publisher_timeout")
         self._forget_pipeline(sid, pipeline)
 
@@ -263,7 +274,10 @@ def start(settings: Settings, timeout_s: float = 60.0) -> ActorHandle:
     node: publishers are pointed at this machine's RTMP port."""
     node = ray.get_runtime_context().get_node_id()
     handle = IngestActor.options(
-        name=NAME, namespace=stream_actor.NAMESPACE, lifetime="detached", get_if_exists=True,
+        name=NAME,
+        namespace=stream_actor.NAMESPACE,
+        lifetime="detached",
+        get_if_exists=True,
         scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=True),
     ).remote(settings)
     ray.get(handle.ready.remote(), timeout=timeout_s)

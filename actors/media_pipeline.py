@@ -33,12 +33,12 @@ from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
-from actors.media.ladder import Rendition, build_ladder
-from actors.media.segmenter import TIMELINE_ORIGIN_S, Segmenter, SourceSegment
 from actors.media_worker import SegmentJob, SegmentOutcome, SegmentResult
 from lumalive.db import Database
 from lumalive.settings import Settings
 from lumalive.store import activity, media
+from media.ladder import Rendition, build_ladder
+from media.segmenter import TIMELINE_ORIGIN_S, Segmenter, SourceSegment
 
 __all__ = ["StreamPipeline", "RunSegment", "ladder_for"]
 
@@ -62,13 +62,15 @@ class _Cut:
     task: asyncio.Task[SegmentOutcome]
 
 
-def ladder_for(stream: dict[str, Any], settings: Settings, width: int, height: int,
-               fps: float) -> tuple[tuple[Rendition, ...], str | None]:
+def ladder_for(
+    stream: dict[str, Any], settings: Settings, width: int, height: int, fps: float
+) -> tuple[tuple[Rendition, ...], str | None]:
     """The stream's renditions for a source size: its quality tier on top, rungs above
     the source only with AI enhancement, none above `media_max_height`."""
     ai = stream.get("ai_features") or {}
-    renditions, reason = build_ladder(width, height, stream["quality"],
-                                      bool(ai.get("enhancement")), fps=fps or 30.0)
+    renditions, reason = build_ladder(
+        width, height, stream["quality"], bool(ai.get("enhancement")), fps=fps or 30.0
+    )
     cap = settings.media_max_height
     if cap:
         kept = [r for r in renditions if min(r.width, r.height) <= cap] or [renditions[-1]]
@@ -79,10 +81,17 @@ def ladder_for(stream: dict[str, Any], settings: Settings, width: int, height: i
 
 
 class StreamPipeline:
-    def __init__(self, stream: dict[str, Any], settings: Settings, db: Database,
-                 run: RunSegment, *, executor: Executor,
-                 end_stream: Callable[[str], Awaitable[None]],
-                 on_stop: Callable[[], None] = lambda: None) -> None:
+    def __init__(
+        self,
+        stream: dict[str, Any],
+        settings: Settings,
+        db: Database,
+        run: RunSegment,
+        *,
+        executor: Executor,
+        end_stream: Callable[[str], Awaitable[None]],
+        on_stop: Callable[[], None] = lambda: None,
+    ) -> None:
         self.stream_id: UUID = stream["id"]
         self.owner_id: UUID = stream["user_id"]
         self._stream = stream
@@ -122,14 +131,23 @@ class StreamPipeline:
         self._discontinuities = resume.discontinuities
         if rows:  # the ladder is fixed by the stream's first segment
             self._ladder = tuple(
-                Rendition(name=r["name"], width=r["width"], height=r["height"],
-                          video_kbps=r["video_kbps"], audio_kbps=r["audio_kbps"],
-                          codec=r["video_codec"], fps=r["frame_rate"],
-                          needs_upscale=r["needs_upscale"]) for r in rows)
+                Rendition(
+                    name=r["name"],
+                    width=r["width"],
+                    height=r["height"],
+                    video_kbps=r["video_kbps"],
+                    audio_kbps=r["audio_kbps"],
+                    codec=r["video_codec"],
+                    fps=r["frame_rate"],
+                    needs_upscale=r["needs_upscale"],
+                )
+                for r in rows
+            )
             self._ladder_reason = rows[0]["ladder_reason"]
             self._renditions_stored = True
-        self._publisher = asyncio.create_task(self._publish_loop(),
-                                              name=f"publish-{self.stream_id}")
+        self._publisher = asyncio.create_task(
+            self._publish_loop(), name=f"publish-{self.stream_id}"
+        )
 
     async def ingest(self, source: Any, *, started_at: float | None = None) -> None:
         """Run one input (a blocking FLV reader) until it ends. Its segments are handed
@@ -148,11 +166,15 @@ class StreamPipeline:
 
             def cut() -> tuple[int, float]:
                 try:
-                    segmenter = Segmenter(source, format="flv",
-                                          target_duration=self._settings.segment_seconds,
-                                          first_sequence=first_sequence,
-                                          start_time=start_time, discontinuity=discontinuity,
-                                          options=_FLV_OPTIONS)
+                    segmenter = Segmenter(
+                        source,
+                        format="flv",
+                        target_duration=self._settings.segment_seconds,
+                        first_sequence=first_sequence,
+                        start_time=start_time,
+                        discontinuity=discontinuity,
+                        options=_FLV_OPTIONS,
+                    )
                     for segment in segmenter:
                         loop.call_soon_threadsafe(cuts.put_nowait, (segment, time.time()))
                     return segmenter.next_sequence, segmenter.end_time
@@ -184,22 +206,32 @@ class StreamPipeline:
             self._publisher = None
 
     def status(self) -> dict[str, Any]:
-        return {"published": self.published, "dropped": self.dropped,
-                "in_flight": self._queue.qsize(), "stopped": self.stopped,
-                "ladder": [r.name for r in self._ladder or ()]}
+        return {
+            "published": self.published,
+            "dropped": self.dropped,
+            "in_flight": self._queue.qsize(),
+            "stopped": self.stopped,
+            "ladder": [r.name for r in self._ladder or ()],
+        }
 
     # --- cutting --------------------------------------------------------------------
 
     def _submit(self, segment: SourceSegment, cut_at: float, wall_start: float) -> None:
         if self._ladder is None:
             self._ladder, self._ladder_reason = ladder_for(
-                self._stream, self._settings, segment.width, segment.height, segment.fps)
+                self._stream, self._settings, segment.width, segment.height, segment.fps
+            )
         job = SegmentJob(
-            stream_id=str(self.stream_id), source_sequence=segment.sequence,
-            renditions=self._ladder, frames=segment.frames,
+            stream_id=str(self.stream_id),
+            source_sequence=segment.sequence,
+            renditions=self._ladder,
+            frames=segment.frames,
             moderation_fps=self._settings.moderation_fps,
-            enhance=bool(self._ai.get("enhancement")), denoise=bool(self._ai.get("denoise")),
-            sharpen=bool(self._ai.get("sharpen")), submitted_at=cut_at)
+            enhance=bool(self._ai.get("enhancement")),
+            denoise=bool(self._ai.get("denoise")),
+            sharpen=bool(self._ai.get("sharpen")),
+            submitted_at=cut_at,
+        )
         task = asyncio.create_task(self._run(job, segment.data))
         self._queue.put_nowait(_Cut(segment, cut_at, wall_start, task))
 
@@ -216,16 +248,19 @@ class StreamPipeline:
                 except asyncio.CancelledError:
                     raise
                 except Exception as e:  # noqa: BLE001 - workers kept dying, or a bug
-                    log.exception("segment %s of %s failed", item.segment.sequence,
-                                  self.stream_id)
-                    outcome = SegmentOutcome(SegmentResult(
-                        item.segment.sequence, error=f"{type(e).__name__}: {e}"), 0)
+                    log.exception("segment %s of %s failed", item.segment.sequence, self.stream_id)
+                    outcome = SegmentOutcome(
+                        SegmentResult(item.segment.sequence, error=f"{type(e).__name__}: {e}"), 0
+                    )
                 if not self.stopped:
                     try:
                         await self._publish(item, outcome)
                     except Exception:  # noqa: BLE001 - the stream goes on
-                        log.exception("publishing segment %s of %s failed",
-                                      item.segment.sequence, self.stream_id)
+                        log.exception(
+                            "publishing segment %s of %s failed",
+                            item.segment.sequence,
+                            self.stream_id,
+                        )
                         self._discontinuity_next = True
             finally:
                 self._queue.task_done()
@@ -234,15 +269,23 @@ class StreamPipeline:
         seg, result = cut.segment, outcome.result
         latency_ms = round((time.time() - cut.cut_at) * 1000, 1)
         quality = media.NewQuality(
-            source_sequence=seg.sequence, start_time=seg.start_pts_seconds,
-            duration=seg.duration, frames=seg.frames,
+            source_sequence=seg.sequence,
+            start_time=seg.start_pts_seconds,
+            duration=seg.duration,
+            frames=seg.frames,
             input_fps=round(seg.frames / seg.duration, 3) if seg.duration else None,
             input_kbps=round(seg.size * 8 / seg.duration / 1000, 1) if seg.duration else None,
-            latency_ms=latency_ms, retries=outcome.retries, dropped=result.error is not None,
-            error=result.error)
+            latency_ms=latency_ms,
+            retries=outcome.retries,
+            dropped=result.error is not None,
+            error=result.error,
+        )
         mod = result.moderation
-        flagged = (mod is not None and mod.max_score is not None
-                   and mod.max_score > self._settings.nsfw_threshold)
+        flagged = (
+            mod is not None
+            and mod.max_score is not None
+            and mod.max_score > self._settings.nsfw_threshold
+        )
         # A stream its owner declared NSFW is scored and flagged, never ended for it.
         end = flagged and self._settings.nsfw_end_stream and not self._stream.get("is_nsfw")
         rows: list[media.NewSegment] = []
@@ -251,13 +294,27 @@ class StreamPipeline:
                 self._stop()
                 return
             if mod is not None:
-                await media.add_moderation(conn, self.stream_id, media.NewModeration(
-                    seg.sequence, mod.frames_scored, list(mod.scores), mod.max_score, flagged,
-                    mod.model, mod.error))
+                await media.add_moderation(
+                    conn,
+                    self.stream_id,
+                    media.NewModeration(
+                        seg.sequence,
+                        mod.frames_scored,
+                        list(mod.scores),
+                        mod.max_score,
+                        flagged,
+                        mod.model,
+                        mod.error,
+                    ),
+                )
             if result.error is not None:
                 await media.add_quality(conn, self.stream_id, quality)
-                await activity.add_event(conn, self.stream_id, "segment_dropped", {
-                    "source_sequence": seg.sequence, "error": result.error})
+                await activity.add_event(
+                    conn,
+                    self.stream_id,
+                    "segment_dropped",
+                    {"source_sequence": seg.sequence, "error": result.error},
+                )
             elif end:
                 await media.add_quality(conn, self.stream_id, _withheld(quality))
             else:
@@ -268,10 +325,18 @@ class StreamPipeline:
                 await media.add_quality(conn, self.stream_id, quality)
             if flagged:
                 assert mod is not None
-                await activity.add_event(conn, self.stream_id, "moderation_action", {
-                    "action": "stream_ended" if end else "segment_flagged",
-                    "source_sequence": seg.sequence, "score": round(mod.max_score or 0.0, 4),
-                    "threshold": self._settings.nsfw_threshold, "model": mod.model})
+                await activity.add_event(
+                    conn,
+                    self.stream_id,
+                    "moderation_action",
+                    {
+                        "action": "stream_ended" if end else "segment_flagged",
+                        "source_sequence": seg.sequence,
+                        "score": round(mod.max_score or 0.0, 4),
+                        "threshold": self._settings.nsfw_threshold,
+                        "model": mod.model,
+                    },
+                )
         # Committed: advance what the next segment continues from.
         if result.error is not None or end:
             self.dropped += 1
@@ -285,36 +350,63 @@ class StreamPipeline:
             self._discontinuities = last.discontinuity_sequence + int(last.discontinuity)
             self._discontinuity_next = False
         if end:
-            log.warning("stream %s: segment %s scored %.3f > %.2f; ending the stream",
-                        self.stream_id, seg.sequence, mod.max_score if mod else 0.0,
-                        self._settings.nsfw_threshold)
+            log.warning(
+                "stream %s: segment %s scored %.3f > %.2f; ending the stream",
+                self.stream_id,
+                seg.sequence,
+                mod.max_score if mod else 0.0,
+                self._settings.nsfw_threshold,
+            )
             self._stop()
             await self._end_stream("policy_violation")
 
-    def _segment_rows(self, cut: _Cut, result: SegmentResult,
-                      outcome: SegmentOutcome) -> list[media.NewSegment]:
+    def _segment_rows(
+        self, cut: _Cut, result: SegmentResult, outcome: SegmentOutcome
+    ) -> list[media.NewSegment]:
         seg, sequence = cut.segment, self._next_sequence
         # Not on the very first segment: there is nothing before it to be discontinuous with.
         discontinuity = (seg.discontinuity or self._discontinuity_next) and sequence > 0
         pdt = datetime.fromtimestamp(cut.wall_start, UTC)
         timings = {**result.timings, "retries": outcome.retries}
-        return [media.NewSegment(
-            rendition=e.name, sequence=sequence, source_sequence=seg.sequence,
-            duration=e.duration, bytes=e.size, frames=e.frames, path=e.key,
-            discontinuity=discontinuity, program_date_time=pdt,
-            target_duration=max(self._target_duration, math.ceil(e.duration), 1),
-            discontinuity_sequence=self._discontinuities, timings=timings)
-            for e in result.renditions]
+        return [
+            media.NewSegment(
+                rendition=e.name,
+                sequence=sequence,
+                source_sequence=seg.sequence,
+                duration=e.duration,
+                bytes=e.size,
+                frames=e.frames,
+                path=e.key,
+                discontinuity=discontinuity,
+                program_date_time=pdt,
+                target_duration=max(self._target_duration, math.ceil(e.duration), 1),
+                discontinuity_sequence=self._discontinuities,
+                timings=timings,
+            )
+            for e in result.renditions
+        ]
 
     def _rendition_rows(self, result: SegmentResult) -> list[media.NewRendition]:
         assert self._ladder is not None
         codecs = {e.name: e.codecs for e in result.renditions}
-        return [media.NewRendition(
-            name=r.name, position=i, width=r.width, height=r.height, frame_rate=r.fps,
-            video_codec=r.codec, video_kbps=r.video_kbps, audio_kbps=r.audio_kbps,
-            bandwidth=r.bandwidth, average_bandwidth=r.average_bandwidth,
-            codecs=codecs.get(r.name) or r.codecs, needs_upscale=r.needs_upscale,
-            ladder_reason=self._ladder_reason) for i, r in enumerate(self._ladder)]
+        return [
+            media.NewRendition(
+                name=r.name,
+                position=i,
+                width=r.width,
+                height=r.height,
+                frame_rate=r.fps,
+                video_codec=r.codec,
+                video_kbps=r.video_kbps,
+                audio_kbps=r.audio_kbps,
+                bandwidth=r.bandwidth,
+                average_bandwidth=r.average_bandwidth,
+                codecs=codecs.get(r.name) or r.codecs,
+                needs_upscale=r.needs_upscale,
+                ladder_reason=self._ladder_reason,
+            )
+            for i, r in enumerate(self._ladder)
+        ]
 
     def _stop(self) -> None:
         if not self.stopped:
@@ -323,6 +415,15 @@ class StreamPipeline:
 
 
 def _withheld(q: media.NewQuality) -> media.NewQuality:
-    return media.NewQuality(q.source_sequence, q.start_time, q.duration, q.frames, q.input_fps,
-                            q.input_kbps, q.latency_ms, q.retries, True,
-                            "withheld: moderation score over the threshold")
+    return media.NewQuality(
+        q.source_sequence,
+        q.start_time,
+        q.duration,
+        q.frames,
+        q.input_fps,
+        q.input_kbps,
+        q.latency_ms,
+        q.retries,
+        True,
+        "withheld: moderation score over the threshold",
+    )

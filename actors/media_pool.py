@@ -51,8 +51,14 @@ def worker_options(settings: Settings) -> dict[str, Any]:
 class MediaPool:
     """Hands segments to idle workers, oldest segment first. Event-loop thread only."""
 
-    def __init__(self, settings: Settings, *, size: int | None = None,
-                 max_attempts: int = 3, idle_s: float | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        size: int | None = None,
+        max_attempts: int = 3,
+        idle_s: float | None = None,
+    ) -> None:
         self._settings = settings
         self.size = size or settings.media_workers
         self._max_attempts = max_attempts
@@ -80,8 +86,12 @@ class MediaPool:
             except RayActorError:
                 self._discard(worker)
                 self.retried += 1
-                log.warning("media worker died on segment %s of %s (attempt %d)",
-                            job.source_sequence, job.stream_id, attempt)
+                log.warning(
+                    "media worker died on segment %s of %s (attempt %d)",
+                    job.source_sequence,
+                    job.stream_id,
+                    attempt,
+                )
                 if attempt >= self._max_attempts:
                     raise
                 continue
@@ -94,9 +104,15 @@ class MediaPool:
 
     def status(self) -> dict[str, Any]:
         """For operators and tests: the workers, which are busy, and the queue."""
-        return {"size": self.size, "workers": self._workers, "idle": list(self._idle),
-                "busy": list(self._busy), "waiting": len(self._waiters),
-                "completed": self.completed, "retried": self.retried}
+        return {
+            "size": self.size,
+            "workers": self._workers,
+            "idle": list(self._idle),
+            "busy": list(self._busy),
+            "waiting": len(self._waiters),
+            "completed": self.completed,
+            "retried": self.retried,
+        }
 
     def shutdown(self) -> None:
         for worker in self._idle + self._busy:

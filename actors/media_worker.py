@@ -26,20 +26,28 @@ from typing import Any
 
 import numpy as np
 
-from actors.media.ladder import Rendition
-from actors.media.playlist import segment_name
-from actors.media.storage import LocalStorage, SegmentStorage
-from actors.media.transcode import (
+from lumalive.settings import Settings
+from media.ladder import Rendition
+from media.playlist import segment_name
+from media.storage import LocalStorage, SegmentStorage
+from media.transcode import (
     CorruptSegmentError,
     EncoderSettings,
     FrameHook,
     SegmentTranscoder,
     sample_frames,
 )
-from lumalive.settings import Settings
 
-__all__ = ["SegmentJob", "EncodedRendition", "ModerationResult", "SegmentResult",
-           "SegmentOutcome", "SegmentWorker", "MODERATION_MODEL", "segment_key"]
+__all__ = [
+    "SegmentJob",
+    "EncodedRendition",
+    "ModerationResult",
+    "SegmentResult",
+    "SegmentOutcome",
+    "SegmentWorker",
+    "MODERATION_MODEL",
+    "segment_key",
+]
 
 log = logging.getLogger(__name__)
 
@@ -115,12 +123,18 @@ class SegmentWorker:
     when the worker has a GPU). Passing others is a seam for tests and other models.
     """
 
-    def __init__(self, settings: Settings, *, storage: SegmentStorage | None = None,
-                 moderator_factory: Callable[[], Any] | None = None,
-                 enhancer_factory: Callable[[], Any] | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        storage: SegmentStorage | None = None,
+        moderator_factory: Callable[[], Any] | None = None,
+        enhancer_factory: Callable[[], Any] | None = None,
+    ) -> None:
         self._storage = storage if storage is not None else LocalStorage(settings.media_root)
         self._transcoder = SegmentTranscoder(
-            EncoderSettings(preset=settings.x264_preset, threads=1))
+            EncoderSettings(preset=settings.x264_preset, threads=1)
+        )
         self._moderator_factory = moderator_factory or _default_moderator
         self._enhancer_factory = enhancer_factory or _default_enhancer
         self._moderator: Any = None
@@ -131,8 +145,11 @@ class SegmentWorker:
     def process(self, job: SegmentJob, data: bytes) -> SegmentResult:
         """Moderate, enhance and encode one segment and store every rendition."""
         started, cpu = time.time(), time.process_time()
-        timings = {"queue": round(max(0.0, started - job.submitted_at) * 1000, 1)
-                   if job.submitted_at else 0.0}
+        timings = {
+            "queue": round(max(0.0, started - job.submitted_at) * 1000, 1)
+            if job.submitted_at
+            else 0.0
+        }
         try:
             t = time.perf_counter()
             moderation = self._moderate(data, job.moderation_fps)
@@ -140,27 +157,39 @@ class SegmentWorker:
             enhance_s = [0.0]
             hook, renditions = self._hook(job, enhance_s)
             t = time.perf_counter()
-            encoded = self._transcoder.transcode(data, renditions, hook,
-                                                 expected_frames=job.frames)
+            encoded = self._transcoder.transcode(data, renditions, hook, expected_frames=job.frames)
             timings["enhance"] = round(enhance_s[0] * 1000, 1)
             timings["encode"] = round(_ms(t) - timings["enhance"], 1)
         except CorruptSegmentError as e:
-            return SegmentResult(job.source_sequence, timings=timings,
-                                 error=f"corrupt segment: {e}", worker=self.name)
+            return SegmentResult(
+                job.source_sequence,
+                timings=timings,
+                error=f"corrupt segment: {e}",
+                worker=self.name,
+            )
         t = time.perf_counter()
         out = []
         for r in job.renditions:  # ladder order
             seg = encoded[r.name]
             key = segment_key(job.stream_id, r.name, job.source_sequence)
             self._storage.put(key, seg.data)
-            out.append(EncodedRendition(r.name, key, seg.size, seg.duration, seg.frames,
-                                        seg.width, seg.height, seg.codecs))
+            out.append(
+                EncodedRendition(
+                    r.name,
+                    key,
+                    seg.size,
+                    seg.duration,
+                    seg.frames,
+                    seg.width,
+                    seg.height,
+                    seg.codecs,
+                )
+            )
         timings["store"] = _ms(t)
         # This process's CPU for the segment (one at a time per worker): on a shared
         # machine a steadier cost figure than the wall-clock stages above.
         timings["cpu"] = round((time.process_time() - cpu) * 1000, 1)
-        return SegmentResult(job.source_sequence, tuple(out), moderation, timings,
-                             worker=self.name)
+        return SegmentResult(job.source_sequence, tuple(out), moderation, timings, worker=self.name)
 
     # --- moderation -----------------------------------------------------------------
 
@@ -189,8 +218,9 @@ class SegmentWorker:
 
     # --- enhancement ----------------------------------------------------------------
 
-    def _hook(self, job: SegmentJob,
-              spent: list[float]) -> tuple[FrameHook | None, tuple[Rendition, ...]]:
+    def _hook(
+        self, job: SegmentJob, spent: list[float]
+    ) -> tuple[FrameHook | None, tuple[Rendition, ...]]:
         """The transcoder's frame hook and the renditions to hand it.
 
         The transcoder calls its hook only for renditions marked `needs_upscale`.
@@ -209,9 +239,12 @@ class SegmentWorker:
 
         def hook(frames: np.ndarray, rendition: Rendition) -> np.ndarray:
             t = time.perf_counter()
-            config = EnhanceConfig(upscale=rendition.name in upscale, denoise=job.denoise,
-                                   sharpen=job.sharpen,
-                                   target_size=(rendition.width, rendition.height))
+            config = EnhanceConfig(
+                upscale=rendition.name in upscale,
+                denoise=job.denoise,
+                sharpen=job.sharpen,
+                target_size=(rendition.width, rendition.height),
+            )
             out = enhancer.enhance(frames, config)
             spent[0] += time.perf_counter() - t
             return out

@@ -33,7 +33,9 @@ def actor_name(stream_id: UUID) -> str:
 def get_or_create(stream_id: UUID, owner_id: UUID, settings: Settings) -> ray.actor.ActorHandle:
     """The stream's actor, created if it does not exist (e.g. after a cluster restart)."""
     return StreamActor.options(
-        name=actor_name(stream_id), namespace=NAMESPACE, lifetime="detached",
+        name=actor_name(stream_id),
+        namespace=NAMESPACE,
+        lifetime="detached",
         get_if_exists=True,
     ).remote(stream_id, owner_id, settings)
 

@@ -60,29 +60,37 @@ class StreamSession:
 
     async def start(self) -> dict[str, Any]:
         """created → live. Conflict if the stream is not in `created`."""
+
         async def op(conn: AsyncConnection) -> dict[str, Any] | None:
             row = await streams.transition(conn, self.stream_id, "created", "live")
             if row:
-                await activity.add_event(conn, self.stream_id, "stream_started",
-                                         {"user_id": self.owner_id})
+                await activity.add_event(
+                    conn, self.stream_id, "stream_started", {"user_id": self.owner_id}
+                )
             return row
 
         row = await self._writes.submit(self.owner_id, op)
         if row is None:
-            raise Conflict("stream can only be started once, from the created state",
-                           "invalid_transition")
+            raise Conflict(
+                "stream can only be started once, from the created state", "invalid_transition"
+            )
         self._viewers, self._status = set(), "live"
         self._report()
         return row
 
     async def end(self, reason: str = "ended_by_owner") -> dict[str, Any]:
         """live → ended; the database closes every open viewing and sets the duration."""
+
         async def op(conn: AsyncConnection) -> dict[str, Any] | None:
             row = await streams.transition(conn, self.stream_id, "live", "ended", reason)
             if row is None:
                 return None
-            await activity.add_event(conn, self.stream_id, "stream_ended",
-                                     {"reason": reason, "duration": row["duration"]})
+            await activity.add_event(
+                conn,
+                self.stream_id,
+                "stream_ended",
+                {"reason": reason, "duration": row["duration"]},
+            )
             # Re-read: the AFTER trigger that closed the viewings changed the counts.
             return await streams.get(conn, self.stream_id)
 
@@ -97,11 +105,13 @@ class StreamSession:
         """Idempotent: joining twice counts once."""
         watching = await self._watching()
         if user_id not in watching:
+
             async def op(conn: AsyncConnection) -> bool:
                 added = await activity.open_viewing(conn, self.stream_id, user_id)
                 if added:
-                    await activity.add_event(conn, self.stream_id, "viewer_joined",
-                                             {"user_id": user_id})
+                    await activity.add_event(
+                        conn, self.stream_id, "viewer_joined", {"user_id": user_id}
+                    )
                 return added
 
             await self._writes.submit(user_id, op)
@@ -114,21 +124,26 @@ class StreamSession:
         watching = await self._watching()
         duration = None
         if user_id in watching:
+
             async def op(conn: AsyncConnection) -> int | None:
                 seconds = await activity.close_viewing(conn, self.stream_id, user_id)
                 if seconds is not None:
-                    await activity.add_event(conn, self.stream_id, "viewer_left",
-                                             {"user_id": user_id, "watch_duration": seconds})
+                    await activity.add_event(
+                        conn,
+                        self.stream_id,
+                        "viewer_left",
+                        {"user_id": user_id, "watch_duration": seconds},
+                    )
                 return seconds
 
             duration = await self._writes.submit(user_id, op)
             watching.discard(user_id)
             self._report()
-        return {"left": duration is not None, "watch_duration": duration,
-                "viewers": len(watching)}
+        return {"left": duration is not None, "watch_duration": duration, "viewers": len(watching)}
 
-    async def chat(self, user_id: UUID, message: str, score: float,
-                   moderated: bool) -> dict[str, Any]:
+    async def chat(
+        self, user_id: UUID, message: str, score: float, moderated: bool
+    ) -> dict[str, Any]:
         """Store a message (moderated ones hidden from others) and its event."""
         await self._watching()
         self._check_rate(self._chat_limit, user_id, "chat")
@@ -136,12 +151,24 @@ class StreamSession:
         async def op(conn: AsyncConnection) -> dict[str, Any]:
             row = await activity.add_chat(conn, self.stream_id, user_id, message, moderated, score)
             if moderated:
-                await activity.add_event(conn, self.stream_id, "moderation_action", {
-                    "action": "chat_message_hidden", "message_id": row["id"],
-                    "user_id": user_id, "score": round(score, 4)})
+                await activity.add_event(
+                    conn,
+                    self.stream_id,
+                    "moderation_action",
+                    {
+                        "action": "chat_message_hidden",
+                        "message_id": row["id"],
+                        "user_id": user_id,
+                        "score": round(score, 4),
+                    },
+                )
             else:
-                await activity.add_event(conn, self.stream_id, "chat_message", {
-                    "message_id": row["id"], "user_id": user_id, "message": message})
+                await activity.add_event(
+                    conn,
+                    self.stream_id,
+                    "chat_message",
+                    {"message_id": row["id"], "user_id": user_id, "message": message},
+                )
             return row
 
         row = await self._writes.submit(user_id, op)
@@ -156,16 +183,20 @@ class StreamSession:
 
         async def op(conn: AsyncConnection) -> dict[str, Any]:
             row = await activity.add_reaction(conn, self.stream_id, user_id, reaction)
-            await activity.add_event(conn, self.stream_id, "reaction",
-                                     {"user_id": user_id, "reaction": reaction})
+            await activity.add_event(
+                conn, self.stream_id, "reaction", {"user_id": user_id, "reaction": reaction}
+            )
             return row
 
         return await self._writes.submit(user_id, op)
 
     async def stats(self) -> dict[str, Any]:
         """In-memory view, for operators and tests."""
-        return {"viewers": len(await self._watching()), "batches": self._writes.batches,
-                "writes": self._writes.writes}
+        return {
+            "viewers": len(await self._watching()),
+            "batches": self._writes.batches,
+            "writes": self._writes.writes,
+        }
 
     def _report(self) -> None:
         """Operator gauges of this actor (summed over actors: live streams, viewers)."""

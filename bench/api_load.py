@@ -55,9 +55,37 @@ from lumalive.store.users import create_named_user
 __all__ = ["main"]
 
 REACTIONS = ["🔥", "❤️", "👍", "😂", "😮", "😢", "👏", "🎉", "💯", "😍"]
-WORDS = ["hello", "gen", "one", "stream", "looks", "great", "love", "this", "quality", "wow",
-         "nice", "play", "amazing", "what", "a", "moment", "hi", "from", "the", "chat", "again",
-         "so", "smooth", "best", "today", "lol", "gg", "4K", "hype"]
+WORDS = [
+    "hello",
+    "gen",
+    "one",
+    "stream",
+    "looks",
+    "great",
+    "love",
+    "this",
+    "quality",
+    "wow",
+    "nice",
+    "play",
+    "amazing",
+    "what",
+    "a",
+    "moment",
+    "hi",
+    "from",
+    "the",
+    "chat",
+    "again",
+    "so",
+    "smooth",
+    "best",
+    "today",
+    "lol",
+    "gg",
+    "4K",
+    "hype",
+]
 ENDPOINTS = ("join", "chat", "reaction", "leave")
 
 
@@ -71,8 +99,9 @@ class Request:
     viewer: int
 
 
-def steady(viewers: int, rate: float, duration: float, endpoint: str,
-           rng: random.Random) -> list[Request]:
+def steady(
+    viewers: int, rate: float, duration: float, endpoint: str, rng: random.Random
+) -> list[Request]:
     """`rate` requests/s in all, spread evenly over viewers: each viewer sends every
     viewers/rate seconds from a random phase, so the aggregate is smooth and no viewer
     bursts past its own per-user rate limit."""
@@ -183,20 +212,25 @@ class Load:
             n = len(self.viewers)
             with meter or _nothing():
                 await self._phase(f"{label} join", spread(n, a.ramp, "join", self.rng), sid)
-                main = (steady(n, a.chat_rate, a.duration, "chat", self.rng)
-                        + steady(n, a.reaction_rate, a.duration, "reaction", self.rng))
+                main = steady(n, a.chat_rate, a.duration, "chat", self.rng) + steady(
+                    n, a.reaction_rate, a.duration, "reaction", self.rng
+                )
                 await self._phase(f"{label} chat+react", sorted(main), sid)
                 await self._phase(f"{label} leave", spread(n, a.ramp, "leave", self.rng), sid)
             lags = sorted(self.lags)
             lag = (1000 * lags[int(0.99 * (len(lags) - 1))], 1000 * lags[-1]) if lags else (0, 0)
-            result = RunResult(target, label, sid, a.duration, self.stats, lag, self.acked,
-                               cpu=meter)
+            result = RunResult(
+                target, label, sid, a.duration, self.stats, lag, self.acked, cpu=meter
+            )
             result.actor = actor_stats(sid)
-            async with http.post(f"{self.base}/api/live-streaming/end/{sid}",
-                                 headers=self.owner.headers) as r:
+            async with http.post(
+                f"{self.base}/api/live-streaming/end/{sid}", headers=self.owner.headers
+            ) as r:
                 if r.status != 200:
-                    print(f"warning: ending the stream gave {r.status}: {await r.text()}",
-                          file=sys.stderr)
+                    print(
+                        f"warning: ending the stream gave {r.status}: {await r.text()}",
+                        file=sys.stderr,
+                    )
         return result
 
     async def _warm_up(self) -> None:
@@ -210,32 +244,42 @@ class Load:
         user = self.warm_user.headers
         calls: list[tuple[str, str, dict[str, str] | None]] = [("POST", f"{sid}/join", None)]
         for i in range(5):
-            calls += [("POST", f"{sid}/chat", {"message": f"warm-up message {i}"}),
-                      ("POST", f"{sid}/reaction", {"reaction": REACTIONS[i]})]
+            calls += [
+                ("POST", f"{sid}/chat", {"message": f"warm-up message {i}"}),
+                ("POST", f"{sid}/reaction", {"reaction": REACTIONS[i]}),
+            ]
         calls += [("GET", "recommended", None), ("POST", f"{sid}/leave", None)]
         for method, path, body in calls:
-            async with self.http.request(method, f"{url}/{path}", json=body,
-                                         headers=user) as r:
+            async with self.http.request(method, f"{url}/{path}", json=body, headers=user) as r:
                 await r.read()
         async with self.http.post(f"{url}/end/{sid}", headers=self.owner.headers) as r:
             await r.read()
 
     async def _live_stream(self) -> str:
         body = {"title": "api load benchmark", "quality": "1080p", "tags": ["bench"]}
-        async with self.http.post(f"{self.base}/api/live-streaming/create", json=body,
-                                  headers=self.owner.headers) as r:
+        async with self.http.post(
+            f"{self.base}/api/live-streaming/create", json=body, headers=self.owner.headers
+        ) as r:
             assert r.status == 201, await r.text()
             sid = (await r.json())["id"]
-        async with self.http.post(f"{self.base}/api/live-streaming/start/{sid}",
-                                  headers=self.owner.headers) as r:
+        async with self.http.post(
+            f"{self.base}/api/live-streaming/start/{sid}", headers=self.owner.headers
+        ) as r:
             assert r.status == 200, await r.text()
         return sid
 
     async def _phase(self, name: str, plan: list[Request], sid: str) -> None:
         """Send every request at its due time; wait for the answers."""
         plan.sort()
-        bar = tqdm(total=len(plan), desc=name, unit="req", leave=False, mininterval=0.5,
-                   disable=not self.args.progress, dynamic_ncols=True)
+        bar = tqdm(
+            total=len(plan),
+            desc=name,
+            unit="req",
+            leave=False,
+            mininterval=0.5,
+            disable=not self.args.progress,
+            dynamic_ncols=True,
+        )
         tasks: set[asyncio.Task[None]] = set()
         start = time.perf_counter() + 0.05
         for req in plan:
@@ -285,11 +329,13 @@ def actor_stats(stream_id: str) -> dict[str, Any] | None:
         import ray
 
         from actors import stream_actor
+
         if not ray.is_initialized():
             return None
         handle = stream_actor.lookup(uuid.UUID(stream_id))
-        return cast("dict[str, Any]", ray.get(handle.stats.remote(), timeout=10)) \
-            if handle else None
+        return (
+            cast("dict[str, Any]", ray.get(handle.stats.remote(), timeout=10)) if handle else None
+        )
     except Exception:  # noqa: BLE001 - diagnostics only
         return None
 
@@ -311,8 +357,7 @@ class CpuMeter:
 
     ROLES = ("proxy", "replica", "baseline", "actor", "postgres", "client")
 
-    def __init__(self, database_url: str, gcs_address: str | None,
-                 period_s: float = 0.5) -> None:
+    def __init__(self, database_url: str, gcs_address: str | None, period_s: float = 0.5) -> None:
         self._pg_dir = _socket_dir(database_url)
         # Ray workers are children of their node's raylet, whose command line names the
         # cluster's GCS; other Ray clusters on the machine are not ours. Unknown (--api
@@ -367,11 +412,16 @@ class CpuMeter:
             fields = stat.rsplit(")", 1)[1].split()
             cpu = (int(fields[11]) + int(fields[12])) / self._hz
             procs[int(entry.name)] = (int(fields[1]), cpu, raw.decode(errors="replace"))
-        postmasters = {pid for pid, (_, _, cmd) in procs.items()
-                       if self._pg_dir and "bin/postgres" in cmd and self._pg_dir in cmd}
-        roots = {os.getpid()} | {pid for pid, (_, _, cmd) in procs.items()
-                                 if "raylet/raylet" in cmd and (self._gcs is None
-                                                                or self._gcs in cmd)}
+        postmasters = {
+            pid
+            for pid, (_, _, cmd) in procs.items()
+            if self._pg_dir and "bin/postgres" in cmd and self._pg_dir in cmd
+        }
+        roots = {os.getpid()} | {
+            pid
+            for pid, (_, _, cmd) in procs.items()
+            if "raylet/raylet" in cmd and (self._gcs is None or self._gcs in cmd)
+        }
         for pid, (ppid, cpu, cmd) in procs.items():
             before = self._last.get(pid)
             self._last[pid] = cpu
@@ -408,12 +458,17 @@ class CpuMeter:
         return None
 
     def line(self, requests: int) -> str:
-        per = ", ".join(f"{role} {1000 * self.cpu[role] / max(1, requests):.2f}"
-                        for role in self.ROLES if self.cpu[role] > 0)
+        per = ", ".join(
+            f"{role} {1000 * self.cpu[role] / max(1, requests):.2f}"
+            for role in self.ROLES
+            if self.cpu[role] > 0
+        )
         total = sum(self.cpu.values())
-        return (f"  CPU ms per request: {per}; total {1000 * total / max(1, requests):.2f}"
-                f"  (machine {100 * self.machine_busy:.0f}% busy, {os.cpu_count()} CPUs, "
-                f"this system {100 * total / (self.wall * (os.cpu_count() or 1)):.0f}%)")
+        return (
+            f"  CPU ms per request: {per}; total {1000 * total / max(1, requests):.2f}"
+            f"  (machine {100 * self.machine_busy:.0f}% busy, {os.cpu_count()} CPUs, "
+            f"this system {100 * total / (self.wall * (os.cpu_count() or 1)):.0f}%)"
+        )
 
 
 def _socket_dir(database_url: str) -> str | None:
@@ -438,7 +493,7 @@ def admin_dsn(url: str) -> str:
     """A libpq DSN from a SQLAlchemy URL (the admin user, no SET ROLE, so no RLS)."""
     for prefix in ("postgresql+psycopg://", "postgresql+psycopg2://", "postgres://"):
         if url.startswith(prefix):
-            return "postgresql://" + url[len(prefix):]
+            return "postgresql://" + url[len(prefix) :]
     return url
 
 
@@ -447,10 +502,13 @@ def verify(result: RunResult, database_url: str) -> None:
     import psycopg
 
     with psycopg.connect(admin_dsn(database_url)) as conn:
-        found = conn.execute("SELECT count(*) FROM live_stream_chat WHERE id = ANY(%s::uuid[])",
-                             (result.acked_chat_ids,)).fetchone()
-        rows = conn.execute("SELECT count(*) FROM live_stream_chat WHERE stream_id = %s",
-                            (result.stream_id,)).fetchone()
+        found = conn.execute(
+            "SELECT count(*) FROM live_stream_chat WHERE id = ANY(%s::uuid[])",
+            (result.acked_chat_ids,),
+        ).fetchone()
+        rows = conn.execute(
+            "SELECT count(*) FROM live_stream_chat WHERE stream_id = %s", (result.stream_id,)
+        ).fetchone()
     assert found is not None and rows is not None
     result.lost = len(result.acked_chat_ids) - found[0]
     result.rows_in_stream = rows[0]
@@ -465,51 +523,78 @@ def fmt(x: float, digits: int = 1) -> str:
 
 def print_run(r: RunResult) -> None:
     print(f"\n{r.label}  (stream {r.stream_id})")
-    print(f"  {'endpoint':<9}{'sent':>7}{'ok':>7}{'req/s':>8}{'p50':>8}{'p95':>8}{'p99':>8}"
-          f"{'max':>8}  errors (latency ms)")
+    print(
+        f"  {'endpoint':<9}{'sent':>7}{'ok':>7}{'req/s':>8}{'p50':>8}{'p95':>8}{'p99':>8}"
+        f"{'max':>8}  errors (latency ms)"
+    )
     for name in ENDPOINTS:
         s = r.stats[name]
         errs = ", ".join(f"{k}x{v}" for k, v in s.errors.most_common()) or "-"
-        print(f"  {name:<9}{s.sent:>7}{s.ok:>7}{fmt(s.rps):>8}{fmt(s.pct(50)):>8}"
-              f"{fmt(s.pct(95)):>8}{fmt(s.pct(99)):>8}{fmt(s.pct(100)):>8}  {errs}")
+        print(
+            f"  {name:<9}{s.sent:>7}{s.ok:>7}{fmt(s.rps):>8}{fmt(s.pct(50)):>8}"
+            f"{fmt(s.pct(95)):>8}{fmt(s.pct(99)):>8}{fmt(s.pct(100)):>8}  {errs}"
+        )
     lost = "not checked" if r.lost is None else str(r.lost)
-    line = (f"  lost: {lost} (of {len(r.acked_chat_ids)} acknowledged chat messages; "
-            f"{r.rows_in_stream} rows in the stream)  client lag p99/max "
-            f"{r.client_lag_ms[0]:.1f}/{r.client_lag_ms[1]:.1f} ms")
+    line = (
+        f"  lost: {lost} (of {len(r.acked_chat_ids)} acknowledged chat messages; "
+        f"{r.rows_in_stream} rows in the stream)  client lag p99/max "
+        f"{r.client_lag_ms[0]:.1f}/{r.client_lag_ms[1]:.1f} ms"
+    )
     if r.actor and r.actor.get("batches"):
         line += f"  actor: {r.actor['writes'] / r.actor['batches']:.1f} writes/transaction"
     print(line)
     if r.cpu:
         # Per answered request (HTTP status received). With timeouts the server goes on
         # working after the client gave up, so the figure only means much without them.
-        answered = sum(s.ok + sum(n for k, n in s.errors.items() if k.isdigit())
-                       for s in r.stats.values())
+        answered = sum(
+            s.ok + sum(n for k, n in s.errors.items() if k.isdigit()) for s in r.stats.values()
+        )
         timeouts = sum(s.sent for s in r.stats.values()) - answered
-        print(r.cpu.line(answered) + (f"  [{timeouts} unanswered: overloaded]"
-                                      if timeouts else ""))
+        print(r.cpu.line(answered) + (f"  [{timeouts} unanswered: overloaded]" if timeouts else ""))
 
 
 def print_comparison(serve: RunResult, base: RunResult) -> None:
     print(f"\nServe / baseline  ({serve.label} vs {base.label})")
-    print(f"  {'endpoint':<9}{'req/s S':>9}{'req/s B':>9}{'ratio':>7}"
-          f"{'p99 S':>9}{'p99 B':>9}{'ratio':>7}")
+    print(
+        f"  {'endpoint':<9}{'req/s S':>9}{'req/s B':>9}{'ratio':>7}"
+        f"{'p99 S':>9}{'p99 B':>9}{'ratio':>7}"
+    )
     for name in ENDPOINTS:
         s, b = serve.stats[name], base.stats[name]
         rr = s.rps / b.rps if b.rps else math.nan
         pr = s.pct(99) / b.pct(99) if b.ok and s.ok else math.nan
-        print(f"  {name:<9}{fmt(s.rps):>9}{fmt(b.rps):>9}{fmt(rr, 2):>7}"
-              f"{fmt(s.pct(99)):>9}{fmt(b.pct(99)):>9}{fmt(pr, 2):>7}")
+        print(
+            f"  {name:<9}{fmt(s.rps):>9}{fmt(b.rps):>9}{fmt(rr, 2):>7}"
+            f"{fmt(s.pct(99)):>9}{fmt(b.pct(99)):>9}{fmt(pr, 2):>7}"
+        )
 
 
 def to_json(r: RunResult) -> dict[str, Any]:
-    return {"target": r.target, "label": r.label, "stream_id": r.stream_id,
-            "lost": r.lost, "acked_chat": len(r.acked_chat_ids), "rows": r.rows_in_stream,
-            "client_lag_ms": r.client_lag_ms, "actor": r.actor,
-            "cpu_s": dict(r.cpu.cpu) if r.cpu else None,
-            "machine_busy": r.cpu.machine_busy if r.cpu else None,
-            "endpoints": {n: {"sent": s.sent, "ok": s.ok, "rps": s.rps, "p50": s.pct(50),
-                              "p95": s.pct(95), "p99": s.pct(99), "max": s.pct(100),
-                              "errors": dict(s.errors)} for n, s in r.stats.items()}}
+    return {
+        "target": r.target,
+        "label": r.label,
+        "stream_id": r.stream_id,
+        "lost": r.lost,
+        "acked_chat": len(r.acked_chat_ids),
+        "rows": r.rows_in_stream,
+        "client_lag_ms": r.client_lag_ms,
+        "actor": r.actor,
+        "cpu_s": dict(r.cpu.cpu) if r.cpu else None,
+        "machine_busy": r.cpu.machine_busy if r.cpu else None,
+        "endpoints": {
+            n: {
+                "sent": s.sent,
+                "ok": s.ok,
+                "rps": s.rps,
+                "p50": s.pct(50),
+                "p95": s.pct(95),
+                "p99": s.pct(99),
+                "max": s.pct(100),
+                "errors": dict(s.errors),
+            }
+            for n, s in r.stats.items()
+        },
+    }
 
 
 # --------------------------------------------------------------------------- processes
@@ -528,8 +613,11 @@ def settings_env(settings: Settings) -> dict[str, str]:
         value = getattr(settings, name)
         if value is None:
             continue
-        key = f.validation_alias if isinstance(f.validation_alias, str) else \
-            f"LUMALIVE_{name.upper()}"
+        key = (
+            f.validation_alias
+            if isinstance(f.validation_alias, str)
+            else f"LUMALIVE_{name.upper()}"
+        )
         env[key] = str(value)
     return env
 
@@ -543,9 +631,13 @@ def baseline_server(settings: Settings, log_path: Path, niceness: int) -> Iterat
     port = free_port()
     env = {**os.environ, **settings_env(settings.model_copy(update={"api_port": port}))}
     with log_path.open("ab") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "serve_app.standalone"], env=env,
-                                stdout=log, stderr=subprocess.STDOUT,
-                                preexec_fn=lambda: os.setpriority(os.PRIO_PROCESS, 0, niceness))
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "serve_app.standalone"],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            preexec_fn=lambda: os.setpriority(os.PRIO_PROCESS, 0, niceness),
+        )
     url = f"http://{settings.api_host}:{port}"
     try:
         deadline = time.monotonic() + 120
@@ -580,15 +672,23 @@ async def make_people(settings: Settings, n: int) -> People:
         async with db.acting(None) as conn:
             for i in range(n + 2):
                 uid = await create_named_user(conn, f"bench-{tag}-{i}")
-                people.append(Viewer(uid, {"Authorization":
-                                           f"Bearer {tokens.issue(uid, ttl_s=24 * 3600)}"}))
+                people.append(
+                    Viewer(uid, {"Authorization": f"Bearer {tokens.issue(uid, ttl_s=24 * 3600)}"})
+                )
     finally:
         await db.dispose()
     return People(people[0], people[1], people[2:])
 
 
-def run_load(base: str, people: People, args: argparse.Namespace, label: str, target: str,
-             seed: int, meter: CpuMeter | None = None) -> RunResult:
+def run_load(
+    base: str,
+    people: People,
+    args: argparse.Namespace,
+    label: str,
+    target: str,
+    seed: int,
+    meter: CpuMeter | None = None,
+) -> RunResult:
     load = Load(base, people, args, seed)
     return _run(load.run(label, target, meter))
 
@@ -596,6 +696,7 @@ def run_load(base: str, people: People, args: argparse.Namespace, label: str, ta
 def _run(coro: Any) -> Any:
     try:
         import uvloop
+
         with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
             return runner.run(coro)
     except ImportError:
@@ -609,68 +710,128 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         prog="python -m bench.api_load",
         description="N simulated viewers join a live stream, chat and react at a fixed "
-                    "aggregate rate (open loop: requests leave at their due time, latency is "
-                    "measured from it), then leave; against Ray Serve and against the same "
-                    "FastAPI app under plain uvicorn. Prints requests/s and p50/p95/p99 per "
-                    "endpoint, the Serve/baseline ratios, CPU time per request by process, and "
-                    "checks that every acknowledged chat message is in Postgres (exit 1 if not).")
+        "aggregate rate (open loop: requests leave at their due time, latency is "
+        "measured from it), then leave; against Ray Serve and against the same "
+        "FastAPI app under plain uvicorn. Prints requests/s and p50/p95/p99 per "
+        "endpoint, the Serve/baseline ratios, CPU time per request by process, and "
+        "checks that every acknowledged chat message is in Postgres (exit 1 if not).",
+    )
     g = p.add_argument_group("load")
-    g.add_argument("--viewers", type=int, default=100,
-                   help="simulated viewers, one user each (default %(default)s)")
-    g.add_argument("--duration", type=float, default=20.0,
-                   help="seconds of chat and reactions (default %(default)s)")
-    g.add_argument("--chat-rate", type=float, default=600.0,
-                   help="chat messages/s, all viewers together (default %(default)s)")
-    g.add_argument("--reaction-rate", type=float, default=100.0,
-                   help="reactions/s, all viewers together (default %(default)s)")
-    g.add_argument("--ramp", type=float, default=2.0,
-                   help="joins, and later leaves, are spread over this many seconds "
-                        "(default %(default)s)")
-    g.add_argument("--connections", type=int, default=256,
-                   help="HTTP keep-alive connections (default %(default)s)")
-    g.add_argument("--timeout", type=float, default=30.0,
-                   help="per-request timeout in seconds (default %(default)s)")
-    g.add_argument("--repeat", type=int, default=1,
-                   help="runs per target, a fresh stream each (default %(default)s)")
+    g.add_argument(
+        "--viewers",
+        type=int,
+        default=100,
+        help="simulated viewers, one user each (default %(default)s)",
+    )
+    g.add_argument(
+        "--duration",
+        type=float,
+        default=20.0,
+        help="seconds of chat and reactions (default %(default)s)",
+    )
+    g.add_argument(
+        "--chat-rate",
+        type=float,
+        default=600.0,
+        help="chat messages/s, all viewers together (default %(default)s)",
+    )
+    g.add_argument(
+        "--reaction-rate",
+        type=float,
+        default=100.0,
+        help="reactions/s, all viewers together (default %(default)s)",
+    )
+    g.add_argument(
+        "--ramp",
+        type=float,
+        default=2.0,
+        help="joins, and later leaves, are spread over this many seconds (default %(default)s)",
+    )
+    g.add_argument(
+        "--connections",
+        type=int,
+        default=256,
+        help="HTTP keep-alive connections (default %(default)s)",
+    )
+    g.add_argument(
+        "--timeout",
+        type=float,
+        default=30.0,
+        help="per-request timeout in seconds (default %(default)s)",
+    )
+    g.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="runs per target, a fresh stream each (default %(default)s)",
+    )
     g.add_argument("--seed", type=int, default=1, help="random seed (default %(default)s)")
     g = p.add_argument_group("targets")
-    g.add_argument("--targets", default="serve,baseline",
-                   help="comma list of serve and baseline, in the order run "
-                        "(default %(default)s)")
-    g.add_argument("--api", metavar="URL",
-                   help="benchmark a running system instead of starting one; its JWT secret "
-                        "comes from LUMALIVE_JWT_SECRET or LUMALIVE_DATA_DIR, as for "
-                        "`lumalive token`")
-    g.add_argument("--database-url", metavar="URL",
-                   help="with --api (required): the system's admin DATABASE_URL, for creating "
-                        "users and the lost-message check")
-    g.add_argument("--ray-address", metavar="HOST:PORT",
-                   help="with --api: the system's Ray GCS address, which the baseline joins "
-                        "(no baseline without it)")
+    g.add_argument(
+        "--targets",
+        default="serve,baseline",
+        help="comma list of serve and baseline, in the order run (default %(default)s)",
+    )
+    g.add_argument(
+        "--api",
+        metavar="URL",
+        help="benchmark a running system instead of starting one; its JWT secret "
+        "comes from LUMALIVE_JWT_SECRET or LUMALIVE_DATA_DIR, as for "
+        "`lumalive token`",
+    )
+    g.add_argument(
+        "--database-url",
+        metavar="URL",
+        help="with --api (required): the system's admin DATABASE_URL, for creating "
+        "users and the lost-message check",
+    )
+    g.add_argument(
+        "--ray-address",
+        metavar="HOST:PORT",
+        help="with --api: the system's Ray GCS address, which the baseline joins "
+        "(no baseline without it)",
+    )
     g = p.add_argument_group("the system the benchmark starts (not with --api)")
     g.add_argument("--replicas", type=int, help="Serve replicas of the API (default: Settings)")
-    g.add_argument("--max-ongoing", type=int,
-                   help="Serve max_ongoing_requests per replica (default: Settings)")
-    g.add_argument("--db-pool-size", type=int,
-                   help="connection pool of each API process (default: Settings)")
-    g.add_argument("--chat-limit", type=float,
-                   help="per-user chat rate limit in messages/s (default: the Settings value, "
-                        "raised to twice each viewer's planned rate if that is higher; the "
-                        "burst is 2 s of it). Reactions get the same treatment")
-    g.add_argument("--serve-env", action="append", default=[], metavar="KEY=VALUE",
-                   help="environment for Ray and Serve, set before Ray starts, e.g. "
-                        "RAY_SERVE_THROUGHPUT_OPTIMIZED=1 (repeatable)")
-    g.add_argument("--niceness", type=int, default=15,
-                   help="scheduling niceness of the servers: Ray's workers get it through "
-                        "RAY_worker_niceness (Ray's own default is 15) and so does the baseline "
-                        "process, so that both compete alike with other load "
-                        "(default %(default)s)")
+    g.add_argument(
+        "--max-ongoing", type=int, help="Serve max_ongoing_requests per replica (default: Settings)"
+    )
+    g.add_argument(
+        "--db-pool-size", type=int, help="connection pool of each API process (default: Settings)"
+    )
+    g.add_argument(
+        "--chat-limit",
+        type=float,
+        help="per-user chat rate limit in messages/s (default: the Settings value, "
+        "raised to twice each viewer's planned rate if that is higher; the "
+        "burst is 2 s of it). Reactions get the same treatment",
+    )
+    g.add_argument(
+        "--serve-env",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="environment for Ray and Serve, set before Ray starts, e.g. "
+        "RAY_SERVE_THROUGHPUT_OPTIMIZED=1 (repeatable)",
+    )
+    g.add_argument(
+        "--niceness",
+        type=int,
+        default=15,
+        help="scheduling niceness of the servers: Ray's workers get it through "
+        "RAY_worker_niceness (Ray's own default is 15) and so does the baseline "
+        "process, so that both compete alike with other load "
+        "(default %(default)s)",
+    )
     g = p.add_argument_group("output")
     g.add_argument("--json", type=Path, metavar="PATH", help="also write the figures here")
-    g.add_argument("--no-progress", dest="progress", action="store_false",
-                   help="no progress bars")
-    g.add_argument("--no-cpu", dest="cpu", action="store_false",
-                   help="do not sample CPU time per process from /proc")
+    g.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
+    g.add_argument(
+        "--no-cpu",
+        dest="cpu",
+        action="store_false",
+        help="do not sample CPU time per process from /proc",
+    )
     args = p.parse_args(argv)
     args.targets = [t.strip() for t in args.targets.split(",") if t.strip()]
     if not args.targets or not set(args.targets) <= {"serve", "baseline"}:
@@ -691,8 +852,11 @@ def bench_settings(args: argparse.Namespace, data_dir: Path) -> Settings:
     chat = args.chat_limit or max(base.chat_rate_per_s, 2 * per_viewer_chat)
     react = max(base.reaction_rate_per_s, 2 * per_viewer_react)
     update: dict[str, Any] = {
-        "api_port": free_port(), "dashboard_port": free_port(), "rtmp_port": free_port(),
-        "chat_rate_per_s": chat, "chat_burst": max(base.chat_burst, math.ceil(2 * chat)),
+        "api_port": free_port(),
+        "dashboard_port": free_port(),
+        "rtmp_port": free_port(),
+        "chat_rate_per_s": chat,
+        "chat_burst": max(base.chat_burst, math.ceil(2 * chat)),
         "reaction_rate_per_s": react,
         "reaction_burst": max(base.reaction_burst, math.ceil(2 * react)),
     }
@@ -709,8 +873,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="lumalive-bench-") as tmp:
         if args.api:
-            settings = Settings(database_url=args.database_url,
-                                ray_address=args.ray_address).with_secret()
+            settings = Settings(
+                database_url=args.database_url, ray_address=args.ray_address
+            ).with_secret()
             if "baseline" in args.targets and not args.ray_address:
                 print("no --ray-address: no baseline", file=sys.stderr)
                 args.targets = [t for t in args.targets if t != "baseline"]
@@ -736,12 +901,17 @@ def _with_own_system(args: argparse.Namespace, tmp: Path) -> int:
         # Ray as System.start_ray starts it, but without forwarding every worker's log
         # lines (Serve's access log: a line per request) to this process, which is also
         # the load generator.
-        ray.init(namespace="lumalive", include_dashboard=True, log_to_driver=False,
-                 dashboard_host=system.settings.dashboard_host,
-                 dashboard_port=system.settings.dashboard_port)
+        ray.init(
+            namespace="lumalive",
+            include_dashboard=True,
+            log_to_driver=False,
+            dashboard_host=system.settings.dashboard_host,
+            dashboard_port=system.settings.dashboard_port,
+        )
         settings = system.start()
         settings = settings.model_copy(
-            update={"ray_address": ray.get_runtime_context().gcs_address})
+            update={"ray_address": ray.get_runtime_context().gcs_address}
+        )
         return _bench(args, settings, settings.api_url, tmp, own_system=True)
     finally:
         system.stop()
@@ -752,37 +922,50 @@ def _with_own_system(args: argparse.Namespace, tmp: Path) -> int:
 
 def _describe(args: argparse.Namespace, settings: Settings, own_system: bool) -> str:
     per_chat, per_react = args.chat_rate / args.viewers, args.reaction_rate / args.viewers
-    text = (f"{args.viewers} viewers, {args.duration:g} s of {args.chat_rate:g} chat/s + "
-            f"{args.reaction_rate:g} reactions/s (open loop; {per_chat:g} and {per_react:g}/s "
-            f"per viewer); joins and leaves over {args.ramp:g} s.")
+    text = (
+        f"{args.viewers} viewers, {args.duration:g} s of {args.chat_rate:g} chat/s + "
+        f"{args.reaction_rate:g} reactions/s (open loop; {per_chat:g} and {per_react:g}/s "
+        f"per viewer); joins and leaves over {args.ramp:g} s."
+    )
     if not own_system:
-        return text + (f"\nThe server's per-user limits must admit {per_chat:g} chat/s and "
-                       f"{per_react:g} reactions/s per viewer, or 429s count as errors.")
+        return text + (
+            f"\nThe server's per-user limits must admit {per_chat:g} chat/s and "
+            f"{per_react:g} reactions/s per viewer, or 429s count as errors."
+        )
     return text + (
         f"\nPer-user limits for the benchmark: chat {settings.chat_rate_per_s:g}/s burst "
         f"{settings.chat_burst}, reactions {settings.reaction_rate_per_s:g}/s burst "
         f"{settings.reaction_burst}. Serve: {settings.api_replicas} replica(s), "
         f"max_ongoing_requests {settings.max_ongoing_requests}; API db_pool_size "
         f"{settings.db_pool_size}; niceness {args.niceness}"
-        + (f"; {' '.join(args.serve_env)}" if args.serve_env else "") + ".")
+        + (f"; {' '.join(args.serve_env)}" if args.serve_env else "")
+        + "."
+    )
 
 
-def _bench(args: argparse.Namespace, settings: Settings, serve_url: str, tmp: Path,
-           own_system: bool) -> int:
+def _bench(
+    args: argparse.Namespace, settings: Settings, serve_url: str, tmp: Path, own_system: bool
+) -> int:
     assert settings.database_url
     people = _run(make_people(settings, args.viewers))
     print(_describe(args, settings, own_system))
     results: list[RunResult] = []
-    ctx = baseline_server(settings, tmp / "baseline.log", args.niceness) \
-        if "baseline" in args.targets else _nothing()
+    ctx = (
+        baseline_server(settings, tmp / "baseline.log", args.niceness)
+        if "baseline" in args.targets
+        else _nothing()
+    )
     with ctx as base_url:
         for i in range(args.repeat):
             for target in args.targets:
                 url = serve_url if target == "serve" else base_url
                 assert url is not None
                 label = f"{'Ray Serve' if target == 'serve' else 'uvicorn baseline'} #{i + 1}"
-                meter = CpuMeter(settings.database_url, settings.ray_address) \
-                    if args.cpu and CpuMeter.available() else None
+                meter = (
+                    CpuMeter(settings.database_url, settings.ray_address)
+                    if args.cpu and CpuMeter.available()
+                    else None
+                )
                 r = run_load(url, people, args, label, target, seed=args.seed + i, meter=meter)
                 verify(r, settings.database_url)
                 print_run(r)
@@ -792,8 +975,15 @@ def _bench(args: argparse.Namespace, settings: Settings, serve_url: str, tmp: Pa
     for s, b in zip(serve, base, strict=False):
         print_comparison(s, b)
     if args.json:
-        args.json.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()},
-                                         "runs": [to_json(r) for r in results]}, indent=2))
+        args.json.write_text(
+            json.dumps(
+                {
+                    "args": {k: str(v) for k, v in vars(args).items()},
+                    "runs": [to_json(r) for r in results],
+                },
+                indent=2,
+            )
+        )
     lost = sum(r.lost or 0 for r in results)
     print(f"\nlost: {lost} (acknowledged chat messages missing from Postgres, all runs)")
     return 1 if lost else 0

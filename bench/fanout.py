@@ -70,9 +70,13 @@ class Subscriber:
     async def run(self) -> None:
         reader, writer = await asyncio.open_connection(self.host, self.port, limit=1 << 20)
         try:
-            writer.write((f"GET {self.path} HTTP/1.1\r\nHost: {self.host}\r\n"
-                          f"Authorization: Bearer {self.token}\r\n"
-                          "Accept: text/event-stream\r\n\r\n").encode())
+            writer.write(
+                (
+                    f"GET {self.path} HTTP/1.1\r\nHost: {self.host}\r\n"
+                    f"Authorization: Bearer {self.token}\r\n"
+                    "Accept: text/event-stream\r\n\r\n"
+                ).encode()
+            )
             await writer.drain()
             head = await reader.readuntil(b"\r\n\r\n")
             if b" 200 " not in head.split(b"\r\n", 1)[0]:
@@ -122,8 +126,9 @@ def serve_processes() -> dict[str, psutil.Process]:
         if "ProxyActor" in name or "LumaApi" in name:
             key = "proxy" if "ProxyActor" in name else "replica"
             with contextlib.suppress(psutil.Error):
-                procs[f"{key}{len([k for k in procs if k.startswith(key)]) or ''}"] = \
+                procs[f"{key}{len([k for k in procs if k.startswith(key)]) or ''}"] = (
                     psutil.Process(a.pid)
+                )
     return procs
 
 
@@ -143,8 +148,9 @@ async def wait_for_embedding(settings: Settings, stream_id: str, timeout: float 
     deadline = time.monotonic() + timeout
     async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
         while time.monotonic() < deadline:
-            cur = await conn.execute("SELECT 1 FROM stream_embeddings WHERE stream_id = %s",
-                                     (stream_id,))
+            cur = await conn.execute(
+                "SELECT 1 FROM stream_embeddings WHERE stream_id = %s", (stream_id,)
+            )
             if await cur.fetchone():
                 return
             await asyncio.sleep(0.5)
@@ -157,8 +163,16 @@ def pct(values: list[float], q: float) -> float:
     return values[min(len(values) - 1, max(0, math.ceil(q * len(values)) - 1))]
 
 
-async def one_round(api: httpx.AsyncClient, settings: Settings, stream_id: str, viewer: str,
-                    senders: list[str], n: int, rate: float, duration: float) -> dict[str, Any]:
+async def one_round(
+    api: httpx.AsyncClient,
+    settings: Settings,
+    stream_id: str,
+    viewer: str,
+    senders: list[str],
+    n: int,
+    rate: float,
+    duration: float,
+) -> dict[str, Any]:
     path = f"{BASE}/{stream_id}/events/stream"
     subs = [Subscriber(settings.api_host, settings.api_port, path, viewer) for _ in range(n)]
     t_open = time.monotonic()
@@ -178,8 +192,11 @@ async def one_round(api: httpx.AsyncClient, settings: Settings, stream_id: str, 
 
     async def post(k: int, sender: str) -> None:
         t0 = time.monotonic()
-        r = await api.post(f"{BASE}/{stream_id}/chat", json={"message": f"bench {k}"},
-                           headers={"Authorization": f"Bearer {sender}"})
+        r = await api.post(
+            f"{BASE}/{stream_id}/chat",
+            json={"message": f"bench {k}"},
+            headers={"Authorization": f"Bearer {sender}"},
+        )
         post_ms.append((time.monotonic() - t0) * 1000)
         if r.status_code == 201:
             sent[k] = t0
@@ -201,22 +218,33 @@ async def one_round(api: httpx.AsyncClient, settings: Settings, stream_id: str, 
     while time.monotonic() < deadline and any(len(s.received) < len(sent) for s in subs):
         await asyncio.sleep(0.2)
 
-    latencies = [(s.received[k] - t0) * 1000 for s in subs for k, t0 in sent.items()
-                 if k in s.received]
+    latencies = [
+        (s.received[k] - t0) * 1000 for s in subs for k, t0 in sent.items() if k in s.received
+    ]
     lost = sum(1 for s in subs for k in sent if k not in s.received)
     for s in subs:
         assert s.task is not None
         s.task.cancel()
     await asyncio.gather(*(s.task for s in subs if s.task), return_exceptions=True)
     await asyncio.sleep(1.0)  # let the server notice the disconnects
-    return {"subscribers": n, "messages": len(sent), "deliveries": len(latencies),
-            "p50_ms": pct(latencies, 0.50), "p99_ms": pct(latencies, 0.99),
-            "max_ms": max(latencies, default=float("nan")), "lost": lost,
-            "duplicates": sum(s.duplicates for s in subs), "post_p50_ms": pct(post_ms, 0.5),
-            "post_p99_ms": pct(post_ms, 0.99), "connect_s": opened_s,
-            "load1": os.getloadavg()[0], "pids": {k: p.pid for k, p in procs.items()},
-            "cpu": " ".join(f"{k}={100 * (cpu1[k] - cpu0[k]) / elapsed:.0f}%"
-                            for k in sorted(cpu1) if k in cpu0)}
+    return {
+        "subscribers": n,
+        "messages": len(sent),
+        "deliveries": len(latencies),
+        "p50_ms": pct(latencies, 0.50),
+        "p99_ms": pct(latencies, 0.99),
+        "max_ms": max(latencies, default=float("nan")),
+        "lost": lost,
+        "duplicates": sum(s.duplicates for s in subs),
+        "post_p50_ms": pct(post_ms, 0.5),
+        "post_p99_ms": pct(post_ms, 0.99),
+        "connect_s": opened_s,
+        "load1": os.getloadavg()[0],
+        "pids": {k: p.pid for k, p in procs.items()},
+        "cpu": " ".join(
+            f"{k}={100 * (cpu1[k] - cpu0[k]) / elapsed:.0f}%" for k in sorted(cpu1) if k in cpu0
+        ),
+    }
 
 
 async def bench(settings: Settings, sizes: list[int], rate: float, duration: float) -> None:
@@ -242,16 +270,21 @@ async def bench(settings: Settings, sizes: list[int], rate: float, duration: flo
         # Creating a stream embeds it in the background (the embedding actor loads
         # torch); let that finish so it does not land in the measurement.
         await wait_for_embedding(settings, sid)
-        print(f"{'subs':>6} {'msgs':>5} {'deliveries':>10} {'p50 ms':>8} {'p99 ms':>8} "
-              f"{'max ms':>8} {'lost':>5} {'dup':>4} {'POST p50/p99 ms':>16} {'connect s':>9} "
-              f"{'load1':>6}  CPU while sending")
+        print(
+            f"{'subs':>6} {'msgs':>5} {'deliveries':>10} {'p50 ms':>8} {'p99 ms':>8} "
+            f"{'max ms':>8} {'lost':>5} {'dup':>4} {'POST p50/p99 ms':>16} {'connect s':>9} "
+            f"{'load1':>6}  CPU while sending"
+        )
         for n in sizes:
             res = await one_round(api, settings, sid, viewer, senders, n, rate, duration)
-            print(f"{res['subscribers']:>6} {res['messages']:>5} {res['deliveries']:>10} "
-                  f"{res['p50_ms']:>8.1f} {res['p99_ms']:>8.1f} {res['max_ms']:>8.1f} "
-                  f"{res['lost']:>5} {res['duplicates']:>4} "
-                  f"{res['post_p50_ms']:>7.1f}/{res['post_p99_ms']:<8.1f} "
-                  f"{res['connect_s']:>9.1f} {res['load1']:>6.1f}  {res['cpu']}", flush=True)
+            print(
+                f"{res['subscribers']:>6} {res['messages']:>5} {res['deliveries']:>10} "
+                f"{res['p50_ms']:>8.1f} {res['p99_ms']:>8.1f} {res['max_ms']:>8.1f} "
+                f"{res['lost']:>5} {res['duplicates']:>4} "
+                f"{res['post_p50_ms']:>7.1f}/{res['post_p99_ms']:<8.1f} "
+                f"{res['connect_s']:>9.1f} {res['load1']:>6.1f}  {res['cpu']}",
+                flush=True,
+            )
 
 
 def main() -> int:
@@ -260,24 +293,39 @@ def main() -> int:
     parser.add_argument("--rate", type=float, default=5.0, help="chat messages per second")
     parser.add_argument("--duration", type=float, default=10.0, help="seconds of chat per round")
     parser.add_argument("--replicas", type=int, default=1, help="API replicas")
-    parser.add_argument("--max-ongoing", type=int, default=None,
-                        help="max_ongoing_requests per replica (default: enough for the largest N)")
-    parser.add_argument("--haproxy", action="store_true",
-                        help="experiment: Serve's HAProxy ingress (RAY_SERVE_ENABLE_HA_PROXY=1), "
-                             "where HAProxy forwards HTTP to the replicas and no Serve proxy "
-                             "relays each chunk")
+    parser.add_argument(
+        "--max-ongoing",
+        type=int,
+        default=None,
+        help="max_ongoing_requests per replica (default: enough for the largest N)",
+    )
+    parser.add_argument(
+        "--haproxy",
+        action="store_true",
+        help="experiment: Serve's HAProxy ingress (RAY_SERVE_ENABLE_HA_PROXY=1), "
+        "where HAProxy forwards HTTP to the replicas and no Serve proxy "
+        "relays each chunk",
+    )
     args = parser.parse_args()
     if args.haproxy:  # read by Serve in every Ray process this driver starts
         os.environ["RAY_SERVE_ENABLE_HA_PROXY"] = "1"
     need = max(args.subscribers)
     max_ongoing = args.max_ongoing or max(1000, math.ceil((need + 50) / 0.9))
-    settings = Settings(data_dir=Path(tempfile.mkdtemp(prefix="lumalive-fanout-")),
-                        api_port=free_port(), dashboard_port=free_port(), rtmp_port=free_port(),
-                        database_url=None, ray_address=None, api_replicas=args.replicas,
-                        max_ongoing_requests=max_ongoing)
+    settings = Settings(
+        data_dir=Path(tempfile.mkdtemp(prefix="lumalive-fanout-")),
+        api_port=free_port(),
+        dashboard_port=free_port(),
+        rtmp_port=free_port(),
+        database_url=None,
+        ray_address=None,
+        api_replicas=args.replicas,
+        max_ongoing_requests=max_ongoing,
+    )
     system = System(settings)
-    print(f"starting the system (max_ongoing_requests={max_ongoing}, replicas={args.replicas})",
-          flush=True)
+    print(
+        f"starting the system (max_ongoing_requests={max_ongoing}, replicas={args.replicas})",
+        flush=True,
+    )
     settings = system.start()
     try:
         asyncio.run(bench(settings, args.subscribers, args.rate, args.duration))

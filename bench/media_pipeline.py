@@ -6,7 +6,7 @@ looped to about 20 s. Preparing it is not timed.
 
     baseline   one PyAV pass over the whole source: decode once, scale, encode every
                rendition, mux MPEG-TS. Same encoder, preset, threads, rate control and
-               keyframe interval as the pipeline (`actors.media.transcode.add_video_stream`).
+               keyframe interval as the pipeline (`media.transcode.add_video_stream`).
     pipeline   Segmenter -> SegmentTranscoder per segment, one after another, in this
                process: what each pool worker does, without the pool.
 
@@ -52,9 +52,9 @@ from av.audio.codeccontext import AudioCodecContext
 from av.audio.resampler import AudioResampler
 from av.video.reformatter import Interpolation, VideoReformatter
 
-from actors.media.ladder import Rendition, build_ladder
-from actors.media.segmenter import Segmenter, SourceSegment
-from actors.media.transcode import (
+from media.ladder import Rendition, build_ladder
+from media.segmenter import Segmenter, SourceSegment
+from media.transcode import (
     EncoderSettings,
     RenditionSegment,
     SegmentTranscoder,
@@ -274,8 +274,9 @@ class RayPool:
 
         self.workers = workers
         self.moderation_fps = moderation_fps
-        self.settings = Settings(data_dir=Path(media_dir), media_dir=Path(media_dir),
-                                 x264_preset=preset)
+        self.settings = Settings(
+            data_dir=Path(media_dir), media_dir=Path(media_dir), x264_preset=preset
+        )
         self.loop = asyncio.new_event_loop()
         threading.Thread(target=self.loop.run_forever, daemon=True).start()
         self.pool = MediaPool(self.settings, size=workers, idle_s=3600)
@@ -285,8 +286,14 @@ class RayPool:
         """A future of (outcome, perf_counter when the pool delivered it)."""
         from actors.media_worker import SegmentJob
 
-        job = SegmentJob("bench", segment.sequence, tuple(renditions), segment.frames,
-                         moderation_fps=self.moderation_fps, submitted_at=time.time())
+        job = SegmentJob(
+            "bench",
+            segment.sequence,
+            tuple(renditions),
+            segment.frames,
+            moderation_fps=self.moderation_fps,
+            submitted_at=time.time(),
+        )
 
         async def run() -> tuple[Any, float]:
             outcome = await self.pool.run(job, segment.data)
@@ -306,7 +313,8 @@ class RayPool:
         published when it is done and every earlier one is)."""
 
         def transcode(
-            segments: Iterable[SourceSegment], renditions: Sequence[Rendition],
+            segments: Iterable[SourceSegment],
+            renditions: Sequence[Rendition],
             settings: EncoderSettings,
         ) -> Iterator[dict[str, RenditionSegment]]:
             pending: deque[tuple[int, float, Future]] = deque()
@@ -331,8 +339,9 @@ class RayPool:
                     origin = segment.start_pts_seconds if origin is None else origin
                     due = t0 + segment.end_pts_seconds - origin
                     time.sleep(max(0.0, due - time.perf_counter()))
-                pending.append((segment.sequence, time.perf_counter(),
-                                self.submit(segment, renditions)))
+                pending.append(
+                    (segment.sequence, time.perf_counter(), self.submit(segment, renditions))
+                )
                 while pending and pending[0][2].done():
                     yield publish()
             while pending:
@@ -346,8 +355,12 @@ class RayPool:
 
 
 def run_ray(
-    source: Source, renditions: Sequence[Rendition], settings: EncoderSettings, workers: int,
-    moderation_fps: float, repeat: int,
+    source: Source,
+    renditions: Sequence[Rendition],
+    settings: EncoderSettings,
+    workers: int,
+    moderation_fps: float,
+    repeat: int,
 ) -> tuple[Result, list[float]]:
     """Best-of-`repeat` unpaced throughput, and the latencies of one paced run."""
     with tempfile.TemporaryDirectory(prefix="bench-media-") as media_dir:
@@ -358,13 +371,19 @@ def run_ray(
             best: Result | None = None
             for _ in range(repeat):
                 pool.cpu_s = 0.0
-                result = run_pipeline(source, renditions, settings, pool.mapper(False, []),
-                                      mode=f"ray {workers}w")
+                result = run_pipeline(
+                    source, renditions, settings, pool.mapper(False, []), mode=f"ray {workers}w"
+                )
                 result.cpu_s = pool.cpu_s  # the workers', not this process's
                 best = result if best is None or result.wall_s < best.wall_s else best
             latencies: list[float] = []
-            run_pipeline(source, renditions, settings, pool.mapper(True, latencies),
-                         mode=f"ray {workers}w paced")
+            run_pipeline(
+                source,
+                renditions,
+                settings,
+                pool.mapper(True, latencies),
+                mode=f"ray {workers}w paced",
+            )
         finally:
             pool.close()
     assert best is not None
@@ -387,12 +406,26 @@ def main() -> None:
     parser.add_argument("--preset", default="veryfast")
     parser.add_argument("--threads", type=int, default=1, help="encoder/scaler threads; 0 = auto")
     parser.add_argument("--repeat", type=int, default=1, help="runs per mode; the best counts")
-    parser.add_argument("--ray-workers", type=int, nargs="*", default=[], metavar="N",
-                        help="also run the Ray pool with N workers (e.g. 1 2)")
-    parser.add_argument("--moderation-fps", type=float, default=1.0,
-                        help="frames per second the Ray workers score (0: no moderation)")
-    parser.add_argument("--ray-niceness", type=int, default=0,
-                        help="Ray worker niceness (Ray's default is 15; 0 = the baseline's)")
+    parser.add_argument(
+        "--ray-workers",
+        type=int,
+        nargs="*",
+        default=[],
+        metavar="N",
+        help="also run the Ray pool with N workers (e.g. 1 2)",
+    )
+    parser.add_argument(
+        "--moderation-fps",
+        type=float,
+        default=1.0,
+        help="frames per second the Ray workers score (0: no moderation)",
+    )
+    parser.add_argument(
+        "--ray-niceness",
+        type=int,
+        default=0,
+        help="Ray worker niceness (Ray's default is 15; 0 = the baseline's)",
+    )
     args = parser.parse_args()
 
     source = make_source(args.loops, 2.0, args.upscale)
@@ -443,23 +476,35 @@ def main() -> None:
         run_ray_modes(args, source, renditions, settings, base)
 
 
-def run_ray_modes(args: argparse.Namespace, source: Source, renditions: Sequence[Rendition],
-                  settings: EncoderSettings, base: Result) -> None:
+def run_ray_modes(
+    args: argparse.Namespace,
+    source: Source,
+    renditions: Sequence[Rendition],
+    settings: EncoderSettings,
+    base: Result,
+) -> None:
     import ray
 
     # Ray starts its workers at niceness 15 (so the raylet and drivers win the CPU); the
     # baseline runs in this process at 0, so on a shared machine the comparison would
     # mostly measure the niceness. `--ray-niceness 15` measures what a deployment gets.
-    ray.init(num_cpus=max([os.cpu_count() or 1, *args.ray_workers]), include_dashboard=False,
-             namespace="bench", log_to_driver=False,
-             _system_config={"worker_niceness": args.ray_niceness})
-    print(f"ray pool: SegmentWorker per segment (moderation {args.moderation_fps:g} fps, "
-          f"x264 {settings.preset}, 1 thread), {ray.cluster_resources().get('CPU', 0):g} CPUs, "
-          f"worker niceness {args.ray_niceness}")
+    ray.init(
+        num_cpus=max([os.cpu_count() or 1, *args.ray_workers]),
+        include_dashboard=False,
+        namespace="bench",
+        log_to_driver=False,
+        _system_config={"worker_niceness": args.ray_niceness},
+    )
+    print(
+        f"ray pool: SegmentWorker per segment (moderation {args.moderation_fps:g} fps, "
+        f"x264 {settings.preset}, 1 thread), {ray.cluster_resources().get('CPU', 0):g} CPUs, "
+        f"worker niceness {args.ray_niceness}"
+    )
     results: dict[int, Result] = {}
     for workers in args.ray_workers:
-        result, latencies = run_ray(source, renditions, settings, workers,
-                                    args.moderation_fps, args.repeat)
+        result, latencies = run_ray(
+            source, renditions, settings, workers, args.moderation_fps, args.repeat
+        )
         if result.frames != source.frames:
             raise SystemExit(f"{result.mode}: {result.frames} frames out of {source.frames}")
         results[workers] = result

@@ -119,8 +119,7 @@ def _peaks(views: pd.DataFrame, days: list[int]) -> dict[int, int]:
     leaves = np.sort(leaves[~np.isnan(leaves)])
 
     def open_at(t: np.ndarray) -> np.ndarray:
-        return (np.searchsorted(joins, t, side="right")
-                - np.searchsorted(leaves, t, side="right"))
+        return np.searchsorted(joins, t, side="right") - np.searchsorted(leaves, t, side="right")
 
     peaks = {}
     for d in days:
@@ -138,8 +137,9 @@ def stream_days(group: pd.DataFrame, first_day: int, last_day: int) -> pd.DataFr
     ((lo, hi),) = _live_days(meta.iloc[:1], first_day, last_day)
     group = group.assign(day=_day_numbers(group["t0"]))
     views = group[group["kind"] == "view"]
-    acts = group[(group["kind"] != "stream") & (group["day"] >= first_day)
-                 & (group["day"] <= last_day)]
+    acts = group[
+        (group["kind"] != "stream") & (group["day"] >= first_day) & (group["day"] <= last_day)
+    ]
     days = sorted(set(range(lo, hi + 1)) | {int(d) for d in acts["day"]})
     peaks = _peaks(views, days)
     head = meta.iloc[0]
@@ -150,19 +150,27 @@ def stream_days(group: pd.DataFrame, first_day: int, last_day: int) -> pd.DataFr
         reacts = group[(group["kind"] == "reaction") & (group["day"] == d)]
         viewers = set(vd["user_id"])
         engaged = viewers & (set(chat["user_id"]) | set(reacts["user_id"]))
-        out.append({
-            "stream_id": head["stream_id"], "day": _as_date(d), "user_id": head["owner"],
-            "category": head["category"], "quality": head["quality"],
-            "watch_seconds": int(pd.to_numeric(vd["value"], errors="coerce").fillna(0).sum()),
-            "viewer_sessions": len(vd), "unique_viewers": len(viewers),
-            "peak_viewers": peaks[d], "engaged_viewers": len(engaged),
-            "engagement_rate": len(engaged) / len(viewers) if viewers else 0.0,
-            "chat_messages": len(chat),
-            "moderated_messages": int(
-                pd.to_numeric(chat["value"], errors="coerce").fillna(0).sum()),
-            "reactions": len(reacts),
-            "viewer_ids": ",".join(sorted(viewers)),  # for the category rollup; not stored
-        })
+        out.append(
+            {
+                "stream_id": head["stream_id"],
+                "day": _as_date(d),
+                "user_id": head["owner"],
+                "category": head["category"],
+                "quality": head["quality"],
+                "watch_seconds": int(pd.to_numeric(vd["value"], errors="coerce").fillna(0).sum()),
+                "viewer_sessions": len(vd),
+                "unique_viewers": len(viewers),
+                "peak_viewers": peaks[d],
+                "engaged_viewers": len(engaged),
+                "engagement_rate": len(engaged) / len(viewers) if viewers else 0.0,
+                "chat_messages": len(chat),
+                "moderated_messages": int(
+                    pd.to_numeric(chat["value"], errors="coerce").fillna(0).sum()
+                ),
+                "reactions": len(reacts),
+                "viewer_ids": ",".join(sorted(viewers)),  # for the category rollup; not stored
+            }
+        )
     return pd.DataFrame(out, columns=[*rollups.STREAM_DAY_COLUMNS, "viewer_ids"])
 
 
@@ -171,15 +179,23 @@ def category_days(stream_rows: pd.DataFrame) -> list[dict[str, Any]]:
     driver). A stream has a row for every day it was live, so counting rows counts
     live streams; unique viewers are the union of the streams' viewer sets."""
     out = []
-    for (day, category, quality), g in stream_rows.groupby(["day", "category", "quality"],
-                                                           sort=True):
+    for (day, category, quality), g in stream_rows.groupby(
+        ["day", "category", "quality"], sort=True
+    ):
         viewers = {u for ids in g["viewer_ids"] for u in ids.split(",") if u}
-        out.append({
-            "day": day, "category": category, "quality": quality, "streams": len(g),
-            "viewer_sessions": int(g["viewer_sessions"].sum()), "unique_viewers": len(viewers),
-            "watch_seconds": int(g["watch_seconds"].sum()),
-            "chat_messages": int(g["chat_messages"].sum()), "reactions": int(g["reactions"].sum()),
-        })
+        out.append(
+            {
+                "day": day,
+                "category": category,
+                "quality": quality,
+                "streams": len(g),
+                "viewer_sessions": int(g["viewer_sessions"].sum()),
+                "unique_viewers": len(viewers),
+                "watch_seconds": int(g["watch_seconds"].sum()),
+                "chat_messages": int(g["chat_messages"].sum()),
+                "reactions": int(g["reactions"].sum()),
+            }
+        )
     return out
 
 
@@ -198,8 +214,7 @@ def _records(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-def run(settings: Settings, since: date | None = None, *, progress: bool = True
-        ) -> dict[str, Any]:
+def run(settings: Settings, since: date | None = None, *, progress: bool = True) -> dict[str, Any]:
     """Compute and store the rollups for days from `since` (default: all) to today.
     Needs a connected Ray (the callers below connect it)."""
     import psycopg
@@ -220,27 +235,35 @@ def run(settings: Settings, since: date | None = None, *, progress: bool = True
 
     steps = tqdm(total=3, desc="analytics", unit="step", disable=not progress)
     steps.set_postfix_str("reading and rolling up per stream and day")
-    activity = ray.data.read_sql(ACTIVITY_SQL, _Connect(_dsn(settings)),
-                                 sql_params={"since": since_epoch})
+    activity = ray.data.read_sql(
+        ACTIVITY_SQL, _Connect(_dsn(settings)), sql_params={"since": since_epoch}
+    )
     per_stream = activity.groupby("stream_id", num_partitions=partitions)
-    stream_rows = _records(per_stream.map_groups(
-        stream_days, batch_format="pandas", fn_kwargs=days_args).take_all())  # type: ignore[arg-type]
+    stream_rows = _records(
+        per_stream.map_groups(stream_days, batch_format="pandas", fn_kwargs=days_args).take_all()
+    )  # type: ignore[arg-type]
     steps.update()
     steps.set_postfix_str("per category, tier and day")
     category_rows = category_days(pd.DataFrame(stream_rows)) if stream_rows else []
     steps.update()
     steps.set_postfix_str("writing")
     with psycopg.connect(_dsn(settings)) as conn, conn.cursor() as cur:
-        for table, rows in (("stream_daily_rollups", stream_rows),
-                            ("category_daily_rollups", category_rows)):
+        for table, rows in (
+            ("stream_daily_rollups", stream_rows),
+            ("category_daily_rollups", category_rows),
+        ):
             for i in range(0, len(rows), 500):
-                rollups.upsert(cur, table, rows[i:i + 500])
+                rollups.upsert(cur, table, rows[i : i + 500])
         conn.commit()
     steps.update()
     steps.close()
-    return {"since": since, "until": today,
-            "stream_days": len(stream_rows), "category_days": len(category_rows),
-            "seconds": round(time.monotonic() - started, 2)}
+    return {
+        "since": since,
+        "until": today,
+        "stream_days": len(stream_rows),
+        "category_days": len(category_rows),
+        "seconds": round(time.monotonic() - started, 2),
+    }
 
 
 def connect_ray(settings: Settings) -> bool:
@@ -258,10 +281,15 @@ def connect_ray(settings: Settings) -> bool:
 
 def main(argv: list[str] | None = None, settings: Settings | None = None) -> int:
     """`python -m cluster.analytics_job [--since DATE]`; `lumalive analytics run` runs it too."""
-    parser = argparse.ArgumentParser(prog="lumalive analytics run",
-                                     description=__doc__.split("\n")[0])
-    parser.add_argument("--since", type=date.fromisoformat, default=None,
-                        help="recompute days from this UTC date on (YYYY-MM-DD); default all")
+    parser = argparse.ArgumentParser(
+        prog="lumalive analytics run", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument(
+        "--since",
+        type=date.fromisoformat,
+        default=None,
+        help="recompute days from this UTC date on (YYYY-MM-DD); default all",
+    )
     args = parser.parse_args(argv)
     import ray
 

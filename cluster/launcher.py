@@ -48,9 +48,12 @@ class System:
         if self.settings.ray_address:
             ray.init(address=self.settings.ray_address, namespace="lumalive")
         else:
-            ray.init(namespace="lumalive", include_dashboard=True,
-                     dashboard_host=self.settings.dashboard_host,
-                     dashboard_port=self.settings.dashboard_port)
+            ray.init(
+                namespace="lumalive",
+                include_dashboard=True,
+                dashboard_host=self.settings.dashboard_host,
+                dashboard_port=self.settings.dashboard_port,
+            )
             self.started_ray = True
 
     def deploy(self) -> None:

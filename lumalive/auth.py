@@ -29,15 +29,25 @@ class TokenService:
 
     def issue(self, user_id: UUID, ttl_s: int = 3600) -> str:
         now = int(time.time())
-        claims = {"sub": str(user_id), "aud": self._audience, "role": "authenticated",
-                  "iat": now, "exp": now + ttl_s}
+        claims = {
+            "sub": str(user_id),
+            "aud": self._audience,
+            "role": "authenticated",
+            "iat": now,
+            "exp": now + ttl_s,
+        }
         return jwt.encode(claims, self._secret, algorithm="HS256")
 
     def verify(self, token: str) -> UUID:
         """The user a token speaks for; Unauthorized if forged, expired or malformed."""
         try:
-            claims = jwt.decode(token, self._secret, algorithms=["HS256"],
-                                audience=self._audience, options={"require": ["exp", "sub"]})
+            claims = jwt.decode(
+                token,
+                self._secret,
+                algorithms=["HS256"],
+                audience=self._audience,
+                options={"require": ["exp", "sub"]},
+            )
         except jwt.ExpiredSignatureError:
             raise Unauthorized("token has expired", "token_expired") from None
         except jwt.PyJWTError as exc:
@@ -50,8 +60,14 @@ class TokenService:
     def issue_playback(self, user_id: UUID, stream_id: UUID, ttl_s: int) -> str:
         """A token that lets `user_id` fetch `stream_id`'s playlists and segments."""
         now = int(time.time())
-        claims = {"sub": str(user_id), "sid": str(stream_id), "scope": "playback",
-                  "aud": PLAYBACK_AUDIENCE, "iat": now, "exp": now + ttl_s}
+        claims = {
+            "sub": str(user_id),
+            "sid": str(stream_id),
+            "scope": "playback",
+            "aud": PLAYBACK_AUDIENCE,
+            "iat": now,
+            "exp": now + ttl_s,
+        }
         return jwt.encode(claims, self._secret, algorithm="HS256")
 
     def verify_playback(self, token: str, stream_id: UUID) -> UUID:
@@ -59,9 +75,13 @@ class TokenService:
         a playback token; NotFound if it is for another stream (as for a stream the
         caller may not see: a token must not reveal that other streams exist)."""
         try:
-            claims = jwt.decode(token, self._secret, algorithms=["HS256"],
-                                audience=PLAYBACK_AUDIENCE,
-                                options={"require": ["exp", "sub", "sid", "scope"]})
+            claims = jwt.decode(
+                token,
+                self._secret,
+                algorithms=["HS256"],
+                audience=PLAYBACK_AUDIENCE,
+                options={"require": ["exp", "sub", "sid", "scope"]},
+            )
         except jwt.ExpiredSignatureError:
             raise Unauthorized("playback token has expired", "token_expired") from None
         except jwt.PyJWTError as exc:

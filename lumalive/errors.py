@@ -16,8 +16,16 @@
 from __future__ import annotations
 
 __all__ = [
-    "LumaError", "BadRequest", "Unauthorized", "Forbidden", "NotFound", "Conflict",
-    "PayloadTooLarge", "Unprocessable", "RateLimited", "Unavailable",
+    "LumaError",
+    "BadRequest",
+    "Unauthorized",
+    "Forbidden",
+    "NotFound",
+    "Conflict",
+    "PayloadTooLarge",
+    "Unprocessable",
+    "RateLimited",
+    "Unavailable",
 ]
 
 

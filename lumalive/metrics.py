@@ -23,9 +23,17 @@ from __future__ import annotations
 from functools import cache
 from typing import Any
 
-__all__ = ["live_streams", "stream_viewers", "chat_messages", "moderated_messages",
-           "api_latency_ms", "fanout_lag_ms", "realtime_subscribers", "fanout_dropped",
-           "LATENCY_BOUNDARIES_MS"]
+__all__ = [
+    "live_streams",
+    "stream_viewers",
+    "chat_messages",
+    "moderated_messages",
+    "api_latency_ms",
+    "fanout_lag_ms",
+    "realtime_subscribers",
+    "fanout_dropped",
+    "LATENCY_BOUNDARIES_MS",
+]
 
 LATENCY_BOUNDARIES_MS = [1, 2.5, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000]
 
@@ -36,8 +44,13 @@ class _Noop:
     def observe(self, value: float, tags: dict[str, str] | None = None) -> None: ...
 
 
-def _make(kind: str, name: str, description: str, tag_keys: tuple[str, ...] = (),
-          boundaries: list[float] | None = None) -> Any:
+def _make(
+    kind: str,
+    name: str,
+    description: str,
+    tag_keys: tuple[str, ...] = (),
+    boundaries: list[float] | None = None,
+) -> Any:
     import ray
 
     if not ray.is_initialized():
@@ -48,8 +61,9 @@ def _make(kind: str, name: str, description: str, tag_keys: tuple[str, ...] = ()
         return metrics.Counter(name, description, tag_keys=tag_keys)
     if kind == "gauge":
         return metrics.Gauge(name, description, tag_keys=tag_keys)
-    return metrics.Histogram(name, description, boundaries=boundaries or LATENCY_BOUNDARIES_MS,
-                             tag_keys=tag_keys)
+    return metrics.Histogram(
+        name, description, boundaries=boundaries or LATENCY_BOUNDARIES_MS, tag_keys=tag_keys
+    )
 
 
 @cache
@@ -77,25 +91,39 @@ def moderated_messages() -> Any:
 @cache
 def api_latency_ms() -> Any:
     """Time to the response's first byte, by route template, method and status."""
-    return _make("histogram", "lumalive_api_latency_ms", "API latency to response start (ms).",
-                 ("route", "method", "status"))
+    return _make(
+        "histogram",
+        "lumalive_api_latency_ms",
+        "API latency to response start (ms).",
+        ("route", "method", "status"),
+    )
 
 
 @cache
 def fanout_lag_ms() -> Any:
     """From an event's created_at (its transaction's start) to its hand-off to this
     replica's subscribers: commit, NOTIFY, and the replica's fetch."""
-    return _make("histogram", "lumalive_fanout_lag_ms",
-                 "Event created to handed to subscribers on an API replica (ms).")
+    return _make(
+        "histogram",
+        "lumalive_fanout_lag_ms",
+        "Event created to handed to subscribers on an API replica (ms).",
+    )
 
 
 @cache
 def realtime_subscribers() -> Any:
-    return _make("gauge", "lumalive_realtime_subscribers",
-                 "Open real-time subscriptions on an API replica.", ("transport",))
+    return _make(
+        "gauge",
+        "lumalive_realtime_subscribers",
+        "Open real-time subscriptions on an API replica.",
+        ("transport",),
+    )
 
 
 @cache
 def fanout_dropped() -> Any:
-    return _make("counter", "lumalive_fanout_dropped_subscribers",
-                 "Subscribers disconnected for falling too far behind (they reconnect and replay).")
+    return _make(
+        "counter",
+        "lumalive_fanout_dropped_subscribers",
+        "Subscribers disconnected for falling too far behind (they reconnect and replay).",
+    )

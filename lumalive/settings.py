@@ -8,10 +8,7 @@ from pathlib import Path
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["Settings", "QUALITY_BITRATE_KBPS"]
-
-# The spec's tiers and their maximum (and default) bitrates.
-QUALITY_BITRATE_KBPS = {"1080p": 8_000, "4K": 25_000, "8K": 50_000, "20K": 100_000}
+__all__ = ["Settings"]
 
 
 class Settings(BaseSettings):

@@ -16,9 +16,12 @@ def build_app(settings: Settings) -> Application:
     """The bound Serve application for these settings (the composition root calls this)."""
     app = create_app(settings)
 
-    @serve.deployment(name="LumaApi", num_replicas=settings.api_replicas,
-                      max_ongoing_requests=settings.max_ongoing_requests,
-                      ray_actor_options={"num_cpus": 0})
+    @serve.deployment(
+        name="LumaApi",
+        num_replicas=settings.api_replicas,
+        max_ongoing_requests=settings.max_ongoing_requests,
+        ray_actor_options={"num_cpus": 0},
+    )
     @serve.ingress(app)
     class LumaApi:
         """Serve replica; the app builds its services in-process on first request."""

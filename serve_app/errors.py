@@ -18,8 +18,9 @@ __all__ = ["install", "error_response"]
 log = logging.getLogger(__name__)
 
 
-def error_response(status: int, code: str, message: str, headers: dict[str, str] | None = None,
-                   **extra: Any) -> JSONResponse:
+def error_response(
+    status: int, code: str, message: str, headers: dict[str, str] | None = None, **extra: Any
+) -> JSONResponse:
     body = {"error": {"code": code, "message": message, **extra}}
     return JSONResponse(jsonable_encoder(body), status_code=status, headers=headers)
 
@@ -40,8 +41,12 @@ async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
 
 async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
     codes = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}
-    return error_response(exc.status_code, codes.get(exc.status_code, "http_error"),
-                          str(exc.detail), getattr(exc, "headers", None))
+    return error_response(
+        exc.status_code,
+        codes.get(exc.status_code, "http_error"),
+        str(exc.detail),
+        getattr(exc, "headers", None),
+    )
 
 
 async def _unexpected(_: Request, exc: Exception) -> JSONResponse:

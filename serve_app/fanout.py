@@ -66,10 +66,12 @@ _PAGE = 500
 
 _FETCH = text(
     "SELECT seq, event_type, event_data, created_at FROM live_stream_events"
-    " WHERE stream_id = :s AND seq > :after AND seq <= :until ORDER BY seq LIMIT :limit")
+    " WHERE stream_id = :s AND seq > :after AND seq <= :until ORDER BY seq LIMIT :limit"
+)
 _HEAD = text(
     "SELECT s.viewers, (SELECT COALESCE(max(seq), 0) FROM live_stream_events e"
-    " WHERE e.stream_id = s.id) AS last_seq FROM live_streams s WHERE s.id = :s")
+    " WHERE e.stream_id = s.id) AS last_seq FROM live_streams s WHERE s.id = :s"
+)
 _NO_LIMIT = 2**62
 
 
@@ -82,29 +84,54 @@ class Message:
 
     __slots__ = ("id", "type", "data", "first_seq", "items", "sse", "ws")
 
-    def __init__(self, stream_id: UUID, type_: str, data: dict[str, Any], *, id_: int | None,
-                 created_at: datetime | None = None, first_seq: int | None = None,
-                 items: tuple[tuple[int, str], ...] = ()) -> None:
+    def __init__(
+        self,
+        stream_id: UUID,
+        type_: str,
+        data: dict[str, Any],
+        *,
+        id_: int | None,
+        created_at: datetime | None = None,
+        first_seq: int | None = None,
+        items: tuple[tuple[int, str], ...] = (),
+    ) -> None:
         self.id = id_
         self.type = type_
         self.data = data
         self.first_seq = first_seq  # reaction_batch: the first seq it covers
-        self.items = items          # reaction_batch: (seq, reaction), to cut a partial batch
-        body = _json({"id": id_, "type": type_, "stream_id": stream_id, "data": data,
-                      "created_at": created_at})
+        self.items = items  # reaction_batch: (seq, reaction), to cut a partial batch
+        body = _json(
+            {
+                "id": id_,
+                "type": type_,
+                "stream_id": stream_id,
+                "data": data,
+                "created_at": created_at,
+            }
+        )
         self.ws = body
         head = f"id: {id_}\n" if id_ is not None else ""
         self.sse = f"{head}event: {type_}\ndata: {body}\n\n".encode()
 
 
-def reaction_batch(stream_id: UUID, items: list[tuple[int, str]] | tuple[tuple[int, str], ...]
-                   ) -> Message:
+def reaction_batch(
+    stream_id: UUID, items: list[tuple[int, str]] | tuple[tuple[int, str], ...]
+) -> Message:
     counts = Counter(r for _, r in items)
-    return Message(stream_id, "reaction_batch",
-                   {"reactions": dict(counts), "total": len(items),
-                    "first_seq": items[0][0], "last_seq": items[-1][0]},
-                   id_=items[-1][0], created_at=datetime.now(UTC), first_seq=items[0][0],
-                   items=tuple(items))
+    return Message(
+        stream_id,
+        "reaction_batch",
+        {
+            "reactions": dict(counts),
+            "total": len(items),
+            "first_seq": items[0][0],
+            "last_seq": items[-1][0],
+        },
+        id_=items[-1][0],
+        created_at=datetime.now(UTC),
+        first_seq=items[0][0],
+        items=tuple(items),
+    )
 
 
 class Coalescer:
@@ -119,8 +146,15 @@ class Coalescer:
             self._pending.append((row.seq, str(row.event_data.get("reaction", ""))))
             return []
         out = self.flush()
-        out.append(Message(self.stream_id, row.event_type, row.event_data, id_=row.seq,
-                           created_at=row.created_at))
+        out.append(
+            Message(
+                self.stream_id,
+                row.event_type,
+                row.event_data,
+                id_=row.seq,
+                created_at=row.created_at,
+            )
+        )
         return out
 
     def flush(self) -> list[Message]:
@@ -137,8 +171,14 @@ class Subscription:
     dropped, so a message is never delivered twice.
     """
 
-    def __init__(self, hub: EventHub, stream: dict[str, Any], actor: UUID | None,
-                 transport: str, max_queue: int) -> None:
+    def __init__(
+        self,
+        hub: EventHub,
+        stream: dict[str, Any],
+        actor: UUID | None,
+        transport: str,
+        max_queue: int,
+    ) -> None:
         self.hub = hub
         self.stream_id: UUID = stream["id"]
         self.actor = actor
@@ -146,7 +186,7 @@ class Subscription:
         self.cursor = 0
         self.replay_after: int | None = None
         self.replay_until = 0
-        self.ended = False      # stream_ended was delivered: the connection may close
+        self.ended = False  # stream_ended was delivered: the connection may close
         # An ended stream has nothing live to wait for: send what was missed, then stop.
         self.replay_only = stream["status"] == "ended"
         self.overflowed = False
@@ -164,8 +204,7 @@ class Subscription:
                 return
             if msg.first_seq is not None and msg.first_seq <= self.cursor:
                 # A batch straddling our start: keep only what we have not seen.
-                msg = reaction_batch(self.stream_id,
-                                     [i for i in msg.items if i[0] > self.cursor])
+                msg = reaction_batch(self.stream_id, [i for i in msg.items if i[0] > self.cursor])
             self.cursor = msg.id or self.cursor
         if len(self._queue) >= self._max_queue:
             self.overflowed = True
@@ -236,9 +275,16 @@ class _Channel:
 class EventHub:
     """One per API replica: the LISTEN connection and the streams' channels."""
 
-    def __init__(self, db: Database, database_url: str, *, role: str = "lumalive_app",
-                 tick_s: float = 0.25, keepalive_s: float = 15.0, max_queue: int = 10_000
-                 ) -> None:
+    def __init__(
+        self,
+        db: Database,
+        database_url: str,
+        *,
+        role: str = "lumalive_app",
+        tick_s: float = 0.25,
+        keepalive_s: float = 15.0,
+        max_queue: int = 10_000,
+    ) -> None:
         self._db = db
         # SQLAlchemy URL -> libpq URL for the raw psycopg listener.
         self._dsn = database_url.replace("postgresql+psycopg://", "postgresql://", 1)
@@ -256,8 +302,9 @@ class EventHub:
         return sum(self._by_transport.values())
 
     # -- subscribing -------------------------------------------------------
-    async def subscribe(self, stream: dict[str, Any], actor: UUID | None, *,
-                        after: int | None, transport: str) -> Subscription:
+    async def subscribe(
+        self, stream: dict[str, Any], actor: UUID | None, *, after: int | None, transport: str
+    ) -> Subscription:
         """Register a subscriber of a stream it may see (the caller checked).
         `after`: the last seq the client saw (replay what follows), or None for
         "from now on"."""
@@ -291,10 +338,18 @@ class EventHub:
             sub.cursor = after  # the client is ahead of this replica: skip what it has
         channel.subs.add(sub)
         self._by_transport[transport] += 1
-        metrics.realtime_subscribers().set(self._by_transport[transport],
-                                           tags={"transport": transport})
-        sub.offer(Message(sid, "viewer_count", {"viewers": channel.viewers}, id_=None,
-                          created_at=datetime.now(UTC)))
+        metrics.realtime_subscribers().set(
+            self._by_transport[transport], tags={"transport": transport}
+        )
+        sub.offer(
+            Message(
+                sid,
+                "viewer_count",
+                {"viewers": channel.viewers},
+                id_=None,
+                created_at=datetime.now(UTC),
+            )
+        )
         return sub
 
     def unsubscribe(self, sub: Subscription) -> None:
@@ -303,22 +358,27 @@ class EventHub:
             return
         channel.subs.discard(sub)
         self._by_transport[sub.transport] -= 1
-        metrics.realtime_subscribers().set(self._by_transport[sub.transport],
-                                           tags={"transport": sub.transport})
+        metrics.realtime_subscribers().set(
+            self._by_transport[sub.transport], tags={"transport": sub.transport}
+        )
         if not channel.subs:
             del self._channels[sub.stream_id]
             if channel.task is not None and not channel.task.done():
                 channel.task.cancel()
 
-    async def replay(self, sub: Subscription, after: int, until: int
-                     ) -> AsyncIterator[list[Message]]:
+    async def replay(
+        self, sub: Subscription, after: int, until: int
+    ) -> AsyncIterator[list[Message]]:
         """What a reconnecting client missed, read as that client (RLS), coalesced
         by the same rule as live delivery."""
         coalescer = Coalescer(sub.stream_id)
         while after < until:
             async with self._db.acting(sub.actor) as conn:
-                rows = (await conn.execute(_FETCH, {"s": sub.stream_id, "after": after,
-                                                    "until": until, "limit": _PAGE})).all()
+                rows = (
+                    await conn.execute(
+                        _FETCH, {"s": sub.stream_id, "after": after, "until": until, "limit": _PAGE}
+                    )
+                ).all()
             if not rows:
                 break
             after = rows[-1].seq
@@ -341,8 +401,9 @@ class EventHub:
         backoff = 0.5
         while True:
             try:
-                async with await psycopg.AsyncConnection.connect(self._dsn,
-                                                                 autocommit=True) as conn:
+                async with await psycopg.AsyncConnection.connect(
+                    self._dsn, autocommit=True
+                ) as conn:
                     await conn.execute(f'SET ROLE "{self._role}"')
                     await conn.execute(f"LISTEN {CHANNEL}")
                     if self._listening.is_set():  # a reconnect: catch up on what we missed
@@ -379,9 +440,17 @@ class EventHub:
             channel.dirty = False
             try:
                 async with self._db.acting(channel.owner_id) as conn:
-                    rows = (await conn.execute(_FETCH, {
-                        "s": channel.stream_id, "after": channel.last_seq, "until": _NO_LIMIT,
-                        "limit": _PAGE})).all()
+                    rows = (
+                        await conn.execute(
+                            _FETCH,
+                            {
+                                "s": channel.stream_id,
+                                "after": channel.last_seq,
+                                "until": _NO_LIMIT,
+                                "limit": _PAGE,
+                            },
+                        )
+                    ).all()
             except Exception:  # noqa: BLE001 - retry on the next notification or tick
                 log.warning("fetching events of %s failed", channel.stream_id, exc_info=True)
                 channel.dirty = True
@@ -417,9 +486,16 @@ class EventHub:
             self._send(channel, msg)
         if channel.viewers != channel.viewers_sent:
             channel.viewers_sent = channel.viewers
-            self._send(channel, Message(channel.stream_id, "viewer_count",
-                                        {"viewers": channel.viewers}, id_=None,
-                                        created_at=datetime.now(UTC)))
+            self._send(
+                channel,
+                Message(
+                    channel.stream_id,
+                    "viewer_count",
+                    {"viewers": channel.viewers},
+                    id_=None,
+                    created_at=datetime.now(UTC),
+                ),
+            )
 
     async def _tick(self) -> None:
         last_keepalive = time.monotonic()

@@ -38,8 +38,12 @@ class LatencyMiddleware:
             route: Any = scope.get("route")
             metrics.api_latency_ms().observe(
                 (time.perf_counter() - start) * 1000,
-                tags={"route": getattr(route, "path", "unmatched"), "method": scope["method"],
-                      "status": str(status)})
+                tags={
+                    "route": getattr(route, "path", "unmatched"),
+                    "method": scope["method"],
+                    "status": str(status),
+                },
+            )
 
         async def timed_send(message: Message) -> None:
             if message["type"] == "http.response.start":

@@ -33,12 +33,14 @@ class StreamConfig(_Strict):
     enableHDR: bool = False
     enableRayTracing: bool = False
     privacy: Privacy = "public"
-    category: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1,
-                                               max_length=50)] = "general"
+    category: Annotated[
+        str, StringConstraints(strip_whitespace=True, min_length=1, max_length=50)
+    ] = "general"
     tags: list[Tag] = Field(default_factory=list, max_length=20)
     isNSFW: bool = False
-    aiFeatures: dict[str, bool] = Field(default_factory=dict, max_length=16,
-                                        description="extra AI switches, e.g. denoise, sharpen")
+    aiFeatures: dict[str, bool] = Field(
+        default_factory=dict, max_length=16, description="extra AI switches, e.g. denoise, sharpen"
+    )
 
     @field_validator("tags")
     @classmethod
@@ -66,8 +68,10 @@ class ReactionIn(_Strict):
     def _known(cls, v: str) -> str:
         if v in STANDARD_REACTIONS or _CUSTOM_REACTION.match(v):
             return v
-        raise ValueError(f"reaction must be one of {' '.join(sorted(STANDARD_REACTIONS))}"
-                         " or a custom :name: of lowercase letters, digits, _ + -")
+        raise ValueError(
+            f"reaction must be one of {' '.join(sorted(STANDARD_REACTIONS))}"
+            " or a custom :name: of lowercase letters, digits, _ + -"
+        )
 
 
 class InviteIn(_Strict):

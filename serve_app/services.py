@@ -10,14 +10,14 @@ from uuid import UUID
 from ray.exceptions import ActorDiedError, ActorUnavailableError, RayTaskError
 
 from actors import stream_actor
-from actors.media.storage import LocalStorage, SegmentStorage
 from lumalive.auth import TokenService
 from lumalive.db import Database
-from lumalive.embeddings import StreamEmbeddings
 from lumalive.errors import Conflict, Forbidden, LumaError, NotFound, Unavailable
-from lumalive.moderation import ChatModerator
 from lumalive.settings import Settings
 from lumalive.store import streams, users
+from media.storage import LocalStorage, SegmentStorage
+from models.moderation import ChatModerator
+from serve_app.embeddings import StreamEmbeddings
 from serve_app.fanout import EventHub
 
 __all__ = ["Services"]

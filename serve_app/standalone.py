@@ -29,8 +29,13 @@ def main() -> None:
     ray.init(address=settings.ray_address or "auto", namespace="lumalive", log_to_driver=False)
     # No access log: Serve's per-request logging is part of what the benchmark measures
     # on the Serve side, plain uvicorn is the minimal server.
-    uvicorn.run(create_app(settings), host=settings.api_host, port=settings.api_port,
-                log_level="warning", access_log=False)
+    uvicorn.run(
+        create_app(settings),
+        host=settings.api_host,
+        port=settings.api_port,
+        log_level="warning",
+        access_log=False,
+    )
 
 
 if __name__ == "__main__":

@@ -13,100 +13,184 @@ from uuid import UUID
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-__all__ = ["add_event", "list_events", "open_viewing", "close_viewing", "open_viewers",
-           "add_chat", "list_chat", "soft_delete_chat", "add_reaction", "add_report"]
+__all__ = [
+    "add_event",
+    "list_events",
+    "open_viewing",
+    "close_viewing",
+    "open_viewers",
+    "add_chat",
+    "list_chat",
+    "soft_delete_chat",
+    "add_reaction",
+    "add_report",
+]
 
 CHAT_COLUMNS = "id, seq, stream_id, user_id, message, is_deleted, is_moderated, created_at"
 
 
-async def add_event(conn: AsyncConnection, stream_id: UUID, event_type: str,
-                    data: dict[str, Any]) -> dict[str, Any]:
-    row = (await conn.execute(text(
-        "INSERT INTO live_stream_events (stream_id, event_type, event_data)"
-        " VALUES (:s, :t, CAST(:d AS jsonb)) RETURNING id, seq, created_at"),
-        {"s": stream_id, "t": event_type, "d": json.dumps(data, default=str)})).mappings().one()
+async def add_event(
+    conn: AsyncConnection, stream_id: UUID, event_type: str, data: dict[str, Any]
+) -> dict[str, Any]:
+    row = (
+        (
+            await conn.execute(
+                text(
+                    "INSERT INTO live_stream_events (stream_id, event_type, event_data)"
+                    " VALUES (:s, :t, CAST(:d AS jsonb)) RETURNING id, seq, created_at"
+                ),
+                {"s": stream_id, "t": event_type, "d": json.dumps(data, default=str)},
+            )
+        )
+        .mappings()
+        .one()
+    )
     return {**row, "stream_id": stream_id, "event_type": event_type, "event_data": data}
 
 
-async def list_events(conn: AsyncConnection, stream_id: UUID, *, since: int, limit: int,
-                      event_type: str | None = None) -> list[dict[str, Any]]:
+async def list_events(
+    conn: AsyncConnection, stream_id: UUID, *, since: int, limit: int, event_type: str | None = None
+) -> list[dict[str, Any]]:
     """Events after sequence number `since`, oldest first."""
     extra = " AND event_type = :t" if event_type else ""
-    rows = await conn.execute(text(
-        "SELECT id, seq, stream_id, event_type, event_data, created_at FROM live_stream_events"
-        f" WHERE stream_id = :s AND seq > :since{extra} ORDER BY seq LIMIT :limit"),
-        {"s": stream_id, "since": since, "limit": limit, "t": event_type})
+    rows = await conn.execute(
+        text(
+            "SELECT id, seq, stream_id, event_type, event_data, created_at FROM live_stream_events"
+            f" WHERE stream_id = :s AND seq > :since{extra} ORDER BY seq LIMIT :limit"
+        ),
+        {"s": stream_id, "since": since, "limit": limit, "t": event_type},
+    )
     return [dict(r) for r in rows.mappings()]
 
 
 async def open_viewing(conn: AsyncConnection, stream_id: UUID, user_id: UUID) -> bool:
     """Record a join; False if the user already has an open viewing (idempotent)."""
-    result = await conn.execute(text(
-        "INSERT INTO live_stream_viewers (stream_id, user_id) VALUES (:s, :u)"
-        " ON CONFLICT (stream_id, user_id) WHERE left_at IS NULL DO NOTHING"),
-        {"s": stream_id, "u": user_id})
+    result = await conn.execute(
+        text(
+            "INSERT INTO live_stream_viewers (stream_id, user_id) VALUES (:s, :u)"
+            " ON CONFLICT (stream_id, user_id) WHERE left_at IS NULL DO NOTHING"
+        ),
+        {"s": stream_id, "u": user_id},
+    )
     return result.rowcount == 1
 
 
 async def close_viewing(conn: AsyncConnection, stream_id: UUID, user_id: UUID) -> int | None:
     """Record a leave; the watch duration in seconds, or None if not watching."""
-    return (await conn.execute(text(
-        "UPDATE live_stream_viewers SET left_at = now() WHERE stream_id = :s AND user_id = :u"
-        " AND left_at IS NULL RETURNING watch_duration"), {"s": stream_id, "u": user_id})).scalar()
+    return (
+        await conn.execute(
+            text(
+                "UPDATE live_stream_viewers SET left_at = now() WHERE stream_id = :s AND user_id = :u"
+                " AND left_at IS NULL RETURNING watch_duration"
+            ),
+            {"s": stream_id, "u": user_id},
+        )
+    ).scalar()
 
 
 async def open_viewers(conn: AsyncConnection, stream_id: UUID) -> set[UUID]:
     """Users currently watching (the actor reads this as the owner to rebuild state)."""
-    rows = await conn.execute(text(
-        "SELECT user_id FROM live_stream_viewers WHERE stream_id = :s AND left_at IS NULL"),
-        {"s": stream_id})
+    rows = await conn.execute(
+        text("SELECT user_id FROM live_stream_viewers WHERE stream_id = :s AND left_at IS NULL"),
+        {"s": stream_id},
+    )
     return {r.user_id for r in rows}
 
 
-async def add_chat(conn: AsyncConnection, stream_id: UUID, user_id: UUID, message: str,
-                   moderated: bool, score: float) -> dict[str, Any]:
-    row = (await conn.execute(text(
-        "INSERT INTO live_stream_chat (stream_id, user_id, message, is_moderated,"
-        f" moderation_score) VALUES (:s, :u, :m, :mod, :score) RETURNING {CHAT_COLUMNS}"),
-        {"s": stream_id, "u": user_id, "m": message, "mod": moderated, "score": score},
-    )).mappings().one()
+async def add_chat(
+    conn: AsyncConnection,
+    stream_id: UUID,
+    user_id: UUID,
+    message: str,
+    moderated: bool,
+    score: float,
+) -> dict[str, Any]:
+    row = (
+        (
+            await conn.execute(
+                text(
+                    "INSERT INTO live_stream_chat (stream_id, user_id, message, is_moderated,"
+                    f" moderation_score) VALUES (:s, :u, :m, :mod, :score) RETURNING {CHAT_COLUMNS}"
+                ),
+                {"s": stream_id, "u": user_id, "m": message, "mod": moderated, "score": score},
+            )
+        )
+        .mappings()
+        .one()
+    )
     return dict(row)
 
 
-async def list_chat(conn: AsyncConnection, stream_id: UUID, *, before: int | None,
-                    limit: int) -> list[dict[str, Any]]:
+async def list_chat(
+    conn: AsyncConnection, stream_id: UUID, *, before: int | None, limit: int
+) -> list[dict[str, Any]]:
     """Visible chat, newest first; RLS hides moderated and deleted messages from others."""
     extra = " AND seq < :before" if before is not None else ""
-    rows = await conn.execute(text(
-        f"SELECT {CHAT_COLUMNS} FROM live_stream_chat WHERE stream_id = :s{extra}"
-        " ORDER BY seq DESC LIMIT :limit"), {"s": stream_id, "before": before, "limit": limit})
+    rows = await conn.execute(
+        text(
+            f"SELECT {CHAT_COLUMNS} FROM live_stream_chat WHERE stream_id = :s{extra}"
+            " ORDER BY seq DESC LIMIT :limit"
+        ),
+        {"s": stream_id, "before": before, "limit": limit},
+    )
     return [dict(r) for r in rows.mappings()]
 
 
-async def soft_delete_chat(conn: AsyncConnection, stream_id: UUID,
-                           message_id: UUID) -> dict[str, Any] | None:
+async def soft_delete_chat(
+    conn: AsyncConnection, stream_id: UUID, message_id: UUID
+) -> dict[str, Any] | None:
     """Mark a message deleted; None if it is not the actor's to delete."""
-    row = (await conn.execute(text(
-        "UPDATE live_stream_chat SET is_deleted = true WHERE id = :m AND stream_id = :s"
-        f" RETURNING {CHAT_COLUMNS}"), {"m": message_id, "s": stream_id})).mappings().first()
+    row = (
+        (
+            await conn.execute(
+                text(
+                    "UPDATE live_stream_chat SET is_deleted = true WHERE id = :m AND stream_id = :s"
+                    f" RETURNING {CHAT_COLUMNS}"
+                ),
+                {"m": message_id, "s": stream_id},
+            )
+        )
+        .mappings()
+        .first()
+    )
     return dict(row) if row else None
 
 
-async def add_reaction(conn: AsyncConnection, stream_id: UUID, user_id: UUID,
-                       reaction: str) -> dict[str, Any]:
-    row = (await conn.execute(text(
-        "INSERT INTO live_stream_reactions (stream_id, user_id, reaction) VALUES (:s, :u, :r)"
-        " RETURNING id, stream_id, user_id, reaction, created_at"),
-        {"s": stream_id, "u": user_id, "r": reaction})).mappings().one()
+async def add_reaction(
+    conn: AsyncConnection, stream_id: UUID, user_id: UUID, reaction: str
+) -> dict[str, Any]:
+    row = (
+        (
+            await conn.execute(
+                text(
+                    "INSERT INTO live_stream_reactions (stream_id, user_id, reaction) VALUES (:s, :u, :r)"
+                    " RETURNING id, stream_id, user_id, reaction, created_at"
+                ),
+                {"s": stream_id, "u": user_id, "r": reaction},
+            )
+        )
+        .mappings()
+        .one()
+    )
     return dict(row)
 
 
-async def add_report(conn: AsyncConnection, stream_id: UUID, user_id: UUID, reason: str,
-                     details: str) -> dict[str, Any] | None:
+async def add_report(
+    conn: AsyncConnection, stream_id: UUID, user_id: UUID, reason: str, details: str
+) -> dict[str, Any] | None:
     """File a report; None if this user already reported this stream."""
-    row = (await conn.execute(text(
-        "INSERT INTO stream_reports (stream_id, reporter_id, reason, details)"
-        " VALUES (:s, :u, :r, :d) ON CONFLICT DO NOTHING"
-        " RETURNING id, stream_id, reporter_id, reason, details, created_at"),
-        {"s": stream_id, "u": user_id, "r": reason, "d": details})).mappings().first()
+    row = (
+        (
+            await conn.execute(
+                text(
+                    "INSERT INTO stream_reports (stream_id, reporter_id, reason, details)"
+                    " VALUES (:s, :u, :r, :d) ON CONFLICT DO NOTHING"
+                    " RETURNING id, stream_id, reporter_id, reason, details, created_at"
+                ),
+                {"s": stream_id, "u": user_id, "r": reason, "d": details},
+            )
+        )
+        .mappings()
+        .first()
+    )
     return dict(row) if row else None

@@ -20,17 +20,31 @@ async def for_stream(conn: AsyncConnection, stream: dict[str, Any]) -> dict[str,
     """Analytics of a stream the actor owns (viewers are readable by the owner only)."""
     sid: UUID = stream["id"]
     counters = stream["analytics"] or {}
-    engaged = (await conn.execute(text(
-        "SELECT count(*) FROM (SELECT user_id FROM live_stream_chat WHERE stream_id = :s"
-        " UNION SELECT user_id FROM live_stream_reactions WHERE stream_id = :s) e"
-        " WHERE user_id IN (SELECT user_id FROM live_stream_viewers WHERE stream_id = :s)"),
-        {"s": sid})).scalar_one()
-    open_watch = (await conn.execute(text(
-        "SELECT COALESCE(sum(extract(epoch FROM now() - joined_at)), 0) FROM live_stream_viewers"
-        " WHERE stream_id = :s AND left_at IS NULL"), {"s": sid})).scalar_one()
+    engaged = (
+        await conn.execute(
+            text(
+                "SELECT count(*) FROM (SELECT user_id FROM live_stream_chat WHERE stream_id = :s"
+                " UNION SELECT user_id FROM live_stream_reactions WHERE stream_id = :s) e"
+                " WHERE user_id IN (SELECT user_id FROM live_stream_viewers WHERE stream_id = :s)"
+            ),
+            {"s": sid},
+        )
+    ).scalar_one()
+    open_watch = (
+        await conn.execute(
+            text(
+                "SELECT COALESCE(sum(extract(epoch FROM now() - joined_at)), 0) FROM live_stream_viewers"
+                " WHERE stream_id = :s AND left_at IS NULL"
+            ),
+            {"s": sid},
+        )
+    ).scalar_one()
     unique = int(counters.get("unique_viewers", 0))
-    sessions = (await conn.execute(text(
-        "SELECT count(*) FROM live_stream_viewers WHERE stream_id = :s"), {"s": sid})).scalar_one()
+    sessions = (
+        await conn.execute(
+            text("SELECT count(*) FROM live_stream_viewers WHERE stream_id = :s"), {"s": sid}
+        )
+    ).scalar_one()
     total_watch = float(counters.get("total_watch_seconds", 0)) + float(open_watch)
     chat_total = int(counters.get("chat_messages", 0))
     reactions = {k: int(v) for k, v in (counters.get("reactions") or {}).items()}

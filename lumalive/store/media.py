@@ -16,9 +16,23 @@ from uuid import UUID
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-__all__ = ["NewRendition", "NewSegment", "NewModeration", "NewQuality", "Resume",
-           "lock_status", "add_renditions", "renditions", "add_segments", "playlist",
-           "segment", "add_moderation", "add_quality", "resume", "summary"]
+__all__ = [
+    "NewRendition",
+    "NewSegment",
+    "NewModeration",
+    "NewQuality",
+    "Resume",
+    "lock_status",
+    "add_renditions",
+    "renditions",
+    "add_segments",
+    "playlist",
+    "segment",
+    "add_moderation",
+    "add_quality",
+    "resume",
+    "summary",
+]
 
 
 @dataclass(frozen=True)
@@ -94,119 +108,193 @@ async def lock_status(conn: AsyncConnection, stream_id: UUID) -> str | None:
     """The stream's status, holding its row until commit: an `end` cannot commit
     between this check and the segments published in the same transaction.
     The same lock the event triggers of 0002 take, so no new lock order appears."""
-    return (await conn.execute(text(
-        "SELECT status FROM live_streams WHERE id = :s FOR NO KEY UPDATE"),
-        {"s": stream_id})).scalar()
+    return (
+        await conn.execute(
+            text("SELECT status FROM live_streams WHERE id = :s FOR NO KEY UPDATE"),
+            {"s": stream_id},
+        )
+    ).scalar()
 
 
-async def add_renditions(conn: AsyncConnection, stream_id: UUID,
-                         rows: list[NewRendition]) -> None:
-    await conn.execute(text(
-        "INSERT INTO stream_renditions (stream_id, name, position, width, height, frame_rate,"
-        " video_codec, video_kbps, audio_kbps, bandwidth, average_bandwidth, codecs,"
-        " needs_upscale, ladder_reason) VALUES (:stream_id, :name, :position, :width, :height,"
-        " :frame_rate, :video_codec, :video_kbps, :audio_kbps, :bandwidth, :average_bandwidth,"
-        " :codecs, :needs_upscale, :ladder_reason) ON CONFLICT DO NOTHING"),
-        [{"stream_id": stream_id, **asdict(r)} for r in rows])
+async def add_renditions(conn: AsyncConnection, stream_id: UUID, rows: list[NewRendition]) -> None:
+    await conn.execute(
+        text(
+            "INSERT INTO stream_renditions (stream_id, name, position, width, height, frame_rate,"
+            " video_codec, video_kbps, audio_kbps, bandwidth, average_bandwidth, codecs,"
+            " needs_upscale, ladder_reason) VALUES (:stream_id, :name, :position, :width, :height,"
+            " :frame_rate, :video_codec, :video_kbps, :audio_kbps, :bandwidth, :average_bandwidth,"
+            " :codecs, :needs_upscale, :ladder_reason) ON CONFLICT DO NOTHING"
+        ),
+        [{"stream_id": stream_id, **asdict(r)} for r in rows],
+    )
 
 
 async def renditions(conn: AsyncConnection, stream_id: UUID) -> list[dict[str, Any]]:
     """The master playlist's rows, highest first; empty if none or not visible."""
-    rows = await conn.execute(text(
-        "SELECT name, width, height, frame_rate, video_codec, video_kbps, audio_kbps, bandwidth,"
-        " average_bandwidth, codecs, needs_upscale, ladder_reason FROM stream_renditions"
-        " WHERE stream_id = :s ORDER BY position"), {"s": stream_id})
+    rows = await conn.execute(
+        text(
+            "SELECT name, width, height, frame_rate, video_codec, video_kbps, audio_kbps, bandwidth,"
+            " average_bandwidth, codecs, needs_upscale, ladder_reason FROM stream_renditions"
+            " WHERE stream_id = :s ORDER BY position"
+        ),
+        {"s": stream_id},
+    )
     return [dict(r) for r in rows.mappings()]
 
 
 async def add_segments(conn: AsyncConnection, stream_id: UUID, rows: list[NewSegment]) -> None:
-    await conn.execute(text(
-        "INSERT INTO stream_segments (stream_id, rendition, sequence, source_sequence, duration,"
-        " bytes, frames, path, discontinuity, program_date_time, target_duration,"
-        " discontinuity_sequence, timings) VALUES (:stream_id, :rendition, :sequence,"
-        " :source_sequence, :duration, :bytes, :frames, :path, :discontinuity,"
-        " :program_date_time, :target_duration, :discontinuity_sequence,"
-        " CAST(:timings AS jsonb)) ON CONFLICT DO NOTHING"),
-        [{"stream_id": stream_id, **asdict(r), "timings": json.dumps(r.timings)} for r in rows])
+    await conn.execute(
+        text(
+            "INSERT INTO stream_segments (stream_id, rendition, sequence, source_sequence, duration,"
+            " bytes, frames, path, discontinuity, program_date_time, target_duration,"
+            " discontinuity_sequence, timings) VALUES (:stream_id, :rendition, :sequence,"
+            " :source_sequence, :duration, :bytes, :frames, :path, :discontinuity,"
+            " :program_date_time, :target_duration, :discontinuity_sequence,"
+            " CAST(:timings AS jsonb)) ON CONFLICT DO NOTHING"
+        ),
+        [{"stream_id": stream_id, **asdict(r), "timings": json.dumps(r.timings)} for r in rows],
+    )
 
 
-async def playlist(conn: AsyncConnection, stream_id: UUID, rendition: str,
-                   last: int | None) -> list[dict[str, Any]]:
+async def playlist(
+    conn: AsyncConnection, stream_id: UUID, rendition: str, last: int | None
+) -> list[dict[str, Any]]:
     """A rendition's segments in order: the `last` newest (a live window) or all."""
-    rows = await conn.execute(text(
-        "SELECT * FROM (SELECT sequence, duration, bytes, discontinuity, program_date_time,"
-        " target_duration, discontinuity_sequence FROM stream_segments"
-        " WHERE stream_id = :s AND rendition = :r ORDER BY sequence DESC LIMIT :n) w"
-        " ORDER BY sequence"), {"s": stream_id, "r": rendition, "n": last})
+    rows = await conn.execute(
+        text(
+            "SELECT * FROM (SELECT sequence, duration, bytes, discontinuity, program_date_time,"
+            " target_duration, discontinuity_sequence FROM stream_segments"
+            " WHERE stream_id = :s AND rendition = :r ORDER BY sequence DESC LIMIT :n) w"
+            " ORDER BY sequence"
+        ),
+        {"s": stream_id, "r": rendition, "n": last},
+    )
     return [dict(r) for r in rows.mappings()]
 
 
-async def segment(conn: AsyncConnection, stream_id: UUID, rendition: str,
-                  sequence: int) -> dict[str, Any] | None:
-    row = (await conn.execute(text(
-        "SELECT path, bytes FROM stream_segments"
-        " WHERE stream_id = :s AND rendition = :r AND sequence = :q"),
-        {"s": stream_id, "r": rendition, "q": sequence})).mappings().first()
+async def segment(
+    conn: AsyncConnection, stream_id: UUID, rendition: str, sequence: int
+) -> dict[str, Any] | None:
+    row = (
+        (
+            await conn.execute(
+                text(
+                    "SELECT path, bytes FROM stream_segments"
+                    " WHERE stream_id = :s AND rendition = :r AND sequence = :q"
+                ),
+                {"s": stream_id, "r": rendition, "q": sequence},
+            )
+        )
+        .mappings()
+        .first()
+    )
     return dict(row) if row else None
 
 
 async def add_moderation(conn: AsyncConnection, stream_id: UUID, row: NewModeration) -> None:
-    await conn.execute(text(
-        "INSERT INTO segment_moderation (stream_id, source_sequence, frames_scored, scores,"
-        " max_score, flagged, model, error) VALUES (:stream_id, :source_sequence,"
-        " :frames_scored, :scores, :max_score, :flagged, :model, :error)"
-        " ON CONFLICT DO NOTHING"), {"stream_id": stream_id, **asdict(row)})
+    await conn.execute(
+        text(
+            "INSERT INTO segment_moderation (stream_id, source_sequence, frames_scored, scores,"
+            " max_score, flagged, model, error) VALUES (:stream_id, :source_sequence,"
+            " :frames_scored, :scores, :max_score, :flagged, :model, :error)"
+            " ON CONFLICT DO NOTHING"
+        ),
+        {"stream_id": stream_id, **asdict(row)},
+    )
 
 
 async def add_quality(conn: AsyncConnection, stream_id: UUID, row: NewQuality) -> None:
-    await conn.execute(text(
-        "INSERT INTO stream_quality (stream_id, source_sequence, start_time, duration, frames,"
-        " input_fps, input_kbps, latency_ms, retries, dropped, error) VALUES (:stream_id,"
-        " :source_sequence, :start_time, :duration, :frames, :input_fps, :input_kbps,"
-        " :latency_ms, :retries, :dropped, :error) ON CONFLICT DO NOTHING"),
-        {"stream_id": stream_id, **asdict(row)})
+    await conn.execute(
+        text(
+            "INSERT INTO stream_quality (stream_id, source_sequence, start_time, duration, frames,"
+            " input_fps, input_kbps, latency_ms, retries, dropped, error) VALUES (:stream_id,"
+            " :source_sequence, :start_time, :duration, :frames, :input_fps, :input_kbps,"
+            " :latency_ms, :retries, :dropped, :error) ON CONFLICT DO NOTHING"
+        ),
+        {"stream_id": stream_id, **asdict(row)},
+    )
 
 
 async def resume(conn: AsyncConnection, stream_id: UUID) -> Resume:
     """What the pipeline needs to continue a stream's numbering and timeline (the actor
     acts as the owner, who may read the quality rows)."""
-    q = (await conn.execute(text(
-        "SELECT max(source_sequence) AS seq, max(start_time + duration) AS end_time"
-        " FROM stream_quality WHERE stream_id = :s"), {"s": stream_id})).mappings().one()
-    last = (await conn.execute(text(
-        "SELECT sequence, target_duration, discontinuity_sequence, discontinuity"
-        " FROM stream_segments WHERE stream_id = :s ORDER BY sequence DESC LIMIT 1"),
-        {"s": stream_id})).mappings().first()
+    q = (
+        (
+            await conn.execute(
+                text(
+                    "SELECT max(source_sequence) AS seq, max(start_time + duration) AS end_time"
+                    " FROM stream_quality WHERE stream_id = :s"
+                ),
+                {"s": stream_id},
+            )
+        )
+        .mappings()
+        .one()
+    )
+    last = (
+        (
+            await conn.execute(
+                text(
+                    "SELECT sequence, target_duration, discontinuity_sequence, discontinuity"
+                    " FROM stream_segments WHERE stream_id = :s ORDER BY sequence DESC LIMIT 1"
+                ),
+                {"s": stream_id},
+            )
+        )
+        .mappings()
+        .first()
+    )
     return Resume(
         next_source_sequence=0 if q["seq"] is None else q["seq"] + 1,
         timeline_end=q["end_time"],
         next_sequence=0 if last is None else last["sequence"] + 1,
         target_duration=0 if last is None else last["target_duration"],
-        discontinuities=0 if last is None else (last["discontinuity_sequence"]
-                                                + int(last["discontinuity"])),
+        discontinuities=0
+        if last is None
+        else (last["discontinuity_sequence"] + int(last["discontinuity"])),
     )
 
 
 async def summary(conn: AsyncConnection, stream_id: UUID) -> dict[str, Any]:
     """Quality monitoring for the owner's analytics: what came in, what was published,
     how long it took, what was dropped or retried, and the highest moderation score."""
-    q = (await conn.execute(text(
-        "SELECT count(*) AS source_segments,"
-        " count(*) FILTER (WHERE NOT dropped) AS published,"
-        " count(*) FILTER (WHERE dropped) AS dropped,"
-        " COALESCE(sum(retries), 0) AS retried,"
-        " COALESCE(sum(duration) FILTER (WHERE NOT dropped), 0) AS published_seconds,"
-        " avg(input_fps) AS input_fps, avg(input_kbps) AS input_kbps,"
-        " percentile_cont(0.5) WITHIN GROUP (ORDER BY latency_ms) AS latency_p50,"
-        " percentile_cont(0.95) WITHIN GROUP (ORDER BY latency_ms) AS latency_p95,"
-        " max(latency_ms) AS latency_max"
-        " FROM stream_quality WHERE stream_id = :s"), {"s": stream_id})).mappings().one()
-    m = (await conn.execute(text(
-        "SELECT count(*) AS segments, max(max_score) AS max_score,"
-        " count(*) FILTER (WHERE flagged) AS flagged,"
-        " count(*) FILTER (WHERE model IS NULL) AS unavailable,"
-        " sum(frames_scored) AS frames_scored"
-        " FROM segment_moderation WHERE stream_id = :s"), {"s": stream_id})).mappings().one()
+    q = (
+        (
+            await conn.execute(
+                text(
+                    "SELECT count(*) AS source_segments,"
+                    " count(*) FILTER (WHERE NOT dropped) AS published,"
+                    " count(*) FILTER (WHERE dropped) AS dropped,"
+                    " COALESCE(sum(retries), 0) AS retried,"
+                    " COALESCE(sum(duration) FILTER (WHERE NOT dropped), 0) AS published_seconds,"
+                    " avg(input_fps) AS input_fps, avg(input_kbps) AS input_kbps,"
+                    " percentile_cont(0.5) WITHIN GROUP (ORDER BY latency_ms) AS latency_p50,"
+                    " percentile_cont(0.95) WITHIN GROUP (ORDER BY latency_ms) AS latency_p95,"
+                    " max(latency_ms) AS latency_max"
+                    " FROM stream_quality WHERE stream_id = :s"
+                ),
+                {"s": stream_id},
+            )
+        )
+        .mappings()
+        .one()
+    )
+    m = (
+        (
+            await conn.execute(
+                text(
+                    "SELECT count(*) AS segments, max(max_score) AS max_score,"
+                    " count(*) FILTER (WHERE flagged) AS flagged,"
+                    " count(*) FILTER (WHERE model IS NULL) AS unavailable,"
+                    " sum(frames_scored) AS frames_scored"
+                    " FROM segment_moderation WHERE stream_id = :s"
+                ),
+                {"s": stream_id},
+            )
+        )
+        .mappings()
+        .one()
+    )
 
     def rnd(v: Any, n: int = 1) -> float | None:
         return None if v is None else round(float(v), n)
@@ -219,10 +307,16 @@ async def summary(conn: AsyncConnection, stream_id: UUID) -> dict[str, Any]:
         "retried": int(q["retried"]),
         "input_fps": rnd(q["input_fps"], 2),
         "input_bitrate_kbps": rnd(q["input_kbps"]),
-        "processing_latency_ms": {"p50": rnd(q["latency_p50"]), "p95": rnd(q["latency_p95"]),
-                                  "max": rnd(q["latency_max"])},
-        "moderation": {"segments": int(m["segments"]),
-                       "frames_scored": int(m["frames_scored"] or 0),
-                       "max_score": rnd(m["max_score"], 4), "flagged": int(m["flagged"]),
-                       "unavailable": int(m["unavailable"])},
+        "processing_latency_ms": {
+            "p50": rnd(q["latency_p50"]),
+            "p95": rnd(q["latency_p95"]),
+            "max": rnd(q["latency_max"]),
+        },
+        "moderation": {
+            "segments": int(m["segments"]),
+            "frames_scored": int(m["frames_scored"] or 0),
+            "max_score": rnd(m["max_score"], 4),
+            "flagged": int(m["flagged"]),
+            "unavailable": int(m["unavailable"]),
+        },
     }

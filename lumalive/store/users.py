@@ -9,44 +9,61 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from lumalive.db import set_actor
 
-__all__ = ["ensure_user", "create_named_user", "user_exists", "request_friend",
-           "accept_friend", "invite"]
+__all__ = [
+    "ensure_user",
+    "create_named_user",
+    "user_exists",
+    "request_friend",
+    "accept_friend",
+    "invite",
+]
 
 
 async def ensure_user(conn: AsyncConnection, user_id: UUID) -> None:
     """Provision a row for a token's subject (Supabase users arrive without one)."""
-    await conn.execute(text("INSERT INTO users (id) VALUES (:id) ON CONFLICT DO NOTHING"),
-                       {"id": user_id})
+    await conn.execute(
+        text("INSERT INTO users (id) VALUES (:id) ON CONFLICT DO NOTHING"), {"id": user_id}
+    )
 
 
 async def create_named_user(conn: AsyncConnection, username: str) -> UUID:
     """The id of `username`, creating the user if new (acts as the new user to insert)."""
-    row = (await conn.execute(text("SELECT id FROM users WHERE username = :u"),
-                              {"u": username})).first()
+    row = (
+        await conn.execute(text("SELECT id FROM users WHERE username = :u"), {"u": username})
+    ).first()
     if row:
         return row.id
     new_id = uuid4()
     await set_actor(conn, new_id)
-    await conn.execute(text("INSERT INTO users (id, username) VALUES (:id, :u)"),
-                       {"id": new_id, "u": username})
+    await conn.execute(
+        text("INSERT INTO users (id, username) VALUES (:id, :u)"), {"id": new_id, "u": username}
+    )
     return new_id
 
 
 async def user_exists(conn: AsyncConnection, user_id: UUID) -> bool:
-    return (await conn.execute(text("SELECT 1 FROM users WHERE id = :id"),
-                               {"id": user_id})).first() is not None
+    return (
+        await conn.execute(text("SELECT 1 FROM users WHERE id = :id"), {"id": user_id})
+    ).first() is not None
 
 
 async def request_friend(conn: AsyncConnection, me: UUID, other: UUID) -> str:
     """Ask `other` for friendship; if they already asked me, that accepts it.
     Returns the friendship's status."""
-    row = (await conn.execute(text(
-        "SELECT requester_id, status FROM friendships WHERE (requester_id, addressee_id)"
-        " IN ((:me, :o), (:o, :me))"), {"me": me, "o": other})).first()
+    row = (
+        await conn.execute(
+            text(
+                "SELECT requester_id, status FROM friendships WHERE (requester_id, addressee_id)"
+                " IN ((:me, :o), (:o, :me))"
+            ),
+            {"me": me, "o": other},
+        )
+    ).first()
     if row is None:
-        await conn.execute(text(
-            "INSERT INTO friendships (requester_id, addressee_id) VALUES (:me, :o)"),
-            {"me": me, "o": other})
+        await conn.execute(
+            text("INSERT INTO friendships (requester_id, addressee_id) VALUES (:me, :o)"),
+            {"me": me, "o": other},
+        )
         return "pending"
     if row.status == "pending" and row.requester_id == other:
         return await accept_friend(conn, me, other) or "pending"
@@ -55,16 +72,25 @@ async def request_friend(conn: AsyncConnection, me: UUID, other: UUID) -> str:
 
 async def accept_friend(conn: AsyncConnection, me: UUID, requester: UUID) -> str | None:
     """Accept a pending request from `requester`; None if there is none."""
-    row = (await conn.execute(text(
-        "UPDATE friendships SET status = 'accepted', accepted_at = now()"
-        " WHERE requester_id = :r AND addressee_id = :me RETURNING status"),
-        {"r": requester, "me": me})).first()
+    row = (
+        await conn.execute(
+            text(
+                "UPDATE friendships SET status = 'accepted', accepted_at = now()"
+                " WHERE requester_id = :r AND addressee_id = :me RETURNING status"
+            ),
+            {"r": requester, "me": me},
+        )
+    ).first()
     return row.status if row else None
 
 
 async def invite(conn: AsyncConnection, stream_id: UUID, owner: UUID, user_id: UUID) -> bool:
     """Invite a user to a stream; False if they were already invited."""
-    result = await conn.execute(text(
-        "INSERT INTO stream_invites (stream_id, user_id, invited_by) VALUES (:s, :u, :o)"
-        " ON CONFLICT DO NOTHING"), {"s": stream_id, "u": user_id, "o": owner})
+    result = await conn.execute(
+        text(
+            "INSERT INTO stream_invites (stream_id, user_id, invited_by) VALUES (:s, :u, :o)"
+            " ON CONFLICT DO NOTHING"
+        ),
+        {"s": stream_id, "u": user_id, "o": owner},
+    )
     return result.rowcount == 1

@@ -22,11 +22,11 @@ from uuid import UUID
 from fastapi import APIRouter, Path, Query, Response
 from fastapi.responses import FileResponse
 
-from actors.media.ladder import Rendition
-from actors.media.playlist import SegmentRecord, master_playlist, media_playlist, segment_name
-from actors.media.storage import LocalStorage
 from lumalive.errors import NotFound
 from lumalive.store import media
+from media.ladder import Rendition
+from media.playlist import SegmentRecord, master_playlist, media_playlist, segment_name
+from media.storage import LocalStorage
 from serve_app.deps import MaybeUser, ServicesDep
 from serve_app.services import Services
 
@@ -37,12 +37,15 @@ SEGMENT_TYPE = "video/mp2t"
 _SEGMENT = re.compile(r"^(\d{1,12})\.ts$")
 
 RenditionName = Annotated[str, Path(pattern=r"^[A-Za-z0-9_-]{1,20}$")]
-PlaybackToken = Annotated[str | None, Query(alias="pt", max_length=2048,
-                                            description="playback token (join's playback_url)")]
+PlaybackToken = Annotated[
+    str | None,
+    Query(alias="pt", max_length=2048, description="playback token (join's playback_url)"),
+]
 
 
-async def _access(services: Services, stream_id: UUID, user: UUID | None,
-                  pt: str | None) -> tuple[dict[str, Any], UUID | None, str]:
+async def _access(
+    services: Services, stream_id: UUID, user: UUID | None, pt: str | None
+) -> tuple[dict[str, Any], UUID | None, str]:
     """The stream as the caller sees it, the caller, and the query every URI in a
     playlist carries. NotFound if the caller may not see the stream."""
     if pt is not None:
@@ -58,58 +61,107 @@ def _cache(stream: dict[str, Any], live: str, ended: str) -> str:
     return live if stream["status"] != "ended" else f"{scope}, {ended}"
 
 
-@router.get("/master.m3u8", name="hls_master", response_class=Response,
-            responses={200: {"content": {PLAYLIST_TYPE: {}}}})
-async def master(stream_id: UUID, user: MaybeUser, services: ServicesDep,
-                 pt: PlaybackToken = None) -> Response:
+@router.get(
+    "/master.m3u8",
+    name="hls_master",
+    response_class=Response,
+    responses={200: {"content": {PLAYLIST_TYPE: {}}}},
+)
+async def master(
+    stream_id: UUID, user: MaybeUser, services: ServicesDep, pt: PlaybackToken = None
+) -> Response:
     """The multivariant playlist: one entry per rendition, highest first."""
     stream, user, suffix = await _access(services, stream_id, user, pt)
     async with services.db.acting(user) as conn:
         rows = await media.renditions(conn, stream_id)
     if not rows:
         raise NotFound("the stream has no media yet", "media_not_ready")
-    renditions = [Rendition(name=r["name"], width=r["width"], height=r["height"],
-                            video_kbps=r["video_kbps"], audio_kbps=r["audio_kbps"],
-                            codec=r["video_codec"], fps=r["frame_rate"],
-                            needs_upscale=r["needs_upscale"]) for r in rows]
-    body = master_playlist(renditions, codecs={r["name"]: r["codecs"] for r in rows},
-                           uri_suffix=suffix)
-    return Response(body, media_type=PLAYLIST_TYPE,
-                    headers={"Cache-Control": _cache(stream, "no-cache", "max-age=300")})
+    renditions = [
+        Rendition(
+            name=r["name"],
+            width=r["width"],
+            height=r["height"],
+            video_kbps=r["video_kbps"],
+            audio_kbps=r["audio_kbps"],
+            codec=r["video_codec"],
+            fps=r["frame_rate"],
+            needs_upscale=r["needs_upscale"],
+        )
+        for r in rows
+    ]
+    body = master_playlist(
+        renditions, codecs={r["name"]: r["codecs"] for r in rows}, uri_suffix=suffix
+    )
+    return Response(
+        body,
+        media_type=PLAYLIST_TYPE,
+        headers={"Cache-Control": _cache(stream, "no-cache", "max-age=300")},
+    )
 
 
-@router.get("/{rendition}/index.m3u8", response_class=Response,
-            responses={200: {"content": {PLAYLIST_TYPE: {}}}})
-async def media_index(stream_id: UUID, rendition: RenditionName, user: MaybeUser,
-                      services: ServicesDep, pt: PlaybackToken = None) -> Response:
+@router.get(
+    "/{rendition}/index.m3u8",
+    response_class=Response,
+    responses={200: {"content": {PLAYLIST_TYPE: {}}}},
+)
+async def media_index(
+    stream_id: UUID,
+    rendition: RenditionName,
+    user: MaybeUser,
+    services: ServicesDep,
+    pt: PlaybackToken = None,
+) -> Response:
     """A rendition's playlist: the live window, or every segment once the stream ended."""
     stream, user, suffix = await _access(services, stream_id, user, pt)
     ended = stream["status"] == "ended"
     window = None if ended else services.settings.live_window_segments
     async with services.db.acting(user) as conn:
         rows = await media.playlist(conn, stream_id, rendition, window)
-        if not rows and rendition not in {r["name"] for r in await media.renditions(
-                conn, stream_id)}:
+        if not rows and rendition not in {
+            r["name"] for r in await media.renditions(conn, stream_id)
+        }:
             raise NotFound("no such rendition", "rendition_not_found")
-    records = [SegmentRecord(sequence=r["sequence"], uri=segment_name(r["sequence"]),
-                             duration=r["duration"], size=r["bytes"],
-                             program_date_time=r["program_date_time"],
-                             discontinuity=r["discontinuity"]) for r in rows]
+    records = [
+        SegmentRecord(
+            sequence=r["sequence"],
+            uri=segment_name(r["sequence"]),
+            duration=r["duration"],
+            size=r["bytes"],
+            program_date_time=r["program_date_time"],
+            discontinuity=r["discontinuity"],
+        )
+        for r in rows
+    ]
     body = media_playlist(
-        records, ended=ended,
-        target_duration=rows[-1]["target_duration"] if rows else
-        max(1, round(services.settings.segment_seconds)),
+        records,
+        ended=ended,
+        target_duration=rows[-1]["target_duration"]
+        if rows
+        else max(1, round(services.settings.segment_seconds)),
         discontinuity_sequence=rows[0]["discontinuity_sequence"] if rows else 0,
-        playlist_type="VOD" if ended else None, uri_suffix=suffix)
-    return Response(body, media_type=PLAYLIST_TYPE,
-                    headers={"Cache-Control": _cache(stream, "no-cache", "max-age=300")})
+        playlist_type="VOD" if ended else None,
+        uri_suffix=suffix,
+    )
+    return Response(
+        body,
+        media_type=PLAYLIST_TYPE,
+        headers={"Cache-Control": _cache(stream, "no-cache", "max-age=300")},
+    )
 
 
-@router.get("/{rendition}/{segment}", response_class=Response,
-            responses={200: {"content": {SEGMENT_TYPE: {}}}})
-async def media_segment(stream_id: UUID, rendition: RenditionName,
-                        segment: Annotated[str, Path(max_length=20)], user: MaybeUser,
-                        services: ServicesDep, pt: PlaybackToken = None) -> Response:
+@router.get(
+    "/{rendition}/{segment}",
+    response_class=Response,
+    responses={200: {"content": {SEGMENT_TYPE: {}}}},
+)
+async def media_segment(
+    stream_id: UUID,
+    rendition: RenditionName,
+    segment: Annotated[str, Path(max_length=20)],
+    user: MaybeUser,
+    services: ServicesDep,
+    pt: PlaybackToken = None,
+) -> Response:
     """One segment (MPEG-TS). Immutable once published."""
     match = _SEGMENT.match(segment)
     if match is None:

@@ -20,8 +20,9 @@ router = APIRouter(prefix="/api/live-streaming/{stream_id}", tags=["interaction"
 
 
 @router.post("/join")
-async def join(stream_id: UUID, user: User, services: ServicesDep,
-               request: Request) -> dict[str, Any]:
+async def join(
+    stream_id: UUID, user: User, services: ServicesDep, request: Request
+) -> dict[str, Any]:
     """Join; `playback_url` is the HLS master playlist with a playback token for this user."""
     stream = await services.live_stream(user, stream_id)
     row = await services.call(stream, "join", user)
@@ -39,8 +40,9 @@ async def leave(stream_id: UUID, user: User, services: ServicesDep) -> dict[str,
 
 
 @router.post("/chat", status_code=201)
-async def send_chat(stream_id: UUID, body: ChatIn, user: User,
-                    services: ServicesDep) -> dict[str, Any]:
+async def send_chat(
+    stream_id: UUID, body: ChatIn, user: User, services: ServicesDep
+) -> dict[str, Any]:
     stream = await services.live_stream(user, stream_id)
     score, moderated = services.moderator.score(body.message)
     row = await services.call(stream, "chat", user, body.message, score, moderated)
@@ -48,10 +50,13 @@ async def send_chat(stream_id: UUID, body: ChatIn, user: User,
 
 
 @router.get("/chat")
-async def chat_history(stream_id: UUID, user: MaybeUser, services: ServicesDep,
-                       limit: Limit = 50,
-                       before: Annotated[int | None, Query(ge=1, description="seq cursor")] = None,
-                       ) -> dict[str, Any]:
+async def chat_history(
+    stream_id: UUID,
+    user: MaybeUser,
+    services: ServicesDep,
+    limit: Limit = 50,
+    before: Annotated[int | None, Query(ge=1, description="seq cursor")] = None,
+) -> dict[str, Any]:
     """Chat newest first; pass `next_cursor` as `before` for older messages."""
     await services.visible_stream(user, stream_id, fresh=True)
     async with services.db.acting(user) as conn:
@@ -61,36 +66,47 @@ async def chat_history(stream_id: UUID, user: MaybeUser, services: ServicesDep,
 
 
 @router.delete("/chat/{message_id}")
-async def delete_chat(stream_id: UUID, message_id: UUID, user: User,
-                      services: ServicesDep) -> dict[str, Any]:
+async def delete_chat(
+    stream_id: UUID, message_id: UUID, user: User, services: ServicesDep
+) -> dict[str, Any]:
     """The author or the stream's owner soft-deletes a message."""
     await services.visible_stream(user, stream_id, fresh=True)
     async with services.db.acting(user) as conn:
         row = await activity.soft_delete_chat(conn, stream_id, message_id)
         if row is None:
             raise NotFound("message not found, or not yours to delete", "message_not_found")
-        await activity.add_event(conn, stream_id, "moderation_action",
-                                 {"action": "chat_message_deleted", "message_id": message_id,
-                                  "by": user})
+        await activity.add_event(
+            conn,
+            stream_id,
+            "moderation_action",
+            {"action": "chat_message_deleted", "message_id": message_id, "by": user},
+        )
     return row
 
 
 @router.post("/reaction", status_code=201)
-async def react(stream_id: UUID, body: ReactionIn, user: User,
-                services: ServicesDep) -> dict[str, Any]:
+async def react(
+    stream_id: UUID, body: ReactionIn, user: User, services: ServicesDep
+) -> dict[str, Any]:
     stream = await services.live_stream(user, stream_id)
     return await services.call(stream, "react", user, body.reaction)
 
 
 @router.get("/events")
-async def events(stream_id: UUID, user: MaybeUser, services: ServicesDep, limit: Limit = 100,
-                 since: Annotated[int, Query(ge=0, description="seq cursor")] = 0,
-                 type: Annotated[str | None, Query(max_length=50)] = None) -> dict[str, Any]:
+async def events(
+    stream_id: UUID,
+    user: MaybeUser,
+    services: ServicesDep,
+    limit: Limit = 100,
+    since: Annotated[int, Query(ge=0, description="seq cursor")] = 0,
+    type: Annotated[str | None, Query(max_length=50)] = None,
+) -> dict[str, Any]:
     """Events oldest first after `since`; pass `next_cursor` as `since` to go on."""
     await services.visible_stream(user, stream_id, fresh=True)
     async with services.db.acting(user) as conn:
-        items = await activity.list_events(conn, stream_id, since=since, limit=limit,
-                                           event_type=type)
+        items = await activity.list_events(
+            conn, stream_id, since=since, limit=limit, event_type=type
+        )
     return {"items": items, "next_cursor": items[-1]["seq"] if items else since}
 
 
@@ -99,13 +115,16 @@ async def stream_analytics(stream_id: UUID, user: User, services: ServicesDep) -
     """Owner only: viewers and watch time are the owner's business."""
     stream = await services.owned_stream(user, stream_id)
     async with services.db.acting(user) as conn:
-        return {**await analytics.for_stream(conn, stream),
-                "media": await media.summary(conn, stream_id)}
+        return {
+            **await analytics.for_stream(conn, stream),
+            "media": await media.summary(conn, stream_id),
+        }
 
 
 @router.post("/invite", status_code=201)
-async def invite(stream_id: UUID, body: InviteIn, user: User,
-                 services: ServicesDep) -> dict[str, Any]:
+async def invite(
+    stream_id: UUID, body: InviteIn, user: User, services: ServicesDep
+) -> dict[str, Any]:
     await services.owned_stream(user, stream_id)
     if body.userId == user:
         raise Unprocessable("you cannot invite yourself", "invalid_invite")
@@ -117,13 +136,15 @@ async def invite(stream_id: UUID, body: InviteIn, user: User,
 
 
 @router.post("/report", status_code=201)
-async def report(stream_id: UUID, body: ReportIn, user: User,
-                 services: ServicesDep) -> dict[str, Any]:
+async def report(
+    stream_id: UUID, body: ReportIn, user: User, services: ServicesDep
+) -> dict[str, Any]:
     await services.visible_stream(user, stream_id, fresh=True)
     async with services.db.acting(user) as conn:
         row = await activity.add_report(conn, stream_id, user, body.reason, body.details)
         if row is None:
             raise Conflict("you already reported this stream", "already_reported")
-        await activity.add_event(conn, stream_id, "report",
-                                 {"report_id": row["id"], "reason": body.reason})
+        await activity.add_event(
+            conn, stream_id, "report", {"report_id": row["id"], "reason": body.reason}
+        )
     return row

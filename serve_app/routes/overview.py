@@ -17,7 +17,8 @@ router = APIRouter(prefix="/api/analytics", tags=["analytics"])
 
 @router.get("/overview")
 async def overview(
-    user: User, services: ServicesDep,
+    user: User,
+    services: ServicesDep,
     since: Annotated[date | None, Query(description="first UTC day (default: 30 days ago)")] = None,
     until: Annotated[date | None, Query(description="last UTC day (default: today)")] = None,
 ) -> dict[str, Any]:

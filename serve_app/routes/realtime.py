@@ -50,8 +50,9 @@ def realtime_capacity(settings: Settings) -> int:
 
 def _check_capacity(services: Services) -> None:
     if services.events.subscribers >= realtime_capacity(services.settings):
-        raise Unavailable("this replica holds as many live connections as it may; retry",
-                          "too_many_subscribers")
+        raise Unavailable(
+            "this replica holds as many live connections as it may; retry", "too_many_subscribers"
+        )
 
 
 class EventStreamResponse(StreamingResponse):
@@ -73,28 +74,43 @@ def _resume_point(header: str | None, query: int | None) -> int | None:
     try:
         value = int(header)
     except ValueError:
-        raise BadRequest("Last-Event-ID must be an event id (an integer)",
-                         "invalid_cursor") from None
+        raise BadRequest(
+            "Last-Event-ID must be an event id (an integer)", "invalid_cursor"
+        ) from None
     if value < 0:
         raise BadRequest("Last-Event-ID must not be negative", "invalid_cursor")
     return value
 
 
-async def _has_events_after(services: Services, user: UUID | None, stream_id: UUID,
-                            after: int) -> bool:
+async def _has_events_after(
+    services: Services, user: UUID | None, stream_id: UUID, after: int
+) -> bool:
     async with services.db.acting(user) as conn:
-        return (await conn.execute(text(
-            "SELECT EXISTS (SELECT 1 FROM live_stream_events WHERE stream_id = :s AND seq > :a)"),
-            {"s": stream_id, "a": after})).scalar_one()
+        return (
+            await conn.execute(
+                text(
+                    "SELECT EXISTS (SELECT 1 FROM live_stream_events WHERE stream_id = :s AND seq > :a)"
+                ),
+                {"s": stream_id, "a": after},
+            )
+        ).scalar_one()
 
 
-@router.get("/events/stream", response_class=EventStreamResponse,
-            responses={200: {"content": {"text/event-stream": {}}},
-                       204: {"description": "the stream has ended and nothing is left to send"}})
+@router.get(
+    "/events/stream",
+    response_class=EventStreamResponse,
+    responses={
+        200: {"content": {"text/event-stream": {}}},
+        204: {"description": "the stream has ended and nothing is left to send"},
+    },
+)
 async def event_stream(
-    stream_id: UUID, user: MaybeUser, services: ServicesDep,
-    last_event_id: Annotated[int | None, Query(ge=0, description="resume after this event id")
-                             ] = None,
+    stream_id: UUID,
+    user: MaybeUser,
+    services: ServicesDep,
+    last_event_id: Annotated[
+        int | None, Query(ge=0, description="resume after this event id")
+    ] = None,
     last_event_id_header: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
 ) -> Response:
     """Server-Sent Events: `event:` is the type, `id:` the event's seq, `data:` JSON
@@ -102,7 +118,8 @@ async def event_stream(
     after = _resume_point(last_event_id_header, last_event_id)
     stream = await services.visible_stream(user, stream_id, fresh=True)
     if stream["status"] == "ended" and (
-            after is None or not await _has_events_after(services, user, stream_id, after)):
+        after is None or not await _has_events_after(services, user, stream_id, after)
+    ):
         return Response(status_code=204)  # tells EventSource not to reconnect
     _check_capacity(services)
 
@@ -139,8 +156,9 @@ async def _ws_user(ws: WebSocket, services: Services) -> UUID | None:
 
 
 @router.websocket("/ws")
-async def event_socket(ws: WebSocket, stream_id: UUID,
-                       last_event_id: Annotated[int | None, Query(ge=0)] = None) -> None:
+async def event_socket(
+    ws: WebSocket, stream_id: UUID, last_event_id: Annotated[int | None, Query(ge=0)] = None
+) -> None:
     """WebSocket: one JSON text message per event, shaped as the SSE `data:`.
     Closes with 4401 (bad token), 4404 (not visible), 4503 (replica full), 1000
     after stream_ended."""

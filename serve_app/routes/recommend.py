@@ -20,8 +20,7 @@ CANDIDATES = 500
 
 
 @router.get("/recommended")
-async def recommended(user: MaybeUser, services: ServicesDep, limit: Limit = 20
-                      ) -> dict[str, Any]:
+async def recommended(user: MaybeUser, services: ServicesDep, limit: Limit = 20) -> dict[str, Any]:
     """Live streams ranked by relevance to the caller's watch history blended with
     current popularity; anonymous callers (or callers without history) get popularity.
     Each item is a stream with `score`, `relevance` (null without history) and `popularity`."""

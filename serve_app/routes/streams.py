@@ -9,8 +9,8 @@ from uuid import UUID
 from fastapi import APIRouter, Query
 
 from lumalive.errors import Conflict, Unprocessable
-from lumalive.settings import QUALITY_BITRATE_KBPS
 from lumalive.store import streams
+from media.ladder import QUALITY_BITRATE_KBPS
 from serve_app.deps import Limit, MaybeUser, ServicesDep, User
 from serve_app.schemas import StreamConfig
 
@@ -18,13 +18,20 @@ router = APIRouter(prefix="/api/live-streaming", tags=["streams"])
 
 
 def _ai_features(cfg: StreamConfig) -> dict[str, Any]:
-    return {"enhancement": cfg.enableAI, "hdr": cfg.enableHDR,
-            "ray_tracing": cfg.enableRayTracing, **cfg.aiFeatures}
+    return {
+        "enhancement": cfg.enableAI,
+        "hdr": cfg.enableHDR,
+        "ray_tracing": cfg.enableRayTracing,
+        **cfg.aiFeatures,
+    }
 
 
 def _with_key(services: ServicesDep, stream: dict[str, Any], key: str) -> dict[str, Any]:
-    ingest = {"server": services.settings.rtmp_url, "stream_key": key,
-              "url": f"{services.settings.rtmp_url}/{key}"}
+    ingest = {
+        "server": services.settings.rtmp_url,
+        "stream_key": key,
+        "url": f"{services.settings.rtmp_url}/{key}",
+    }
     return {**stream, "stream_key": key, "ingest": ingest}
 
 
@@ -34,13 +41,23 @@ async def create_stream(cfg: StreamConfig, user: User, services: ServicesDep) ->
     tier_max = QUALITY_BITRATE_KBPS[cfg.quality]
     bitrate = cfg.bitrate or tier_max
     if bitrate > tier_max:
-        raise Unprocessable(f"bitrate may not exceed {tier_max} kbps for {cfg.quality}",
-                            "bitrate_above_tier")
+        raise Unprocessable(
+            f"bitrate may not exceed {tier_max} kbps for {cfg.quality}", "bitrate_above_tier"
+        )
     key = "live_" + secrets.token_urlsafe(24)
     new = streams.NewStream(
-        user_id=user, title=cfg.title, description=cfg.description, quality=cfg.quality,
-        bitrate=bitrate, privacy=cfg.privacy, category=cfg.category, tags=cfg.tags,
-        is_nsfw=cfg.isNSFW, ai_features=_ai_features(cfg), stream_key=key)
+        user_id=user,
+        title=cfg.title,
+        description=cfg.description,
+        quality=cfg.quality,
+        bitrate=bitrate,
+        privacy=cfg.privacy,
+        category=cfg.category,
+        tags=cfg.tags,
+        is_nsfw=cfg.isNSFW,
+        ai_features=_ai_features(cfg),
+        stream_key=key,
+    )
     async with services.db.acting(user) as conn:
         row = await streams.insert(conn, new)
     services.embeddings.schedule(row)  # for recommendations; off the request's path
@@ -51,8 +68,9 @@ async def create_stream(cfg: StreamConfig, user: User, services: ServicesDep) ->
 async def start_stream(stream_id: UUID, user: User, services: ServicesDep) -> dict[str, Any]:
     stream = await services.owned_stream(user, stream_id)
     if stream["status"] != "created":
-        raise Conflict(f"stream is {stream['status']}; only a created stream can start",
-                       "invalid_transition")
+        raise Conflict(
+            f"stream is {stream['status']}; only a created stream can start", "invalid_transition"
+        )
     row = await services.call(stream, "start")
     services.invalidate(stream_id)
     return row
@@ -69,20 +87,31 @@ async def end_stream(stream_id: UUID, user: User, services: ServicesDep) -> dict
 
 
 @router.get("/live")
-async def live_streams(user: MaybeUser, services: ServicesDep, limit: Limit = 20,
-                       cursor: str | None = None, category: str | None = Query(None, max_length=50),
-                       quality: str | None = Query(None, pattern="^(1080p|4K|8K|20K)$"),
-                       tag: str | None = Query(None, max_length=50)) -> dict[str, Any]:
+async def live_streams(
+    user: MaybeUser,
+    services: ServicesDep,
+    limit: Limit = 20,
+    cursor: str | None = None,
+    category: str | None = Query(None, max_length=50),
+    quality: str | None = Query(None, pattern="^(1080p|4K|8K|20K)$"),
+    tag: str | None = Query(None, max_length=50),
+) -> dict[str, Any]:
     """Live streams the caller may see, newest first."""
     async with services.db.acting(user) as conn:
-        items, nxt = await streams.list_live(conn, limit=limit, after=cursor, category=category,
-                                             quality=quality, tag=tag)
+        items, nxt = await streams.list_live(
+            conn, limit=limit, after=cursor, category=category, quality=quality, tag=tag
+        )
     return {"items": items, "next_cursor": nxt}
 
 
 @router.get("/user/{user_id}")
-async def user_streams(user_id: UUID, user: MaybeUser, services: ServicesDep,
-                       limit: Limit = 20, cursor: str | None = None) -> dict[str, Any]:
+async def user_streams(
+    user_id: UUID,
+    user: MaybeUser,
+    services: ServicesDep,
+    limit: Limit = 20,
+    cursor: str | None = None,
+) -> dict[str, Any]:
     async with services.db.acting(user) as conn:
         items, nxt = await streams.list_by_user(conn, user_id, limit=limit, after=cursor)
     return {"items": items, "next_cursor": nxt}

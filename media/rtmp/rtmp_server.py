@@ -1,0 +1,201 @@
+"""The RTMP ingest: one TCP port for every stream, routed by stream key.
+
+A publisher connects to rtmp://HOST:PORT/APP and publishes KEY. The server asks
+`authorize(app, key)` for a stream id (None refuses), makes an `IngestSession`,
+awaits `on_session(session)` and only then tells the publisher to start, so a
+reader opened in `on_session` gets the stream from its first byte.
+
+Invariants: at most one live publish per stream key and per stream id (a
+second is refused with NetStream.Publish.BadName while the first lasts); a
+key is free again the moment its publisher disconnects or unpublishes; stream
+keys never appear in logs or in `sessions` (they are passwords).
+
+Plain asyncio, no Ray: the stream actor runs it in its event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from types import MappingProxyType
+
+from media.rtmp.connection import ConnectionLimits, PublisherConnection, Refusal, redact
+from media.rtmp.session import IngestSession, SessionStats
+
+__all__ = ["DEFAULT_PORT", "Authorize", "OnSession", "RtmpIngestServer"]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PORT = 1935
+
+Authorize = Callable[[str, str], Awaitable[str | None]]
+"""(app, stream key) → the stream id to publish to, or None to refuse."""
+
+OnSession = Callable[[IngestSession], Awaitable[None] | None]
+"""Called with each accepted publish before media flows; open readers here."""
+
+
+class RtmpIngestServer:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        authorize: Authorize,
+        on_session: OnSession,
+        *,
+        idle_timeout_s: float = 30.0,
+        setup_timeout_s: float = 15.0,
+        authorize_timeout_s: float = 10.0,
+        reader_buffer_bytes: int = 64 << 20,
+        gop_cache_bytes: int = 16 << 20,
+    ) -> None:
+        """`port` 0 picks a free port (see `.port` after `start()`).
+
+        idle_timeout_s: a publisher silent this long is dropped (its readers get EOF).
+        setup_timeout_s: a connection must be publishing this soon after it opens.
+        reader_buffer_bytes: how far one reader may fall behind before it is cut off.
+        gop_cache_bytes: the current GOP kept for readers that join late (0: none).
+        """
+        self._host = host
+        self._port = port
+        self._authorize = authorize
+        self._on_session = on_session
+        self._authorize_timeout_s = authorize_timeout_s
+        self._reader_buffer_bytes = reader_buffer_bytes
+        self._gop_cache_bytes = gop_cache_bytes
+        self._limits = ConnectionLimits(
+            setup_timeout_s=setup_timeout_s, idle_timeout_s=idle_timeout_s
+        )
+        self._server: asyncio.Server | None = None
+        self._connections: set[asyncio.Task[None]] = set()
+        self._claimed_keys: set[str] = set()  # publishing, or being authorized
+        self._by_stream: dict[str, IngestSession] = {}
+
+    @property
+    def port(self) -> int:
+        """The bound port (the real one when constructed with port 0)."""
+        if self._server is None or not self._server.sockets:
+            return self._port
+        return int(self._server.sockets[0].getsockname()[1])
+
+    @property
+    def sessions(self) -> Mapping[str, IngestSession]:
+        """Live sessions by stream id (read-only view)."""
+        return MappingProxyType(self._by_stream)
+
+    def stats(self) -> dict[str, SessionStats]:
+        """A snapshot of every live session's counters, by stream id."""
+        return {stream_id: s.stats for stream_id, s in self._by_stream.items()}
+
+    async def start(self) -> None:
+        if self._server is not None:
+            raise RuntimeError("already started")
+        self._server = await asyncio.start_server(self._serve, self._host, self._port)
+        log.info("rtmp ingest listening on %s:%d", self._host, self.port)
+
+    async def stop(self) -> None:
+        """Stop listening and end every connection; every session ends with
+        reason "server_stopped" and its readers get EOF."""
+        server, self._server = self._server, None
+        if server is None:
+            return
+        server.close()
+        for task in list(self._connections):
+            task.cancel()
+        await asyncio.gather(*self._connections, return_exceptions=True)
+        await server.wait_closed()
+
+    async def __aenter__(self) -> RtmpIngestServer:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._connections.add(task)
+        try:
+            await PublisherConnection(reader, writer, self, self._limits).run()
+        except asyncio.CancelledError:
+            # stop() cancels connections; this task is their top level, and asyncio's
+            # stream callback would log a task that ends cancelled as an error.
+            pass
+        except Exception:
+            log.exception("rtmp connection failed")
+        finally:
+            self._connections.discard(task)
+
+    # -- Admission, for the connections ---------------------------------------
+
+    async def admit(self, app: str, stream_key: str, peer: str) -> IngestSession | Refusal:
+        """Route a publish by its key: refuse a busy or unknown key, else start a session."""
+        if stream_key in self._claimed_keys:
+            return Refusal("NetStream.Publish.BadName", "this stream key is already publishing")
+        self._claimed_keys.add(stream_key)
+        result: IngestSession | Refusal | None = None
+        try:
+            result = await self._start_session(app, stream_key, peer)
+            return result
+        finally:
+            if not isinstance(result, IngestSession):  # refused, failed or cancelled
+                self._claimed_keys.discard(stream_key)
+
+    async def _start_session(self, app: str, stream_key: str, peer: str) -> IngestSession | Refusal:
+        try:
+            async with asyncio.timeout(self._authorize_timeout_s):
+                stream_id = await self._authorize(app, stream_key)
+        except TimeoutError:
+            log.warning("rtmp %s: authorizing %s timed out", peer, redact(stream_key))
+            return Refusal("NetStream.Publish.Denied", "authorization timed out")
+        except Exception:
+            log.exception("rtmp %s: authorizing %s failed", peer, redact(stream_key))
+            return Refusal("NetStream.Publish.Denied", "authorization failed")
+        if stream_id is None:
+            return Refusal("NetStream.Publish.Denied", "unknown stream key")
+        stream_id = str(stream_id)  # whatever the authorizer returned, keys are strings
+        if stream_id in self._by_stream:
+            return Refusal("NetStream.Publish.BadName", "this stream is already live")
+
+        session = IngestSession(
+            stream_id=stream_id,
+            stream_key=stream_key,
+            app=app,
+            peer=peer,
+            reader_buffer_bytes=self._reader_buffer_bytes,
+            gop_cache_bytes=self._gop_cache_bytes,
+        )
+        self._by_stream[stream_id] = session
+        try:
+            result = self._on_session(session)
+            if inspect.isawaitable(result):
+                await result
+        except Exception:
+            log.exception("rtmp %s: on_session failed for stream %s", peer, stream_id)
+            session.end("rejected")
+            self._forget(session)
+            return Refusal("NetStream.Publish.Failed", "the stream could not be started")
+        except BaseException:
+            session.end("server_stopped")
+            self._forget(session)
+            raise
+        log.info(
+            "rtmp %s: stream %s publishing (app %r, key %s)",
+            peer,
+            stream_id,
+            app,
+            redact(stream_key),
+        )
+        return session
+
+    def release(self, session: IngestSession) -> None:
+        """The publish ended: free its key and stream id for the next publish."""
+        self._forget(session)
+        self._claimed_keys.discard(session.stream_key)
+
+    def _forget(self, session: IngestSession) -> None:
+        if self._by_stream.get(session.stream_id) is session:
+            del self._by_stream[session.stream_id]

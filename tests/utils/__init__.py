@@ -1,0 +1,1 @@
+"""Helpers shared by the unit and system tests (never tests themselves)."""

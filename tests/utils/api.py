@@ -1,0 +1,39 @@
+"""Talking to the API as a client: the base path, people with tokens, the error shape."""
+
+from __future__ import annotations
+
+import socket
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["BASE", "Person", "assert_error", "free_port"]
+
+BASE = "/api/live-streaming"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Person:
+    id: uuid.UUID
+    token: str
+    name: str
+
+    @property
+    def auth(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+
+def assert_error(r: Any, status: int, code: str | None = None) -> dict[str, Any]:
+    """The one JSON error shape, with this status (and code); returns its `error`."""
+    assert r.status_code == status, r.text
+    body = r.json()
+    assert set(body) == {"error"} and body["error"]["message"], body
+    if code:
+        assert body["error"]["code"] == code, body
+    return dict(body["error"])
