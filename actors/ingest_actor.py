@@ -38,6 +38,7 @@ from actors.media_pool import MediaPool
 from lumalive.db import Database
 from lumalive.errors import Conflict
 from lumalive.settings import Settings
+from lumalive.status import StreamStatus
 from lumalive.store import activity, streams
 from media.rtmp import IngestSession, RtmpIngestServer
 from media.segmenter import InvalidSourceError
@@ -106,13 +107,13 @@ class IngestService:
             return None
         sid, owner = row["id"], row["user_id"]
         status = row["status"]
-        if status == "ended":
+        if status == StreamStatus.ENDED:
             async with self._db.acting(owner) as conn:
                 await activity.add_event(conn, sid, "ingest_refused", {"reason": "stream_ended"})
             return None
-        if status == "created":
+        if status == StreamStatus.CREATED:
             status = await self._start_stream(sid, owner)
-        if status != "live":
+        if status != StreamStatus.LIVE:
             return None
         self._owners[str(sid)] = owner
         return str(sid)
@@ -136,13 +137,13 @@ class IngestService:
         handle = stream_actor.get_or_create(sid, owner, self.settings)
         try:
             await handle.start.remote()
-            return "live"
+            return StreamStatus.LIVE
         except RayTaskError as exc:
             if not isinstance(exc.cause, Conflict):
                 raise
         async with self._db.acting(owner) as conn:  # raced with the owner's own start
             row = await streams.get(conn, sid)
-        return row["status"] if row else "ended"
+        return row["status"] if row else StreamStatus.ENDED
 
     # --- one publish ----------------------------------------------------------------
 
@@ -217,7 +218,7 @@ class IngestService:
             return
         async with self._db.acting(owner) as conn:
             row = await streams.get(conn, UUID(sid))
-        if row is None or row["status"] != "live":  # e.g. its owner ended it meanwhile
+        if row is None or row["status"] != StreamStatus.LIVE:  # e.g. its owner ended it meanwhile
             self._close_input(sid)
             return
         handle = stream_actor.get_or_create(UUID(sid), owner, self.settings)

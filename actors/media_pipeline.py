@@ -36,6 +36,7 @@ from uuid import UUID
 from actors.media_worker import SegmentJob, SegmentOutcome, SegmentResult
 from lumalive.db import Database
 from lumalive.settings import Settings
+from lumalive.status import StreamStatus
 from lumalive.store import activity, media
 from media.ladder import Rendition, build_ladder
 from media.segmenter import TIMELINE_ORIGIN_S, Segmenter, SourceSegment
@@ -130,19 +131,7 @@ class StreamPipeline:
         self._target_duration = resume.target_duration
         self._discontinuities = resume.discontinuities
         if rows:  # the ladder is fixed by the stream's first segment
-            self._ladder = tuple(
-                Rendition(
-                    name=r["name"],
-                    width=r["width"],
-                    height=r["height"],
-                    video_kbps=r["video_kbps"],
-                    audio_kbps=r["audio_kbps"],
-                    codec=r["video_codec"],
-                    fps=r["frame_rate"],
-                    needs_upscale=r["needs_upscale"],
-                )
-                for r in rows
-            )
+            self._ladder = tuple(Rendition.from_row(r) for r in rows)
             self._ladder_reason = rows[0]["ladder_reason"]
             self._renditions_stored = True
         self._publisher = asyncio.create_task(
@@ -290,7 +279,7 @@ class StreamPipeline:
         end = flagged and self._settings.nsfw_end_stream and not self._stream.get("is_nsfw")
         rows: list[media.NewSegment] = []
         async with self._db.acting(self.owner_id) as conn:
-            if await media.lock_status(conn, self.stream_id) != "live":
+            if await media.lock_status(conn, self.stream_id) != StreamStatus.LIVE:
                 self._stop()
                 return
             if mod is not None:

@@ -21,6 +21,7 @@ from lumalive import metrics
 from lumalive.db import Database
 from lumalive.errors import Conflict, RateLimited
 from lumalive.settings import Settings
+from lumalive.status import StreamStatus
 from lumalive.store import activity, streams
 
 __all__ = ["StreamSession"]
@@ -44,7 +45,7 @@ class StreamSession:
             if self._viewers is None:
                 async with self._db.acting(self.owner_id) as conn:
                     row = await streams.get(conn, self.stream_id)
-                    self._status = row["status"] if row else "ended"
+                    self._status = row["status"] if row else StreamStatus.ENDED
                     self._viewers = await activity.open_viewers(conn, self.stream_id)
                 self._report()
 
@@ -53,7 +54,7 @@ class StreamSession:
         caller may reach an actor that outlived its stream)."""
         if self._viewers is None:
             await self._load()
-        if self._status != "live":
+        if self._status != StreamStatus.LIVE:
             raise Conflict(f"stream is {self._status}, not live", "stream_not_live")
         assert self._viewers is not None
         return self._viewers
@@ -62,7 +63,9 @@ class StreamSession:
         """created → live. Conflict if the stream is not in `created`."""
 
         async def op(conn: AsyncConnection) -> dict[str, Any] | None:
-            row = await streams.transition(conn, self.stream_id, "created", "live")
+            row = await streams.transition(
+                conn, self.stream_id, StreamStatus.CREATED, StreamStatus.LIVE
+            )
             if row:
                 await activity.add_event(
                     conn, self.stream_id, "stream_started", {"user_id": self.owner_id}
@@ -74,7 +77,7 @@ class StreamSession:
             raise Conflict(
                 "stream can only be started once, from the created state", "invalid_transition"
             )
-        self._viewers, self._status = set(), "live"
+        self._viewers, self._status = set(), StreamStatus.LIVE
         self._report()
         return row
 
@@ -82,7 +85,9 @@ class StreamSession:
         """live → ended; the database closes every open viewing and sets the duration."""
 
         async def op(conn: AsyncConnection) -> dict[str, Any] | None:
-            row = await streams.transition(conn, self.stream_id, "live", "ended", reason)
+            row = await streams.transition(
+                conn, self.stream_id, StreamStatus.LIVE, StreamStatus.ENDED, reason
+            )
             if row is None:
                 return None
             await activity.add_event(
@@ -97,7 +102,7 @@ class StreamSession:
         row = await self._writes.submit(self.owner_id, op)
         if row is None:
             raise Conflict("stream is not live", "stream_not_live")
-        self._viewers, self._status = set(), "ended"
+        self._viewers, self._status = set(), StreamStatus.ENDED
         self._report()
         return row
 
@@ -200,8 +205,10 @@ class StreamSession:
 
     def _report(self) -> None:
         """Operator gauges of this actor (summed over actors: live streams, viewers)."""
-        metrics.live_streams().set(1 if self._status == "live" else 0)
-        metrics.stream_viewers().set(len(self._viewers or ()) if self._status == "live" else 0)
+        metrics.live_streams().set(1 if self._status == StreamStatus.LIVE else 0)
+        metrics.stream_viewers().set(
+            len(self._viewers or ()) if self._status == StreamStatus.LIVE else 0
+        )
 
     @staticmethod
     def _check_rate(limiter: RateLimiter, user_id: UUID, what: str) -> None:

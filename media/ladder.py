@@ -15,9 +15,9 @@ Invariants:
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 __all__ = [
     "DEFAULT_RUNGS",
@@ -83,6 +83,20 @@ class Rendition:
     codec: Codec = "h264"
     fps: float = 30.0
     needs_upscale: bool = False
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> Rendition:
+        """A rendition as stored in `stream_renditions` (sql/0003's column names)."""
+        return cls(
+            name=row["name"],
+            width=row["width"],
+            height=row["height"],
+            video_kbps=row["video_kbps"],
+            audio_kbps=row["audio_kbps"],
+            codec=row["video_codec"],
+            fps=row["frame_rate"],
+            needs_upscale=row["needs_upscale"],
+        )
 
     @property
     def maxrate_kbps(self) -> int:

@@ -56,6 +56,7 @@ from sqlalchemy import text
 from lumalive import metrics
 from lumalive.db import Database
 from lumalive.errors import Unavailable
+from lumalive.status import StreamStatus
 
 __all__ = ["EventHub", "Message", "Subscription", "Coalescer", "CHANNEL"]
 
@@ -188,7 +189,7 @@ class Subscription:
         self.replay_until = 0
         self.ended = False  # stream_ended was delivered: the connection may close
         # An ended stream has nothing live to wait for: send what was missed, then stop.
-        self.replay_only = stream["status"] == "ended"
+        self.replay_only = stream["status"] == StreamStatus.ENDED
         self.overflowed = False
         self._queue: deque[Message] = deque()
         self._max_queue = max_queue

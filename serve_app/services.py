@@ -14,6 +14,7 @@ from lumalive.auth import TokenService
 from lumalive.db import Database
 from lumalive.errors import Conflict, Forbidden, LumaError, NotFound, Unavailable
 from lumalive.settings import Settings
+from lumalive.status import StreamStatus
 from lumalive.store import streams, users
 from media.storage import LocalStorage, SegmentStorage
 from models.moderation import ChatModerator
@@ -78,9 +79,9 @@ class Services:
 
     async def live_stream(self, user_id: UUID, stream_id: UUID) -> dict[str, Any]:
         row = await self.visible_stream(user_id, stream_id)
-        if row["status"] != "live":  # maybe a stale cache: another replica started it
+        if row["status"] != StreamStatus.LIVE:  # maybe a stale cache: another replica started it
             row = await self.visible_stream(user_id, stream_id, fresh=True)
-        if row["status"] != "live":
+        if row["status"] != StreamStatus.LIVE:
             raise Conflict(f"stream is {row['status']}, not live", "stream_not_live")
         return row
 
@@ -106,7 +107,9 @@ class Services:
             self._actors.pop(stream["id"], None)
             self.invalidate(stream["id"])
             now = await self.visible_stream(stream["user_id"], stream["id"], fresh=True)
-            if now["status"] != "live":  # ended by another replica, which stopped the actor
+            if (
+                now["status"] != StreamStatus.LIVE
+            ):  # ended by another replica, which stopped the actor
                 raise Conflict(f"stream is {now['status']}, not live", "stream_not_live") from None
             raise Unavailable(
                 "the stream's actor is restarting; retry", "stream_restarting"

@@ -80,7 +80,8 @@ async def close_viewing(conn: AsyncConnection, stream_id: UUID, user_id: UUID) -
     return (
         await conn.execute(
             text(
-                "UPDATE live_stream_viewers SET left_at = now() WHERE stream_id = :s AND user_id = :u"
+                "UPDATE live_stream_viewers SET left_at = now() WHERE"
+                " stream_id = :s AND user_id = :u"
                 " AND left_at IS NULL RETURNING watch_duration"
             ),
             {"s": stream_id, "u": user_id},
@@ -163,7 +164,8 @@ async def add_reaction(
         (
             await conn.execute(
                 text(
-                    "INSERT INTO live_stream_reactions (stream_id, user_id, reaction) VALUES (:s, :u, :r)"
+                    "INSERT INTO live_stream_reactions (stream_id, user_id,"
+                    " reaction) VALUES (:s, :u, :r)"
                     " RETURNING id, stream_id, user_id, reaction, created_at"
                 ),
                 {"s": stream_id, "u": user_id, "r": reaction},

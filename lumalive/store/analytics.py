@@ -13,6 +13,8 @@ from uuid import UUID
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from lumalive.status import StreamStatus
+
 __all__ = ["for_stream"]
 
 
@@ -33,7 +35,8 @@ async def for_stream(conn: AsyncConnection, stream: dict[str, Any]) -> dict[str,
     open_watch = (
         await conn.execute(
             text(
-                "SELECT COALESCE(sum(extract(epoch FROM now() - joined_at)), 0) FROM live_stream_viewers"
+                "SELECT COALESCE(sum(extract(epoch FROM now() - joined_at)), 0)"
+                " FROM live_stream_viewers"
                 " WHERE stream_id = :s AND left_at IS NULL"
             ),
             {"s": sid},
@@ -69,7 +72,7 @@ async def for_stream(conn: AsyncConnection, stream: dict[str, Any]) -> dict[str,
 
 def _duration_s(stream: dict[str, Any]) -> int:
     """Seconds live so far (or in total, once ended)."""
-    if stream["status"] == "ended":
+    if stream["status"] == StreamStatus.ENDED:
         return int(stream["duration"])
     if stream["started_at"] is None:
         return 0

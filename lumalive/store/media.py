@@ -133,7 +133,8 @@ async def renditions(conn: AsyncConnection, stream_id: UUID) -> list[dict[str, A
     """The master playlist's rows, highest first; empty if none or not visible."""
     rows = await conn.execute(
         text(
-            "SELECT name, width, height, frame_rate, video_codec, video_kbps, audio_kbps, bandwidth,"
+            "SELECT name, width, height, frame_rate, video_codec,"
+            " video_kbps, audio_kbps, bandwidth,"
             " average_bandwidth, codecs, needs_upscale, ladder_reason FROM stream_renditions"
             " WHERE stream_id = :s ORDER BY position"
         ),
@@ -145,7 +146,8 @@ async def renditions(conn: AsyncConnection, stream_id: UUID) -> list[dict[str, A
 async def add_segments(conn: AsyncConnection, stream_id: UUID, rows: list[NewSegment]) -> None:
     await conn.execute(
         text(
-            "INSERT INTO stream_segments (stream_id, rendition, sequence, source_sequence, duration,"
+            "INSERT INTO stream_segments (stream_id, rendition, sequence,"
+            " source_sequence, duration,"
             " bytes, frames, path, discontinuity, program_date_time, target_duration,"
             " discontinuity_sequence, timings) VALUES (:stream_id, :rendition, :sequence,"
             " :source_sequence, :duration, :bytes, :frames, :path, :discontinuity,"

@@ -23,6 +23,7 @@ from fastapi import APIRouter, Path, Query, Response
 from fastapi.responses import FileResponse
 
 from lumalive.errors import NotFound
+from lumalive.status import StreamStatus
 from lumalive.store import media
 from media.ladder import Rendition
 from media.playlist import SegmentRecord, master_playlist, media_playlist, segment_name
@@ -58,7 +59,7 @@ async def _access(
 
 def _cache(stream: dict[str, Any], live: str, ended: str) -> str:
     scope = "public" if stream["privacy"] == "public" else "private"
-    return live if stream["status"] != "ended" else f"{scope}, {ended}"
+    return live if stream["status"] != StreamStatus.ENDED else f"{scope}, {ended}"
 
 
 @router.get(
@@ -76,19 +77,7 @@ async def master(
         rows = await media.renditions(conn, stream_id)
     if not rows:
         raise NotFound("the stream has no media yet", "media_not_ready")
-    renditions = [
-        Rendition(
-            name=r["name"],
-            width=r["width"],
-            height=r["height"],
-            video_kbps=r["video_kbps"],
-            audio_kbps=r["audio_kbps"],
-            codec=r["video_codec"],
-            fps=r["frame_rate"],
-            needs_upscale=r["needs_upscale"],
-        )
-        for r in rows
-    ]
+    renditions = [Rendition.from_row(r) for r in rows]
     body = master_playlist(
         renditions, codecs={r["name"]: r["codecs"] for r in rows}, uri_suffix=suffix
     )
@@ -113,7 +102,7 @@ async def media_index(
 ) -> Response:
     """A rendition's playlist: the live window, or every segment once the stream ended."""
     stream, user, suffix = await _access(services, stream_id, user, pt)
-    ended = stream["status"] == "ended"
+    ended = stream["status"] == StreamStatus.ENDED
     window = None if ended else services.settings.live_window_segments
     async with services.db.acting(user) as conn:
         rows = await media.playlist(conn, stream_id, rendition, window)

@@ -12,6 +12,7 @@ from uuid import UUID
 from fastapi import APIRouter, Query, Request
 
 from lumalive.errors import Conflict, NotFound, Unprocessable
+from lumalive.status import StreamStatus
 from lumalive.store import activity, analytics, media, users
 from serve_app.deps import Limit, MaybeUser, ServicesDep, User
 from serve_app.schemas import ChatIn, InviteIn, ReactionIn, ReportIn
@@ -34,7 +35,7 @@ async def join(
 @router.post("/leave")
 async def leave(stream_id: UUID, user: User, services: ServicesDep) -> dict[str, Any]:
     stream = await services.visible_stream(user, stream_id)
-    if stream["status"] != "live":  # ending the stream already closed every viewing
+    if stream["status"] != StreamStatus.LIVE:  # ending the stream already closed every viewing
         return {"left": False, "watch_duration": None, "viewers": 0}
     return await services.call(stream, "leave", user)
 

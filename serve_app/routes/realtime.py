@@ -31,6 +31,7 @@ from starlette.types import Receive
 
 from lumalive.errors import BadRequest, LumaError, Unavailable
 from lumalive.settings import Settings
+from lumalive.status import StreamStatus
 from serve_app.deps import MaybeUser, ServicesDep
 from serve_app.services import Services
 
@@ -89,7 +90,8 @@ async def _has_events_after(
         return (
             await conn.execute(
                 text(
-                    "SELECT EXISTS (SELECT 1 FROM live_stream_events WHERE stream_id = :s AND seq > :a)"
+                    "SELECT EXISTS (SELECT 1 FROM live_stream_events WHERE"
+                    " stream_id = :s AND seq > :a)"
                 ),
                 {"s": stream_id, "a": after},
             )
@@ -117,7 +119,7 @@ async def event_stream(
     `{"id", "type", "stream_id", "data", "created_at"}`."""
     after = _resume_point(last_event_id_header, last_event_id)
     stream = await services.visible_stream(user, stream_id, fresh=True)
-    if stream["status"] == "ended" and (
+    if stream["status"] == StreamStatus.ENDED and (
         after is None or not await _has_events_after(services, user, stream_id, after)
     ):
         return Response(status_code=204)  # tells EventSource not to reconnect

@@ -9,6 +9,7 @@ from uuid import UUID
 from fastapi import APIRouter, Query
 
 from lumalive.errors import Conflict, Unprocessable
+from lumalive.status import StreamStatus
 from lumalive.store import streams
 from media.ladder import QUALITY_BITRATE_KBPS
 from serve_app.deps import Limit, MaybeUser, ServicesDep, User
@@ -67,7 +68,7 @@ async def create_stream(cfg: StreamConfig, user: User, services: ServicesDep) ->
 @router.post("/start/{stream_id}")
 async def start_stream(stream_id: UUID, user: User, services: ServicesDep) -> dict[str, Any]:
     stream = await services.owned_stream(user, stream_id)
-    if stream["status"] != "created":
+    if stream["status"] != StreamStatus.CREATED:
         raise Conflict(
             f"stream is {stream['status']}; only a created stream can start", "invalid_transition"
         )
@@ -79,7 +80,7 @@ async def start_stream(stream_id: UUID, user: User, services: ServicesDep) -> di
 @router.post("/end/{stream_id}")
 async def end_stream(stream_id: UUID, user: User, services: ServicesDep) -> dict[str, Any]:
     stream = await services.owned_stream(user, stream_id)
-    if stream["status"] != "live":
+    if stream["status"] != StreamStatus.LIVE:
         raise Conflict(f"stream is {stream['status']}, not live", "stream_not_live")
     row = await services.call(stream, "end", "ended_by_owner")
     services.forget(stream_id)
