@@ -23,6 +23,7 @@ Invariants:
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import math
 import time
@@ -33,7 +34,9 @@ from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
-from actors.media_worker import SegmentJob, SegmentOutcome, SegmentResult
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from actors.media_worker import ModerationResult, SegmentJob, SegmentOutcome, SegmentResult
 from lumalive.db import Database
 from lumalive.settings import Settings
 from lumalive.status import StreamStatus
@@ -61,6 +64,15 @@ class _Cut:
     cut_at: float  # time.time(): the segment's last byte is in
     wall_start: float  # time.time() of its first frame, for EXT-X-PROGRAM-DATE-TIME
     task: asyncio.Task[SegmentOutcome]
+
+
+@dataclass(frozen=True, slots=True)
+class _Verdict:
+    """What moderation decided for one segment."""
+
+    moderation: ModerationResult | None  # None: not moderated
+    flagged: bool  # scored over `nsfw_threshold`
+    end: bool  # ... and so withheld, and the stream ended for it (`nsfw_end_stream`)
 
 
 def ladder_for(
@@ -147,37 +159,30 @@ class StreamPipeline:
                 return
             loop = asyncio.get_running_loop()
             cuts: asyncio.Queue[tuple[SourceSegment, float] | None] = asyncio.Queue()
-            first_sequence = self._next_source_sequence
             start_time = TIMELINE_ORIGIN_S if self._timeline_end is None else self._timeline_end
-            # A later input is a new encoder session: new timestamps, maybe new parameters.
-            discontinuity = self._timeline_end is not None
+            segmenter = functools.partial(
+                Segmenter,
+                source,
+                format="flv",
+                target_duration=self._settings.segment_seconds,
+                first_sequence=self._next_source_sequence,
+                start_time=start_time,
+                # A later input is a new encoder session: new timestamps, maybe new parameters.
+                discontinuity=self._timeline_end is not None,
+                options=_FLV_OPTIONS,
+            )
             anchor = started_at or time.time()
 
-            def cut() -> tuple[int, float]:
-                try:
-                    segmenter = Segmenter(
-                        source,
-                        format="flv",
-                        target_duration=self._settings.segment_seconds,
-                        first_sequence=first_sequence,
-                        start_time=start_time,
-                        discontinuity=discontinuity,
-                        options=_FLV_OPTIONS,
-                    )
-                    for segment in segmenter:
-                        loop.call_soon_threadsafe(cuts.put_nowait, (segment, time.time()))
-                    return segmenter.next_sequence, segmenter.end_time
-                finally:
-                    loop.call_soon_threadsafe(cuts.put_nowait, None)
+            def emit(item: tuple[SourceSegment, float] | None) -> None:
+                loop.call_soon_threadsafe(cuts.put_nowait, item)
 
-            done = loop.run_in_executor(self._executor, cut)
+            done = loop.run_in_executor(self._executor, _cut, segmenter, emit)
             while (item := await cuts.get()) is not None:
                 segment, cut_at = item
                 if not self.stopped:
                     self._submit(segment, cut_at, anchor + segment.start_pts_seconds - start_time)
             # Raises InvalidSourceError if the input could not be opened (nothing was cut).
-            next_source_sequence, end_time = await done
-            self._next_source_sequence = next_source_sequence
+            self._next_source_sequence, end_time = await done
             if end_time > start_time:
                 self._timeline_end = end_time
 
@@ -255,99 +260,101 @@ class StreamPipeline:
                 self._queue.task_done()
 
     async def _publish(self, cut: _Cut, outcome: SegmentOutcome) -> None:
-        seg, result = cut.segment, outcome.result
-        latency_ms = round((time.time() - cut.cut_at) * 1000, 1)
-        quality = media.NewQuality(
-            source_sequence=seg.sequence,
-            start_time=seg.start_pts_seconds,
-            duration=seg.duration,
-            frames=seg.frames,
-            input_fps=round(seg.frames / seg.duration, 3) if seg.duration else None,
-            input_kbps=round(seg.size * 8 / seg.duration / 1000, 1) if seg.duration else None,
-            latency_ms=latency_ms,
-            retries=outcome.retries,
-            dropped=result.error is not None,
-            error=result.error,
-        )
-        mod = result.moderation
-        flagged = (
-            mod is not None
-            and mod.max_score is not None
-            and mod.max_score > self._settings.nsfw_threshold
-        )
-        # A stream its owner declared NSFW is scored and flagged, never ended for it.
-        end = flagged and self._settings.nsfw_end_stream and not self._stream.get("is_nsfw")
-        rows: list[media.NewSegment] = []
+        """One segment's rows in one transaction that first checks the stream is live;
+        once committed, the state the next segment continues from."""
+        quality = _quality(cut, outcome)
+        verdict = self._verdict(outcome.result.moderation)
         async with self._db.acting(self.owner_id) as conn:
             if await media.lock_status(conn, self.stream_id) != StreamStatus.LIVE:
                 self._stop()
                 return
-            if mod is not None:
-                await media.add_moderation(
-                    conn,
-                    self.stream_id,
-                    media.NewModeration(
-                        seg.sequence,
-                        mod.frames_scored,
-                        list(mod.scores),
-                        mod.max_score,
-                        flagged,
-                        mod.model,
-                        mod.error,
-                    ),
-                )
-            if result.error is not None:
-                await media.add_quality(conn, self.stream_id, quality)
-                await activity.add_event(
-                    conn,
-                    self.stream_id,
-                    "segment_dropped",
-                    {"source_sequence": seg.sequence, "error": result.error},
-                )
-            elif end:
-                await media.add_quality(conn, self.stream_id, _withheld(quality))
-            else:
-                if not self._renditions_stored:
-                    await media.add_renditions(conn, self.stream_id, self._rendition_rows(result))
-                rows = self._segment_rows(cut, result, outcome)
-                await media.add_segments(conn, self.stream_id, rows)
-                await media.add_quality(conn, self.stream_id, quality)
-            if flagged:
-                assert mod is not None
-                await activity.add_event(
-                    conn,
-                    self.stream_id,
-                    "moderation_action",
-                    {
-                        "action": "stream_ended" if end else "segment_flagged",
-                        "source_sequence": seg.sequence,
-                        "score": round(mod.max_score or 0.0, 4),
-                        "threshold": self._settings.nsfw_threshold,
-                        "model": mod.model,
-                    },
-                )
-        # Committed: advance what the next segment continues from.
-        if result.error is not None or end:
+            rows = await self._write(conn, cut, outcome, quality, verdict)
+        self._advance(rows)
+        if verdict.end:
+            await self._end_for_policy(cut.segment, verdict)
+
+    def _verdict(self, moderation: ModerationResult | None) -> _Verdict:
+        score = moderation.max_score if moderation is not None else None
+        flagged = score is not None and score > self._settings.nsfw_threshold
+        # A stream its owner declared NSFW is scored and flagged, never ended for it.
+        end = flagged and self._settings.nsfw_end_stream and not self._stream.get("is_nsfw")
+        return _Verdict(moderation, flagged, end)
+
+    async def _write(
+        self,
+        conn: AsyncConnection,
+        cut: _Cut,
+        outcome: SegmentOutcome,
+        quality: media.NewQuality,
+        verdict: _Verdict,
+    ) -> list[media.NewSegment] | None:
+        """The segment's rows: moderation, then the segment itself (published, dropped
+        or withheld) and its quality, then the moderation action. The published
+        segment rows, or None if it was dropped or withheld."""
+        sequence, result = cut.segment.sequence, outcome.result
+        if verdict.moderation is not None:
+            await media.add_moderation(conn, self.stream_id, _moderation_row(sequence, verdict))
+        rows = None
+        if result.error is not None:
+            await media.add_quality(conn, self.stream_id, quality)
+            await activity.add_event(
+                conn,
+                self.stream_id,
+                "segment_dropped",
+                {"source_sequence": sequence, "error": result.error},
+            )
+        elif verdict.end:
+            await media.add_quality(conn, self.stream_id, _withheld(quality))
+        else:
+            if not self._renditions_stored:
+                await media.add_renditions(conn, self.stream_id, self._rendition_rows(result))
+            rows = self._segment_rows(cut, result, outcome)
+            await media.add_segments(conn, self.stream_id, rows)
+            await media.add_quality(conn, self.stream_id, quality)
+        if verdict.flagged:
+            await activity.add_event(
+                conn, self.stream_id, "moderation_action", self._action(sequence, verdict)
+            )
+        return rows
+
+    def _action(self, sequence: int, verdict: _Verdict) -> dict[str, Any]:
+        """The `moderation_action` event of a flagged segment."""
+        assert verdict.moderation is not None
+        return {
+            "action": "stream_ended" if verdict.end else "segment_flagged",
+            "source_sequence": sequence,
+            "score": round(verdict.moderation.max_score or 0.0, 4),
+            "threshold": self._settings.nsfw_threshold,
+            "model": verdict.moderation.model,
+        }
+
+    def _advance(self, rows: list[media.NewSegment] | None) -> None:
+        """Committed: advance what the next segment continues from (None: nothing was
+        published, so the next published segment is a discontinuity)."""
+        if rows is None:
             self.dropped += 1
             self._discontinuity_next = True
-        else:
-            self._renditions_stored = True
-            self.published += 1
-            last = rows[-1]
-            self._next_sequence = last.sequence + 1
-            self._target_duration = max(row.target_duration for row in rows)
-            self._discontinuities = last.discontinuity_sequence + int(last.discontinuity)
-            self._discontinuity_next = False
-        if end:
-            log.warning(
-                "stream %s: segment %s scored %.3f > %.2f; ending the stream",
-                self.stream_id,
-                seg.sequence,
-                mod.max_score if mod else 0.0,
-                self._settings.nsfw_threshold,
-            )
-            self._stop()
-            await self._end_stream("policy_violation")
+            return
+        self._renditions_stored = True
+        self.published += 1
+        last = rows[-1]
+        self._next_sequence = last.sequence + 1
+        self._target_duration = max(row.target_duration for row in rows)
+        self._discontinuities = last.discontinuity_sequence + int(last.discontinuity)
+        self._discontinuity_next = False
+
+    async def _end_for_policy(self, segment: SourceSegment, verdict: _Verdict) -> None:
+        """A withheld segment ends the stream: publish nothing more, then end it."""
+        mod = verdict.moderation
+        log.warning(
+            "stream %s: segment %s scored %.3f > %.2f; ending the stream",
+            self.stream_id,
+            segment.sequence,
+            mod.max_score if mod else 0.0,
+            self._settings.nsfw_threshold,
+        )
+        self._stop()
+        await self._end_stream("policy_violation")
 
     def _segment_rows(
         self, cut: _Cut, result: SegmentResult, outcome: SegmentOutcome
@@ -401,6 +408,53 @@ class StreamPipeline:
         if not self.stopped:
             self.stopped = True
             self._on_stop()
+
+
+def _cut(
+    open_segmenter: Callable[[], Segmenter],
+    emit: Callable[[tuple[SourceSegment, float] | None], object],
+) -> tuple[int, float]:
+    """In a thread: cut one input, emitting (segment, when it was cut) for each and
+    then None; returns the source sequence and timeline position the next input
+    continues from."""
+    try:
+        segmenter = open_segmenter()  # blocks until the input's header is read
+        for segment in segmenter:
+            emit((segment, time.time()))
+        return segmenter.next_sequence, segmenter.end_time
+    finally:
+        emit(None)
+
+
+def _quality(cut: _Cut, outcome: SegmentOutcome) -> media.NewQuality:
+    """The segment's `stream_quality` row (as published or dropped)."""
+    seg, error = cut.segment, outcome.result.error
+    return media.NewQuality(
+        source_sequence=seg.sequence,
+        start_time=seg.start_pts_seconds,
+        duration=seg.duration,
+        frames=seg.frames,
+        input_fps=round(seg.frames / seg.duration, 3) if seg.duration else None,
+        input_kbps=round(seg.size * 8 / seg.duration / 1000, 1) if seg.duration else None,
+        latency_ms=round((time.time() - cut.cut_at) * 1000, 1),
+        retries=outcome.retries,
+        dropped=error is not None,
+        error=error,
+    )
+
+
+def _moderation_row(sequence: int, verdict: _Verdict) -> media.NewModeration:
+    mod = verdict.moderation
+    assert mod is not None
+    return media.NewModeration(
+        sequence,
+        mod.frames_scored,
+        list(mod.scores),
+        mod.max_score,
+        verdict.flagged,
+        mod.model,
+        mod.error,
+    )
 
 
 def _withheld(q: media.NewQuality) -> media.NewQuality:

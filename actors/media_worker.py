@@ -29,13 +29,13 @@ import numpy as np
 from lumalive.settings import Settings
 from media.ladder import Rendition
 from media.playlist import segment_name
+from media.sampling import sample_frames
 from media.storage import LocalStorage, SegmentStorage
 from media.transcode import (
     CorruptSegmentError,
     EncoderSettings,
     FrameHook,
     SegmentTranscoder,
-    sample_frames,
 )
 
 __all__ = [

@@ -2,9 +2,9 @@
 
 A stream has exactly one `StreamSession` (inside its Ray actor), so every
 write for the stream has a single writer and counters cannot race. Writes go
-through a `WriteBatcher`: a call returns only after its rows are committed.
-In-memory state (who is watching, rate-limit buckets) is a cache of Postgres
-and is rebuilt from it when the actor restarts.
+through the session's `StreamStore` (Postgres, group-committed): a call returns
+only after its rows are committed. In-memory state (who is watching, rate-limit
+buckets) is a cache of Postgres and is rebuilt from it when the actor restarts.
 """
 
 from __future__ import annotations
@@ -13,26 +13,32 @@ import asyncio
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy.ext.asyncio import AsyncConnection
-
 from actors.rate_limit import RateLimiter
-from actors.write_batcher import WriteBatcher
+from actors.stream_store import PostgresStreamStore, StreamStore
 from lumalive import metrics
 from lumalive.db import Database
 from lumalive.errors import Conflict, RateLimited
 from lumalive.settings import Settings
 from lumalive.status import StreamStatus
-from lumalive.store import activity, streams
 
 __all__ = ["StreamSession"]
 
 
 class StreamSession:
-    def __init__(self, stream_id: UUID, owner_id: UUID, settings: Settings) -> None:
+    def __init__(
+        self,
+        stream_id: UUID,
+        owner_id: UUID,
+        settings: Settings,
+        store: StreamStore | None = None,
+    ) -> None:
+        """`store` defaults to Postgres, with this process's one engine (made here,
+        inside the actor: engines never travel through `.remote()`)."""
         self.stream_id = stream_id
         self.owner_id = owner_id
-        self._db = Database(settings, pool_size=2)
-        self._writes = WriteBatcher(self._db)
+        self._store: StreamStore = store or PostgresStreamStore(
+            stream_id, owner_id, Database(settings, pool_size=2)
+        )
         self._chat_limit = RateLimiter(settings.chat_rate_per_s, settings.chat_burst)
         self._reaction_limit = RateLimiter(settings.reaction_rate_per_s, settings.reaction_burst)
         self._viewers: set[UUID] | None = None
@@ -43,10 +49,7 @@ class StreamSession:
         """Status and current viewers from Postgres: on first use and after a restart."""
         async with self._load_lock:
             if self._viewers is None:
-                async with self._db.acting(self.owner_id) as conn:
-                    row = await streams.get(conn, self.stream_id)
-                    self._status = row["status"] if row else StreamStatus.ENDED
-                    self._viewers = await activity.open_viewers(conn, self.stream_id)
+                self._status, self._viewers = await self._store.load()
                 self._report()
 
     async def _watching(self) -> set[UUID]:
@@ -61,18 +64,7 @@ class StreamSession:
 
     async def start(self) -> dict[str, Any]:
         """created → live. Conflict if the stream is not in `created`."""
-
-        async def op(conn: AsyncConnection) -> dict[str, Any] | None:
-            row = await streams.transition(
-                conn, self.stream_id, StreamStatus.CREATED, StreamStatus.LIVE
-            )
-            if row:
-                await activity.add_event(
-                    conn, self.stream_id, "stream_started", {"user_id": self.owner_id}
-                )
-            return row
-
-        row = await self._writes.submit(self.owner_id, op)
+        row = await self._store.start()
         if row is None:
             raise Conflict(
                 "stream can only be started once, from the created state", "invalid_transition"
@@ -83,23 +75,7 @@ class StreamSession:
 
     async def end(self, reason: str = "ended_by_owner") -> dict[str, Any]:
         """live → ended; the database closes every open viewing and sets the duration."""
-
-        async def op(conn: AsyncConnection) -> dict[str, Any] | None:
-            row = await streams.transition(
-                conn, self.stream_id, StreamStatus.LIVE, StreamStatus.ENDED, reason
-            )
-            if row is None:
-                return None
-            await activity.add_event(
-                conn,
-                self.stream_id,
-                "stream_ended",
-                {"reason": reason, "duration": row["duration"]},
-            )
-            # Re-read: the AFTER trigger that closed the viewings changed the counts.
-            return await streams.get(conn, self.stream_id)
-
-        row = await self._writes.submit(self.owner_id, op)
+        row = await self._store.end(reason)
         if row is None:
             raise Conflict("stream is not live", "stream_not_live")
         self._viewers, self._status = set(), StreamStatus.ENDED
@@ -110,16 +86,7 @@ class StreamSession:
         """Idempotent: joining twice counts once."""
         watching = await self._watching()
         if user_id not in watching:
-
-            async def op(conn: AsyncConnection) -> bool:
-                added = await activity.open_viewing(conn, self.stream_id, user_id)
-                if added:
-                    await activity.add_event(
-                        conn, self.stream_id, "viewer_joined", {"user_id": user_id}
-                    )
-                return added
-
-            await self._writes.submit(user_id, op)
+            await self._store.join(user_id)
             watching.add(user_id)
             self._report()
         return {"joined": True, "viewers": len(watching)}
@@ -129,19 +96,7 @@ class StreamSession:
         watching = await self._watching()
         duration = None
         if user_id in watching:
-
-            async def op(conn: AsyncConnection) -> int | None:
-                seconds = await activity.close_viewing(conn, self.stream_id, user_id)
-                if seconds is not None:
-                    await activity.add_event(
-                        conn,
-                        self.stream_id,
-                        "viewer_left",
-                        {"user_id": user_id, "watch_duration": seconds},
-                    )
-                return seconds
-
-            duration = await self._writes.submit(user_id, op)
+            duration = await self._store.leave(user_id)
             watching.discard(user_id)
             self._report()
         return {"left": duration is not None, "watch_duration": duration, "viewers": len(watching)}
@@ -152,31 +107,7 @@ class StreamSession:
         """Store a message (moderated ones hidden from others) and its event."""
         await self._watching()
         self._check_rate(self._chat_limit, user_id, "chat")
-
-        async def op(conn: AsyncConnection) -> dict[str, Any]:
-            row = await activity.add_chat(conn, self.stream_id, user_id, message, moderated, score)
-            if moderated:
-                await activity.add_event(
-                    conn,
-                    self.stream_id,
-                    "moderation_action",
-                    {
-                        "action": "chat_message_hidden",
-                        "message_id": row["id"],
-                        "user_id": user_id,
-                        "score": round(score, 4),
-                    },
-                )
-            else:
-                await activity.add_event(
-                    conn,
-                    self.stream_id,
-                    "chat_message",
-                    {"message_id": row["id"], "user_id": user_id, "message": message},
-                )
-            return row
-
-        row = await self._writes.submit(user_id, op)
+        row = await self._store.chat(user_id, message, score, moderated)
         metrics.chat_messages().inc()
         if moderated:
             metrics.moderated_messages().inc()
@@ -185,22 +116,14 @@ class StreamSession:
     async def react(self, user_id: UUID, reaction: str) -> dict[str, Any]:
         await self._watching()
         self._check_rate(self._reaction_limit, user_id, "reaction")
-
-        async def op(conn: AsyncConnection) -> dict[str, Any]:
-            row = await activity.add_reaction(conn, self.stream_id, user_id, reaction)
-            await activity.add_event(
-                conn, self.stream_id, "reaction", {"user_id": user_id, "reaction": reaction}
-            )
-            return row
-
-        return await self._writes.submit(user_id, op)
+        return await self._store.react(user_id, reaction)
 
     async def stats(self) -> dict[str, Any]:
         """In-memory view, for operators and tests."""
         return {
             "viewers": len(await self._watching()),
-            "batches": self._writes.batches,
-            "writes": self._writes.writes,
+            "batches": self._store.batches,
+            "writes": self._store.writes,
         }
 
     def _report(self) -> None:

@@ -5,37 +5,45 @@ previous transaction ran is written in the next one. Under light traffic a
 batch is one write; under heavy traffic batches grow, so throughput rises
 without delaying anyone. An acknowledgement means committed. If a batch fails,
 each of its operations is retried alone so one bad write cannot sink others.
+
+The transaction comes from `begin` (with Postgres: `Database.engine.begin`), and
+`act_as` names each operation's acting user inside it (`lumalive.db.set_actor`).
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 from uuid import UUID
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from lumalive.db import Database, set_actor
+from lumalive.db import set_actor
 
-__all__ = ["WriteBatcher", "Operation"]
+__all__ = ["WriteBatcher", "Operation", "Begin", "ActAs"]
 
 Operation = Callable[[AsyncConnection], Awaitable[Any]]
-_Item = tuple[UUID | None, Operation, asyncio.Future]
+# A transaction: commits when the block exits normally, rolls back when it raises.
+Begin = Callable[[], AbstractAsyncContextManager[AsyncConnection]]
+ActAs = Callable[[AsyncConnection, UUID | None], Awaitable[None]]
+_Item = tuple[UUID | None, Operation, "asyncio.Future[Any]"]
 
 
 class WriteBatcher:
-    def __init__(self, db: Database, max_batch: int = 256) -> None:
-        self._db = db
+    def __init__(self, begin: Begin, *, act_as: ActAs = set_actor, max_batch: int = 256) -> None:
+        self._begin = begin
+        self._act_as = act_as
         self._max_batch = max_batch
         self._queue: asyncio.Queue[_Item] = asyncio.Queue()
-        self._task: asyncio.Task | None = None
+        self._task: asyncio.Task[None] | None = None
         self.batches = 0
         self.writes = 0
 
     async def submit(self, acting_user: UUID | None, op: Operation) -> Any:
         """Run `op` in a transaction acting as `acting_user`; return once committed."""
-        fut = asyncio.get_running_loop().create_future()
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._queue.put_nowait((acting_user, op, fut))
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._run())
@@ -63,16 +71,16 @@ class WriteBatcher:
 
     async def _transaction(self, batch: list[_Item]) -> list[Any]:
         results = []
-        async with self._db.engine.begin() as conn:
+        async with self._begin() as conn:
             for user, op, _ in batch:
-                await set_actor(conn, user)
+                await self._act_as(conn, user)
                 results.append(await op(conn))
         self.batches += 1
         self.writes += len(batch)
         return results
 
 
-def _settle(fut: asyncio.Future, result: Any = None, exc: BaseException | None = None) -> None:
+def _settle(fut: asyncio.Future[Any], result: Any = None, exc: BaseException | None = None) -> None:
     if fut.done():  # the caller went away
         return
     if exc is not None:

@@ -6,7 +6,7 @@ looped to about 20 s. Preparing it is not timed.
 
     baseline   one PyAV pass over the whole source: decode once, scale, encode every
                rendition, mux MPEG-TS. Same encoder, preset, threads, rate control and
-               keyframe interval as the pipeline (`media.transcode.add_video_stream`).
+               keyframe interval as the pipeline (`media.mux.add_video_stream`).
     pipeline   Segmenter -> SegmentTranscoder per segment, one after another, in this
                process: what each pool worker does, without the pool.
 
@@ -35,6 +35,7 @@ import asyncio
 import io
 import os
 import statistics
+import sys
 import tempfile
 import threading
 import time
@@ -47,22 +48,21 @@ from pathlib import Path
 from typing import Any, cast
 
 import av
-import numpy as np
 from av.audio.codeccontext import AudioCodecContext
 from av.audio.resampler import AudioResampler
 from av.video.reformatter import Interpolation, VideoReformatter
 
 from media.ladder import Rendition, build_ladder
+from media.mux import add_video_stream
 from media.segmenter import Segmenter, SourceSegment
-from media.transcode import (
-    EncoderSettings,
-    RenditionSegment,
-    SegmentTranscoder,
-    add_video_stream,
-)
-from models.train_superres import default_media_path
+from media.transcode import EncoderSettings, RenditionSegment, SegmentTranscoder
 
-CLIP = default_media_path()
+if not __package__:
+    # Run as `python bench/media_pipeline.py`, only this folder is on the path; the
+    # clip writer lives in the repository's `tests.utils`.
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from tests.utils.media import publish_clip  # noqa: E402
+
 AUDIO_RATE = 48_000
 
 # Transcodes segments as they are cut, yielding each segment's renditions in order.
@@ -98,60 +98,66 @@ class Result:
 
 def make_source(loops: int, gop_s: float, height: int | None) -> Source:
     """The clip re-encoded as a publisher would send it (x264 superfast with B-frames,
-    fixed GOP, stereo AAC 48 kHz, FLV), looped `loops` times, optionally rescaled."""
-    with av.open(str(CLIP), "r") as src:
-        vin = src.streams.video[0]
-        fps = vin.guessed_rate
-        assert fps is not None
-        width, src_h = vin.codec_context.width, vin.codec_context.height
-        out_h = height or src_h
-        out_w = round(width * out_h / src_h / 2) * 2
-        video = [
-            f.reformat(out_w, out_h, "yuv420p", interpolation="BICUBIC").to_ndarray()
-            for f in src.decode(vin)
-        ]
-        src.seek(0)
-        resampler = AudioResampler(format="fltp", layout="stereo", rate=AUDIO_RATE)
-        pcm = np.concatenate(
-            [g.to_ndarray() for f in src.decode(audio=0) for g in resampler.resample(f)], axis=1
-        )
-    gop = round(gop_s * fps)
-    per_frame = Fraction(AUDIO_RATE) / fps
-    pcm = np.tile(pcm[:, : int(len(video) * per_frame)], (1, loops))
-    buf = io.BytesIO()
-    with av.open(buf, "w", format="flv") as out:
-        vs = cast(
-            av.VideoStream,
-            out.add_stream(
-                "libx264",
-                rate=fps,
-                options={
-                    "preset": "superfast",
-                    "x264-params": f"keyint={gop}:min-keyint={gop}:scenecut=0:bframes=2",
-                    "b": "6M" if out_h > 720 else "3M",
-                },
-            ),
-        )
-        vs.width, vs.height, vs.pix_fmt = out_w, out_h, "yuv420p"
-        a_s = out.add_stream("aac", rate=AUDIO_RATE, layout="stereo")
-        t = 0
-        total = len(video) * loops
-        for n in range(total):
-            while t < min(int((n + 1) * per_frame), pcm.shape[1]):
-                chunk = np.ascontiguousarray(pcm[:, t : t + 1024])
-                sound = av.AudioFrame.from_ndarray(chunk, format="fltp", layout="stereo")
-                sound.sample_rate, sound.pts = AUDIO_RATE, t
-                out.mux(a_s.encode(sound))
-                t += chunk.shape[1]
-            picture = av.VideoFrame.from_ndarray(video[n % len(video)], format="yuv420p")
-            picture.pts, picture.time_base = n, 1 / fps
-            out.mux(vs.encode(picture))
-        out.mux(vs.encode(None))
-        out.mux(a_s.encode(None))
-    return Source(buf.getvalue(), total, float(total / fps), out_w, out_h, Fraction(fps))
+    fixed GOP, stereo AAC 48 kHz, FLV), looped `loops` times, optionally rescaled.
+    The tests' clip writer, with the bench's average rate and x264's own threading."""
+    clip = publish_clip(
+        gop_seconds=gop_s,
+        loops=loops,
+        height=height,
+        video_bitrate="6M" if (height or 0) > 720 else "3M",  # the clip itself is 720p
+        threads=None,
+    )
+    return Source(clip.data, clip.frames, clip.seconds, clip.width, clip.height, clip.fps)
 
 
 # --- (a) baseline ----------------------------------------------------------------------
+
+
+class _BaselineOutput:
+    """One rendition of the baseline: scaler, encoder and MPEG-TS muxer, set up as the
+    pipeline's (`add_video_stream`), with the shared audio muxed in as it comes."""
+
+    def __init__(self, r: Rendition, source: Source, settings: EncoderSettings, gop: int) -> None:
+        self.rendition = r
+        self.buffer = io.BytesIO()
+        self.container = av.open(self.buffer, "w", format="mpegts")
+        self.video = add_video_stream(self.container, r, source.fps, gop, settings)
+        self.audio = self.container.add_stream(
+            "aac", rate=AUDIO_RATE, layout="stereo", bit_rate=r.audio_kbps * 1000
+        )
+        self.scaler = VideoReformatter()
+        self.interpolation = Interpolation[settings.interpolation.upper()]
+        self.threads = settings.threads
+
+    def encode(self, frame: av.VideoFrame, pts: int) -> None:
+        r = self.rendition
+        scaled = self.scaler.reformat(
+            frame, r.width, r.height, "yuv420p",
+            interpolation=self.interpolation, threads=self.threads,
+        )  # fmt: skip
+        scaled.pts, scaled.time_base = pts, Fraction(1, 90_000)
+        self.container.mux(self.video.encode(scaled))
+
+    def mux_audio(self, p: av.Packet[Any]) -> None:
+        copy = av.Packet(bytes(p))
+        copy.pts, copy.dts, copy.duration = p.pts, p.dts, p.duration
+        copy.time_base = p.time_base
+        copy.stream = self.audio
+        self.container.mux(copy)
+
+    def close(self) -> int:
+        """Flush and close; the bytes written."""
+        self.container.mux(self.video.encode(None))
+        self.container.close()
+        return len(self.buffer.getvalue())
+
+
+def _aac_encoder(kbps: int) -> AudioCodecContext:
+    encoder = av.CodecContext.create("aac", "w")
+    encoder.sample_rate, encoder.layout, encoder.format = AUDIO_RATE, "stereo", "fltp"
+    encoder.bit_rate = kbps * 1000
+    encoder.time_base = Fraction(1, AUDIO_RATE)
+    return encoder
 
 
 def run_baseline(
@@ -159,38 +165,19 @@ def run_baseline(
 ) -> Result:
     """Decode once, scale per rendition, encode, mux one MPEG-TS per rendition."""
     started, cpu = time.perf_counter(), time.process_time()
-    interpolation = Interpolation[settings.interpolation.upper()]
     with av.open(io.BytesIO(source.data), "r", format="flv") as src:
         vin, ain = src.streams.video[0], src.streams.audio[0]
         vin.codec_context.thread_count = settings.threads
-        outs, videos, audios, scalers = [], [], [], []
-        for r in renditions:
-            buf = io.BytesIO()
-            out = av.open(buf, "w", format="mpegts")
-            videos.append(add_video_stream(out, r, source.fps, gop, settings))
-            audios.append(
-                out.add_stream(
-                    "aac", rate=AUDIO_RATE, layout="stereo", bit_rate=r.audio_kbps * 1000
-                )
-            )
-            outs.append((out, buf))
-            scalers.append(VideoReformatter())
+        outs = [_BaselineOutput(r, source, settings, gop) for r in renditions]
         # One audio encode, muxed into every output, as the pipeline does.
-        encoder = cast(AudioCodecContext, av.CodecContext.create("aac", "w"))
-        encoder.sample_rate, encoder.layout, encoder.format = AUDIO_RATE, "stereo", "fltp"
-        encoder.bit_rate = renditions[0].audio_kbps * 1000
-        encoder.time_base = Fraction(1, AUDIO_RATE)
+        encoder = _aac_encoder(renditions[0].audio_kbps)
         resampler = AudioResampler(format="fltp", layout="stereo", rate=AUDIO_RATE, frame_size=1024)
         frames = 0
 
-        def mux_audio(packets: list[av.Packet]) -> None:
+        def mux_audio(packets: list[av.Packet[Any]]) -> None:
             for p in packets:
-                for (out, _), stream in zip(outs, audios, strict=True):
-                    copy = av.Packet(bytes(p))
-                    copy.pts, copy.dts, copy.duration = p.pts, p.dts, p.duration
-                    copy.time_base = p.time_base
-                    copy.stream = stream
-                    out.mux(copy)
+                for o in outs:
+                    o.mux_audio(p)
 
         for packet in src.demux(vin, ain):
             if packet.stream is ain:
@@ -202,23 +189,12 @@ def run_baseline(
                 frames += 1
                 assert frame.pts is not None and frame.time_base is not None
                 pts = round(frame.pts * frame.time_base * 90_000)
-                for r, stream, scaler, (out, _) in zip(
-                    renditions, videos, scalers, outs, strict=True
-                ):
-                    scaled = scaler.reformat(
-                        frame, r.width, r.height, "yuv420p",
-                        interpolation=interpolation, threads=settings.threads,
-                    )  # fmt: skip
-                    scaled.pts, scaled.time_base = pts, Fraction(1, 90_000)
-                    out.mux(stream.encode(scaled))
+                for o in outs:
+                    o.encode(frame, pts)
         for g in resampler.resample(None):
             mux_audio(encoder.encode(g))
         mux_audio(encoder.encode(None))
-        sizes = {}
-        for r, stream, (out, buf) in zip(renditions, videos, outs, strict=True):
-            out.mux(stream.encode(None))
-            out.close()
-            sizes[r.name] = len(buf.getvalue())
+        sizes = {o.rendition.name: o.close() for o in outs}
     return Result(
         "baseline", time.perf_counter() - started, frames, time.process_time() - cpu, sizes
     )
@@ -282,7 +258,9 @@ class RayPool:
         self.pool = MediaPool(self.settings, size=workers, idle_s=3600)
         self.cpu_s = 0.0  # the workers' CPU for the segments delivered so far
 
-    def submit(self, segment: SourceSegment, renditions: Sequence[Rendition]) -> Future:
+    def submit(
+        self, segment: SourceSegment, renditions: Sequence[Rendition]
+    ) -> Future[tuple[Any, float]]:
         """A future of (outcome, perf_counter when the pool delivered it)."""
         from actors.media_worker import SegmentJob
 
@@ -317,7 +295,7 @@ class RayPool:
             renditions: Sequence[Rendition],
             settings: EncoderSettings,
         ) -> Iterator[dict[str, RenditionSegment]]:
-            pending: deque[tuple[int, float, Future]] = deque()
+            pending: deque[tuple[int, float, Future[tuple[Any, float]]]] = deque()
             published = 0.0
             t0 = time.perf_counter()
             origin: float | None = None
@@ -398,7 +376,7 @@ def percentile(values: Sequence[float], q: float) -> float:
 # --- main ------------------------------------------------------------------------------
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--loops", type=int, default=4, help="clip loops (5.28 s each)")
     parser.add_argument("--upscale", type=int, default=None, help="source height, e.g. 1080")
@@ -426,8 +404,11 @@ def main() -> None:
         default=0,
         help="Ray worker niceness (Ray's default is 15; 0 = the baseline's)",
     )
-    args = parser.parse_args()
+    return parser.parse_args()
 
+
+def main() -> None:
+    args = parse_args()
     source = make_source(args.loops, 2.0, args.upscale)
     renditions, reason = build_ladder(
         source.width, source.height, args.tier, ai_enhance=False, fps=float(source.fps)
@@ -449,6 +430,13 @@ def main() -> None:
         ):
             if result.mode not in best or result.wall_s < best[result.mode].wall_s:
                 best[result.mode] = result
+    report(source, renditions, best)
+    if args.ray_workers:
+        run_ray_modes(args, source, renditions, settings, best["baseline"])
+
+
+def report(source: Source, renditions: Sequence[Rendition], best: dict[str, Result]) -> None:
+    """Throughput of each mode, pipeline over baseline, and bitrates per rendition."""
     for result in best.values():
         if result.frames != source.frames:
             raise SystemExit(f"{result.mode}: {result.frames} frames out of {source.frames}")
@@ -470,10 +458,8 @@ def main() -> None:
             f"  {r.name}: {avg:7.0f} kbit/s average (target {r.video_kbps + r.audio_kbps}), "
             f"peak segment {pipe.peak_kbps_by_rendition[r.name]:7.0f} kbit/s "
             f"(BANDWIDTH {r.bandwidth / 1000:.0f}); baseline "
-            f"{best['baseline'].bytes_by_rendition[r.name] * 8 / source.seconds / 1000:.0f}"
+            f"{base.bytes_by_rendition[r.name] * 8 / source.seconds / 1000:.0f}"
         )
-    if args.ray_workers:
-        run_ray_modes(args, source, renditions, settings, base)
 
 
 def run_ray_modes(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 from uuid import UUID
 
 from sqlalchemy import event, text
@@ -20,6 +21,7 @@ from lumalive.settings import Settings
 __all__ = ["Database", "set_actor"]
 
 _SET_ACTOR = text("SELECT set_config('lumalive.user_id', :uid, true)")
+_PING = text("SELECT 1")
 
 
 def _require_url(settings: Settings) -> str:
@@ -43,7 +45,7 @@ class Database:
         role = settings.app_role
 
         @event.listens_for(self.engine.sync_engine, "connect")
-        def _bind_role(dbapi_conn, _record) -> None:  # noqa: ANN001 - SQLAlchemy hook
+        def _bind_role(dbapi_conn: Any, _record: Any) -> None:  # a SQLAlchemy hook
             cur = dbapi_conn.cursor()
             cur.execute(f'SET ROLE "{role}"')
             cur.close()
@@ -55,6 +57,11 @@ class Database:
         async with self.engine.begin() as conn:
             await set_actor(conn, user_id)
             yield conn
+
+    async def ping(self) -> None:
+        """One round trip as the anonymous user: the database answers."""
+        async with self.acting(None) as conn:
+            await conn.execute(_PING)
 
     async def dispose(self) -> None:
         await self.engine.dispose()

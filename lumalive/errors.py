@@ -38,7 +38,8 @@ class LumaError(Exception):
         self.message = message
         self.code = code or self.default_code
 
-    def __reduce__(self):  # survive pickling across Ray actor boundaries
+    def __reduce__(self) -> tuple[type[LumaError], tuple[object, ...]]:
+        # Survive pickling across Ray actor boundaries.
         return (type(self), (self.message, self.code))
 
 
@@ -77,7 +78,7 @@ class RateLimited(LumaError):
         super().__init__(message, code)
         self.retry_after = retry_after
 
-    def __reduce__(self):
+    def __reduce__(self) -> tuple[type[LumaError], tuple[object, ...]]:
         return (type(self), (self.message, self.retry_after, self.code))
 
 

@@ -14,10 +14,11 @@ Invariants:
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, NamedTuple
+
+from .levels import h264_level, hevc_level
 
 __all__ = [
     "DEFAULT_RUNGS",
@@ -163,27 +164,48 @@ def build_ladder(
     `ai_enhance`, in which case they are kept with `needs_upscale`. A source smaller
     than every rung gets one rendition at its own size, so a ladder is never empty.
     """
+    _check_inputs(source_w, source_h, quality_tier, fps)
+    table = sorted(rungs or DEFAULT_RUNGS, key=lambda r: r.width * r.height, reverse=True)
+    top = _top_rung(table, quality_tier)
+    # The tier's bitrate is a ceiling for every rung (a custom table may exceed it).
+    ceiling_kbps = QUALITY_BITRATE_KBPS[top.name]
+    below_top = [r for r in table if r.width * r.height <= top.width * top.height]
+    renditions = _fitted(below_top, source_w, source_h, ai_enhance, ceiling_kbps, fps)
+    if not renditions:
+        renditions = [_source_sized(table[-1], source_w, source_h, fps)]
+    return Ladder(tuple(renditions), _CAP_REASON if quality_tier == "20K" else None)
+
+
+def _check_inputs(source_w: int, source_h: int, quality_tier: str, fps: float) -> None:
     if quality_tier not in _TIER_TOP:
         raise ValueError(f"unknown quality tier {quality_tier!r}; expected {list(_TIER_TOP)}")
     if source_w <= 0 or source_h <= 0:
         raise ValueError(f"source size must be positive, got {source_w}x{source_h}")
     if fps <= 0:
         raise ValueError(f"fps must be positive, got {fps}")
-    table = sorted(rungs or DEFAULT_RUNGS, key=lambda r: r.width * r.height, reverse=True)
-    top_name = _TIER_TOP[quality_tier]
-    tops = [r for r in table if r.name == top_name]
-    if not tops:
-        raise ValueError(f"no rung named {top_name!r} for tier {quality_tier!r}")
-    top = tops[0]
-    reason = _CAP_REASON if quality_tier == "20K" else None
-    # The tier's bitrate is a ceiling for every rung (a custom table may exceed it).
-    ceiling_kbps = QUALITY_BITRATE_KBPS[top_name]
 
+
+def _top_rung(table: Sequence[Rung], quality_tier: str) -> Rung:
+    """The largest rung named for the tier's top (a 20K tier tops out at 8K)."""
+    top_name = _TIER_TOP[quality_tier]
+    for rung in table:
+        if rung.name == top_name:
+            return rung
+    raise ValueError(f"no rung named {top_name!r} for tier {quality_tier!r}")
+
+
+def _fitted(
+    table: Sequence[Rung],
+    source_w: int,
+    source_h: int,
+    ai_enhance: bool,
+    ceiling_kbps: int,
+    fps: float,
+) -> list[Rendition]:
+    """Each rung fitted to the source's aspect; upscales only with AI, no size twice."""
     renditions: list[Rendition] = []
     seen: set[tuple[int, int]] = set()
     for rung in table:
-        if rung.width * rung.height > top.width * top.height:
-            continue
         width, height = _fit(source_w, source_h, rung.width, rung.height)
         upscale = width > source_w or height > source_h
         if (upscale and not ai_enhance) or (width, height) in seen:
@@ -201,22 +223,22 @@ def build_ladder(
                 needs_upscale=upscale,
             )
         )
-    if not renditions:
-        smallest = table[-1]
-        width, height = _even(source_w), _even(source_h)
-        share = (width * height) / (smallest.width * smallest.height)
-        renditions.append(
-            Rendition(
-                name=f"{min(width, height)}p",
-                width=width,
-                height=height,
-                video_kbps=max(200, int(smallest.video_kbps * share)),
-                audio_kbps=smallest.audio_kbps,
-                codec=smallest.codec,
-                fps=fps,
-            )
-        )
-    return Ladder(tuple(renditions), reason)
+    return renditions
+
+
+def _source_sized(smallest: Rung, source_w: int, source_h: int, fps: float) -> Rendition:
+    """One rendition at the source's own size, its bitrate scaled from the smallest rung."""
+    width, height = _even(source_w), _even(source_h)
+    share = (width * height) / (smallest.width * smallest.height)
+    return Rendition(
+        name=f"{min(width, height)}p",
+        width=width,
+        height=height,
+        video_kbps=max(200, int(smallest.video_kbps * share)),
+        audio_kbps=smallest.audio_kbps,
+        codec=smallest.codec,
+        fps=fps,
+    )
 
 
 def _even(n: float) -> int:
@@ -230,80 +252,3 @@ def _fit(src_w: int, src_h: int, box_w: int, box_h: int) -> tuple[int, int]:
         box_w, box_h = box_h, box_w
     scale = min(box_w / src_w, box_h / src_h)
     return _even(src_w * scale), _even(src_h * scale)
-
-
-# --- codec levels ----------------------------------------------------------------------
-
-# H.264 Table A-1: level, MaxMBPS, MaxFS (macroblocks), MaxBR (kbit/s, Baseline/Main;
-# High allows 1.25x). Level 1b is left out: nothing we emit is that small.
-_H264_LEVELS: tuple[tuple[str, int, int, int], ...] = (
-    ("1", 1_485, 99, 64),
-    ("1.1", 3_000, 396, 192),
-    ("1.2", 6_000, 396, 384),
-    ("1.3", 11_880, 396, 768),
-    ("2", 11_880, 396, 2_000),
-    ("2.1", 19_800, 792, 4_000),
-    ("2.2", 20_250, 1_620, 4_000),
-    ("3", 40_500, 1_620, 10_000),
-    ("3.1", 108_000, 3_600, 14_000),
-    ("3.2", 216_000, 5_120, 20_000),
-    ("4", 245_760, 8_192, 20_000),
-    ("4.1", 245_760, 8_192, 50_000),
-    ("4.2", 522_240, 8_704, 50_000),
-    ("5", 589_824, 22_080, 135_000),
-    ("5.1", 983_040, 36_864, 240_000),
-    ("5.2", 2_073_600, 36_864, 240_000),
-    ("6", 4_177_920, 139_264, 240_000),
-    ("6.1", 8_355_840, 139_264, 480_000),
-    ("6.2", 16_711_680, 139_264, 800_000),
-)
-
-# HEVC Table A.8/A.9: level, MaxLumaPs, MaxLumaSr, MaxBR Main tier, MaxBR High tier
-# (kbit/s, Main profile; 0 = no High tier at that level).
-_HEVC_LEVELS: tuple[tuple[str, int, int, int, int], ...] = (
-    ("1", 36_864, 552_960, 128, 0),
-    ("2", 122_880, 3_686_400, 1_500, 0),
-    ("2.1", 245_760, 7_372_800, 3_000, 0),
-    ("3", 552_960, 16_588_800, 6_000, 0),
-    ("3.1", 983_040, 33_177_600, 10_000, 0),
-    ("4", 2_228_224, 66_846_720, 12_000, 30_000),
-    ("4.1", 2_228_224, 133_693_440, 20_000, 50_000),
-    ("5", 8_912_896, 267_386_880, 25_000, 100_000),
-    ("5.1", 8_912_896, 534_773_760, 40_000, 160_000),
-    ("5.2", 8_912_896, 1_069_547_520, 60_000, 240_000),
-    ("6", 35_651_584, 1_069_547_520, 60_000, 240_000),
-    ("6.1", 35_651_584, 2_139_095_040, 120_000, 480_000),
-    ("6.2", 35_651_584, 4_278_190_080, 240_000, 800_000),
-)
-
-
-def h264_level(width: int, height: int, fps: float, maxrate_kbps: int) -> str:
-    """Lowest H.264 level (High profile) for the size, rate and peak bitrate."""
-    mb_w, mb_h = math.ceil(width / 16), math.ceil(height / 16)
-    frame_mbs = mb_w * mb_h
-    for level, max_mbps, max_fs, max_br in _H264_LEVELS:
-        # A.3.1: neither side may exceed sqrt(8 * MaxFS) macroblocks.
-        side = math.sqrt(8 * max_fs)
-        if (
-            frame_mbs <= max_fs
-            and mb_w <= side
-            and mb_h <= side
-            and frame_mbs * fps <= max_mbps
-            and maxrate_kbps <= max_br * 1.25
-        ):
-            return level
-    raise ValueError(f"{width}x{height}@{fps:g} at {maxrate_kbps} kbit/s exceeds every H.264 level")
-
-
-def hevc_level(width: int, height: int, fps: float, maxrate_kbps: int) -> tuple[str, bool]:
-    """Lowest HEVC level (Main profile) and whether it needs the High tier."""
-    luma = width * height
-    for level, max_ps, max_sr, br_main, br_high in _HEVC_LEVELS:
-        side = math.sqrt(8 * max_ps)
-        if luma > max_ps or width > side or height > side or luma * fps > max_sr:
-            continue
-        if maxrate_kbps <= br_main:
-            return level, False
-        if maxrate_kbps <= br_high:
-            return level, True
-    raise ValueError(f"{width}x{height}@{fps:g} at {maxrate_kbps} kbit/s exceeds every HEVC level")

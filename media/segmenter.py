@@ -182,7 +182,7 @@ class Segmenter:
         self._last_video_dts: float | None = None
         self._last_dts: dict[int, int] = {}
         self._resync = True  # drop video until a keyframe
-        self._audio_preroll: list[tuple[Packet, int, int, Fraction]] = []
+        self._audio_preroll: list[tuple[Packet[Stream], int, int, Fraction]] = []
         self._parameter_sets, self._nal_length_size = _avcc_parameter_sets(
             ctx.extradata if ctx.name == "h264" else None  # hvcC also starts with 1
         )
@@ -220,7 +220,7 @@ class Segmenter:
 
     # --- reading ------------------------------------------------------------------------
 
-    def _packets(self) -> Iterator[Packet]:
+    def _packets(self) -> Iterator[Packet[Stream]]:
         """Demuxed packets of the chosen streams, surviving demuxer errors."""
         wanted = [self._video] + ([self._audio] if self._audio else [])
         errors_in_row = 0
@@ -247,7 +247,7 @@ class Segmenter:
                 # fails on those it never wrapped. Only flush packets are lost.
                 return
 
-    def _take(self, packet: Packet) -> Iterator[SourceSegment]:
+    def _take(self, packet: Packet[Stream]) -> Iterator[SourceSegment]:
         self.stats.packets += 1
         if packet.is_corrupt:
             self.stats.corrupt_packets += 1
@@ -266,7 +266,7 @@ class Segmenter:
             self._take_audio(packet, pts, dts, tb)
 
     def _take_video(
-        self, packet: Packet, pts: int, dts: int, tb: Fraction
+        self, packet: Packet[Stream], pts: int, dts: int, tb: Fraction
     ) -> Iterator[SourceSegment]:
         dts_s, pts_s = float(dts * tb), float(pts * tb)
         last = self._last_video_dts
@@ -317,7 +317,7 @@ class Segmenter:
         cur.keyframes += packet.is_keyframe
         self._mux(packet, cur.video_out, pts, dts, tb)
 
-    def _take_audio(self, packet: Packet, pts: int, dts: int, tb: Fraction) -> None:
+    def _take_audio(self, packet: Packet[Stream], pts: int, dts: int, tb: Fraction) -> None:
         cur = self._current
         if cur is None or cur.audio_out is None or self._shift is None:
             # No segment to attach it to yet. Containers often interleave the audio
@@ -335,7 +335,7 @@ class Segmenter:
         if self._mux(packet, cur.audio_out, pts, dts, tb):
             cur.audio_packets += 1
 
-    def _mux(self, packet: Packet, out: Stream, pts: int, dts: int, tb: Fraction) -> bool:
+    def _mux(self, packet: Packet[Stream], out: Stream, pts: int, dts: int, tb: Fraction) -> bool:
         assert self._shift is not None and self._current is not None
         shift = round(self._shift / tb)
         new_dts = dts + shift
@@ -354,7 +354,7 @@ class Segmenter:
             return False
         return True
 
-    def _with_parameter_sets(self, packet: Packet) -> Packet:
+    def _with_parameter_sets(self, packet: Packet[Stream]) -> Packet[Stream]:
         """Prefix SPS/PPS to a segment's first packet when it is not an IDR.
 
         The muxer's h264_mp4toannexb filter repeats the parameter sets only before IDR

@@ -147,7 +147,7 @@ class Enhancer:
 
     def _sr_luma(self, y: torch.Tensor) -> torch.Tensor:
         outs = []
-        for chunk in y.split(self.max_batch):
+        for chunk in torch.split(y, self.max_batch):
             if self._half:
                 chunk = chunk.half()
             chunk = chunk.contiguous(memory_format=torch.channels_last)

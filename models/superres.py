@@ -58,7 +58,8 @@ class ESPCN(nn.Module):
 
     def forward(self, y: torch.Tensor) -> torch.Tensor:
         base = F.interpolate(y, scale_factor=self.scale, mode="bicubic", align_corners=False)
-        return base + self.shuffle(self.body(y))
+        out: torch.Tensor = base + self.shuffle(self.body(y))
+        return out
 
 
 def load_pretrained(device: str | torch.device = "cpu") -> ESPCN:

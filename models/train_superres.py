@@ -179,7 +179,7 @@ def train(train_luma: torch.Tensor, cfg: TrainConfig, progress: bool = True) -> 
         # of a cartoon, and trains to higher PSNR in practice for SR.
         loss = F.l1_loss(model(lo), hi)
         opt.zero_grad(set_to_none=True)
-        loss.backward()
+        loss.backward()  # type: ignore[no-untyped-call]  # torch leaves it untyped
         opt.step()
         sched.step()
         running = 0.98 * running + 0.02 * loss.item() if step else loss.item()

@@ -4,29 +4,28 @@ and by plain uvicorn as the benchmark's baseline — the same app either way."""
 from __future__ import annotations
 
 from fastapi import FastAPI
-from sqlalchemy import text
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from lumalive.settings import Settings
 from serve_app import errors
-from serve_app.deps import ServicesDep
+from serve_app.deps import DbDep
 from serve_app.latency import LatencyMiddleware
+from serve_app.replica import Replica
 from serve_app.routes import hls, interaction, overview, realtime, recommend, social, streams
-from serve_app.services import Services
 
 __all__ = ["create_app"]
 
 
-def create_app(settings: Settings, services: Services | None = None) -> FastAPI:
-    """The API. Without `services`, each serving process builds its own on first use."""
+def create_app(settings: Settings, replica: Replica | None = None) -> FastAPI:
+    """The API. Without `replica`, each serving process builds its own on first use."""
     app = FastAPI(
         title="LumaLive API",
         version="0.1.0",
         description="Live streaming backend: streams, chat, reactions, viewers, analytics.",
     )
     app.state.settings = settings
-    app.state.services = services
+    app.state.replica = replica
     errors.install(app)
     _limit_body(app, settings.max_body_bytes)
     app.add_middleware(LatencyMiddleware)  # outermost: times every request, 413s included
@@ -39,10 +38,9 @@ def create_app(settings: Settings, services: Services | None = None) -> FastAPI:
     app.include_router(overview.router)
 
     @app.get("/healthz", tags=["ops"])
-    async def healthz(services: ServicesDep) -> dict[str, str]:
-        """Ready when the database answers (this also warms the replica's services)."""
-        async with services.db.acting(None) as conn:
-            await conn.execute(text("SELECT 1"))
+    async def healthz(db: DbDep) -> dict[str, str]:
+        """Ready when the database answers (this also builds the replica's pieces)."""
+        await db.ping()
         return {"status": "ok"}
 
     return app

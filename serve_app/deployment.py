@@ -1,5 +1,6 @@
-"""Ray Serve wrapper around the FastAPI app: logic stays in `create_app`/`Services`,
-this file only adds the Serve decorator and builds the application graph."""
+"""Ray Serve wrapper around the FastAPI app: logic stays in `create_app` and the
+replica's pieces (`serve_app.replica`), this file only adds the Serve decorator and
+builds the application graph."""
 
 from __future__ import annotations
 
@@ -24,6 +25,6 @@ def build_app(settings: Settings) -> Application:
     )
     @serve.ingress(app)
     class LumaApi:
-        """Serve replica; the app builds its services in-process on first request."""
+        """Serve replica; the app builds its pieces in-process on first request."""
 
     return LumaApi.bind()

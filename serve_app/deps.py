@@ -1,58 +1,144 @@
-"""Typed FastAPI dependencies: the services and the calling user."""
+"""Typed FastAPI dependencies: the calling user, and each piece of the replica a route uses.
+
+Every piece is built once per replica, on first use, inside the serving process
+(`serve_app.replica`). The functions are `async` so FastAPI calls them on the
+event loop: a plain `def` dependency costs every request a hop through the
+thread pool. They take an `HTTPConnection`, so WebSocket routes use them too.
+"""
 
 from __future__ import annotations
 
 from typing import Annotated
 from uuid import UUID
 
-from fastapi import Depends, Query, Request
+from fastapi import Depends, Query
+from starlette.requests import HTTPConnection
 
+from actors.stream_gateway import StreamGateway
+from lumalive.auth import TokenService
+from lumalive.db import Database
 from lumalive.errors import Unauthorized
-from serve_app.services import Services
+from lumalive.settings import Settings
+from media.storage import SegmentStorage
+from models.moderation import ChatModerator
+from serve_app.callers import Callers
+from serve_app.embeddings import StreamEmbeddings
+from serve_app.fanout import EventHub
+from serve_app.replica import Replica
+from serve_app.stream_access import StreamAccess
 
-__all__ = ["ServicesDep", "MaybeUser", "User", "Limit"]
+__all__ = [
+    "SettingsDep",
+    "DbDep",
+    "TokensDep",
+    "CallersDep",
+    "AccessDep",
+    "GatewayDep",
+    "EventsDep",
+    "ModeratorDep",
+    "MediaStorageDep",
+    "EmbeddingsDep",
+    "MaybeUser",
+    "CurrentUser",
+    "Limit",
+    "bearer_token",
+    "maybe_user",
+]
 
 
-async def _services(request: Request) -> Services:
-    """The replica's services, built on first use inside the serving process
-    (Serve pickles the app to its replicas, so they cannot be built earlier).
-    `async` so FastAPI calls it on the event loop: a plain `def` dependency costs
-    every request a hop through the thread pool."""
-    state = request.app.state
-    if state.services is None:
-        state.services = Services(state.settings)
-    return state.services
+async def _replica(conn: HTTPConnection) -> Replica:
+    state = conn.app.state
+    replica: Replica | None = state.replica
+    if replica is None:
+        replica = state.replica = Replica(state.settings)
+    return replica
 
 
-ServicesDep = Annotated[Services, Depends(_services)]
+_ReplicaDep = Annotated[Replica, Depends(_replica)]
 
 
-def _bearer(request: Request) -> str | None:
-    header = request.headers.get("authorization")
+async def _settings(conn: HTTPConnection) -> Settings:
+    settings: Settings = conn.app.state.settings
+    return settings
+
+
+async def _db(replica: _ReplicaDep) -> Database:
+    return replica.db
+
+
+async def _tokens(replica: _ReplicaDep) -> TokenService:
+    return replica.tokens
+
+
+async def _callers(replica: _ReplicaDep) -> Callers:
+    return replica.callers
+
+
+async def _access(replica: _ReplicaDep) -> StreamAccess:
+    return replica.access
+
+
+async def _gateway(replica: _ReplicaDep) -> StreamGateway:
+    return replica.gateway
+
+
+async def _events(replica: _ReplicaDep) -> EventHub:
+    return replica.events
+
+
+async def _moderator(replica: _ReplicaDep) -> ChatModerator:
+    return replica.moderator
+
+
+async def _media(replica: _ReplicaDep) -> SegmentStorage:
+    return replica.media
+
+
+async def _embeddings(replica: _ReplicaDep) -> StreamEmbeddings:
+    return replica.embeddings
+
+
+SettingsDep = Annotated[Settings, Depends(_settings)]
+DbDep = Annotated[Database, Depends(_db)]
+TokensDep = Annotated[TokenService, Depends(_tokens)]
+CallersDep = Annotated[Callers, Depends(_callers)]
+AccessDep = Annotated[StreamAccess, Depends(_access)]
+GatewayDep = Annotated[StreamGateway, Depends(_gateway)]
+EventsDep = Annotated[EventHub, Depends(_events)]
+ModeratorDep = Annotated[ChatModerator, Depends(_moderator)]
+MediaStorageDep = Annotated[SegmentStorage, Depends(_media)]
+EmbeddingsDep = Annotated[StreamEmbeddings, Depends(_embeddings)]
+
+
+def bearer_token(conn: HTTPConnection) -> str | None:
+    """The access token of a request or WebSocket: `Authorization: Bearer <token>`,
+    else `?access_token=` (players, EventSource and browsers' WebSocket cannot
+    send headers); None if there is neither."""
+    header = conn.headers.get("authorization")
     if header:
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token:
             raise Unauthorized("Authorization header must be 'Bearer <token>'", "invalid_token")
         return token.strip()
-    # Players and EventSource cannot always send headers.
-    return request.query_params.get("access_token")
+    return conn.query_params.get("access_token")
 
 
-async def _maybe_user(request: Request, services: ServicesDep) -> UUID | None:
-    token = _bearer(request)
+async def maybe_user(conn: HTTPConnection, callers: CallersDep) -> UUID | None:
+    """The calling user, None without a token, Unauthorized for a bad one. The one
+    check for HTTP routes (as `MaybeUser`) and the WebSocket (which calls it, so it
+    can answer with a close code)."""
+    token = bearer_token(conn)
     if token is None:
         return None
-    user_id = services.tokens.verify(token)
-    await services.ensure_user(user_id)
-    return user_id
+    return await callers.identify(token)
 
 
-async def _user(user: Annotated[UUID | None, Depends(_maybe_user)]) -> UUID:
+async def _current_user(user: Annotated[UUID | None, Depends(maybe_user)]) -> UUID:
     if user is None:
         raise Unauthorized("this endpoint needs a bearer token", "missing_token")
     return user
 
 
-MaybeUser = Annotated[UUID | None, Depends(_maybe_user)]
-User = Annotated[UUID, Depends(_user)]
+MaybeUser = Annotated[UUID | None, Depends(maybe_user)]
+CurrentUser = Annotated[UUID, Depends(_current_user)]
 Limit = Annotated[int, Query(ge=1, le=100, description="page size")]

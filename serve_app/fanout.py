@@ -51,28 +51,20 @@ from typing import Any
 from uuid import UUID
 
 import psycopg
-from sqlalchemy import text
 
 from lumalive import metrics
 from lumalive.db import Database
 from lumalive.errors import Unavailable
 from lumalive.status import StreamStatus
+from lumalive.store import activity
+from lumalive.store.activity import EventRow
 
-__all__ = ["EventHub", "Message", "Subscription", "Coalescer", "CHANNEL"]
+__all__ = ["EventHub", "Message", "Subscription", "Coalescer", "CHANNEL", "viewer_count"]
 
 log = logging.getLogger(__name__)
 
 CHANNEL = "lumalive_events"
 _PAGE = 500
-
-_FETCH = text(
-    "SELECT seq, event_type, event_data, created_at FROM live_stream_events"
-    " WHERE stream_id = :s AND seq > :after AND seq <= :until ORDER BY seq LIMIT :limit"
-)
-_HEAD = text(
-    "SELECT s.viewers, (SELECT COALESCE(max(seq), 0) FROM live_stream_events e"
-    " WHERE e.stream_id = s.id) AS last_seq FROM live_streams s WHERE s.id = :s"
-)
 _NO_LIMIT = 2**62
 
 
@@ -136,16 +128,29 @@ def reaction_batch(
 
 
 class Coalescer:
-    """Turns a stream's event rows, in seq order, into messages (see the module's rule)."""
+    """Turns a stream's event rows, in seq order, into messages (see the module's rules).
 
-    def __init__(self, stream_id: UUID) -> None:
+    `feed` each row as it commits; call `tick` every `tick_s` (and at stream_ended)
+    for the pending reaction batch and the viewer count if it changed. `viewers` is
+    the count as of the rows fed so far, starting from `viewers` (already sent).
+    """
+
+    def __init__(self, stream_id: UUID, viewers: int = 0) -> None:
         self.stream_id = stream_id
+        self.viewers = viewers
+        self._viewers_sent = viewers
         self._pending: list[tuple[int, str]] = []
 
-    def feed(self, row: Any) -> list[Message]:
+    def feed(self, row: EventRow) -> list[Message]:
         if row.event_type == "reaction":
             self._pending.append((row.seq, str(row.event_data.get("reaction", ""))))
             return []
+        if row.event_type == "viewer_joined":
+            self.viewers += 1
+        elif row.event_type == "viewer_left":
+            self.viewers = max(0, self.viewers - 1)
+        elif row.event_type == "stream_ended":
+            self.viewers = 0
         out = self.flush()
         out.append(
             Message(
@@ -159,10 +164,26 @@ class Coalescer:
         return out
 
     def flush(self) -> list[Message]:
+        """The pending reactions as one batch (nothing if none are pending)."""
         if not self._pending:
             return []
         batch, self._pending = self._pending, []
         return [reaction_batch(self.stream_id, batch)]
+
+    def tick(self) -> list[Message]:
+        """`flush`, then a `viewer_count` if the count changed since the last one sent."""
+        out = self.flush()
+        if self.viewers != self._viewers_sent:
+            self._viewers_sent = self.viewers
+            out.append(viewer_count(self.stream_id, self.viewers))
+        return out
+
+
+def viewer_count(stream_id: UUID, viewers: int) -> Message:
+    """State, not an event: no id, so it is never a resume point."""
+    return Message(
+        stream_id, "viewer_count", {"viewers": viewers}, id_=None, created_at=datetime.now(UTC)
+    )
 
 
 class Subscription:
@@ -265,9 +286,7 @@ class _Channel:
         self.owner_id: UUID = stream["user_id"]
         self.subs: set[Subscription] = set()
         self.last_seq = 0
-        self.viewers = 0
-        self.viewers_sent: int | None = None
-        self.coalescer = Coalescer(self.stream_id)
+        self.coalescer = Coalescer(self.stream_id)  # replaced once the head is read
         self.ready = asyncio.Event()
         self.dirty = False
         self.task: asyncio.Task[None] | None = None
@@ -316,13 +335,12 @@ class EventHub:
             channel = self._channels[sid] = _Channel(stream)
             try:
                 async with self._db.acting(channel.owner_id) as conn:
-                    head = (await conn.execute(_HEAD, {"s": sid})).one()
+                    viewers, channel.last_seq = await activity.feed_head(conn, sid)
             except BaseException:
                 self._channels.pop(sid, None)
                 channel.ready.set()  # wake other waiters; they see the channel is gone
                 raise
-            channel.viewers, channel.last_seq = int(head.viewers), int(head.last_seq)
-            channel.viewers_sent = channel.viewers
+            channel.coalescer = Coalescer(sid, viewers)
             channel.ready.set()
             if channel.dirty:
                 self._poke(channel)
@@ -342,15 +360,7 @@ class EventHub:
         metrics.realtime_subscribers().set(
             self._by_transport[transport], tags={"transport": transport}
         )
-        sub.offer(
-            Message(
-                sid,
-                "viewer_count",
-                {"viewers": channel.viewers},
-                id_=None,
-                created_at=datetime.now(UTC),
-            )
-        )
+        sub.offer(viewer_count(sid, channel.coalescer.viewers))
         return sub
 
     def unsubscribe(self, sub: Subscription) -> None:
@@ -375,11 +385,9 @@ class EventHub:
         coalescer = Coalescer(sub.stream_id)
         while after < until:
             async with self._db.acting(sub.actor) as conn:
-                rows = (
-                    await conn.execute(
-                        _FETCH, {"s": sub.stream_id, "after": after, "until": until, "limit": _PAGE}
-                    )
-                ).all()
+                rows = await activity.events_between(
+                    conn, sub.stream_id, after=after, until=until, limit=_PAGE
+                )
             if not rows:
                 break
             after = rows[-1].seq
@@ -441,17 +449,13 @@ class EventHub:
             channel.dirty = False
             try:
                 async with self._db.acting(channel.owner_id) as conn:
-                    rows = (
-                        await conn.execute(
-                            _FETCH,
-                            {
-                                "s": channel.stream_id,
-                                "after": channel.last_seq,
-                                "until": _NO_LIMIT,
-                                "limit": _PAGE,
-                            },
-                        )
-                    ).all()
+                    rows = await activity.events_between(
+                        conn,
+                        channel.stream_id,
+                        after=channel.last_seq,
+                        until=_NO_LIMIT,
+                        limit=_PAGE,
+                    )
             except Exception:  # noqa: BLE001 - retry on the next notification or tick
                 log.warning("fetching events of %s failed", channel.stream_id, exc_info=True)
                 channel.dirty = True
@@ -461,17 +465,11 @@ class EventHub:
                 channel.dirty = True
             self._deliver(channel, rows)
 
-    def _deliver(self, channel: _Channel, rows: Sequence[Any]) -> None:
+    def _deliver(self, channel: _Channel, rows: Sequence[EventRow]) -> None:
         now = time.time()
         lag = metrics.fanout_lag_ms()
         for row in rows:
             lag.observe(max(0.0, (now - row.created_at.timestamp()) * 1000))
-            if row.event_type == "viewer_joined":
-                channel.viewers += 1
-            elif row.event_type == "viewer_left":
-                channel.viewers = max(0, channel.viewers - 1)
-            elif row.event_type == "stream_ended":
-                channel.viewers = 0
             channel.last_seq = row.seq
             for msg in channel.coalescer.feed(row):
                 self._send(channel, msg)
@@ -483,20 +481,8 @@ class EventHub:
             sub.offer(msg)
 
     def _flush(self, channel: _Channel) -> None:
-        for msg in channel.coalescer.flush():
+        for msg in channel.coalescer.tick():
             self._send(channel, msg)
-        if channel.viewers != channel.viewers_sent:
-            channel.viewers_sent = channel.viewers
-            self._send(
-                channel,
-                Message(
-                    channel.stream_id,
-                    "viewer_count",
-                    {"viewers": channel.viewers},
-                    id_=None,
-                    created_at=datetime.now(UTC),
-                ),
-            )
 
     async def _tick(self) -> None:
         last_keepalive = time.monotonic()

@@ -2,20 +2,28 @@
 
 Writes here are made by the stream's actor (one writer per stream); reads by
 the API. Every write that a client can observe also appends an event row.
+The event log's `seq` is commit order per stream (sql/0002), so "the events
+after seq N" is complete and duplicate-free: paging, replay and the realtime
+fan-out (`events_between`, `feed_head`) all rest on it.
 """
 
 from __future__ import annotations
 
 import json
-from typing import Any
+from datetime import datetime
+from typing import Any, NamedTuple
 from uuid import UUID
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 __all__ = [
+    "EventRow",
     "add_event",
     "list_events",
+    "events_between",
+    "feed_head",
+    "has_events_after",
     "open_viewing",
     "close_viewing",
     "open_viewers",
@@ -27,6 +35,28 @@ __all__ = [
 ]
 
 CHAT_COLUMNS = "id, seq, stream_id, user_id, message, is_deleted, is_moderated, created_at"
+
+# The realtime fan-out runs these for every batch of notifications: built once.
+_EVENTS_BETWEEN = text(
+    "SELECT seq, event_type, event_data, created_at FROM live_stream_events"
+    " WHERE stream_id = :s AND seq > :after AND seq <= :until ORDER BY seq LIMIT :limit"
+)
+_FEED_HEAD = text(
+    "SELECT s.viewers, (SELECT COALESCE(max(seq), 0) FROM live_stream_events e"
+    " WHERE e.stream_id = s.id) AS last_seq FROM live_streams s WHERE s.id = :s"
+)
+_HAS_EVENTS_AFTER = text(
+    "SELECT EXISTS (SELECT 1 FROM live_stream_events WHERE stream_id = :s AND seq > :a)"
+)
+
+
+class EventRow(NamedTuple):
+    """One event of a stream's log, as the realtime fan-out reads it."""
+
+    seq: int
+    event_type: str
+    event_data: dict[str, Any]
+    created_at: datetime
 
 
 async def add_event(
@@ -61,6 +91,29 @@ async def list_events(
         {"s": stream_id, "since": since, "limit": limit, "t": event_type},
     )
     return [dict(r) for r in rows.mappings()]
+
+
+async def events_between(
+    conn: AsyncConnection, stream_id: UUID, *, after: int, until: int, limit: int
+) -> list[EventRow]:
+    """Events with `after < seq <= until`, oldest first, at most `limit` of them."""
+    rows = await conn.execute(
+        _EVENTS_BETWEEN, {"s": stream_id, "after": after, "until": until, "limit": limit}
+    )
+    return [EventRow(*r) for r in rows]
+
+
+async def feed_head(conn: AsyncConnection, stream_id: UUID) -> tuple[int, int]:
+    """Where a live feed of the stream starts: its viewer count and its last event's
+    seq (0 before the first event)."""
+    row = (await conn.execute(_FEED_HEAD, {"s": stream_id})).one()
+    return int(row.viewers), int(row.last_seq)
+
+
+async def has_events_after(conn: AsyncConnection, stream_id: UUID, after: int) -> bool:
+    """Whether the stream has an event with seq above `after` (visible to the actor)."""
+    found: bool = (await conn.execute(_HAS_EVENTS_AFTER, {"s": stream_id, "a": after})).scalar_one()
+    return found
 
 
 async def open_viewing(conn: AsyncConnection, stream_id: UUID, user_id: UUID) -> bool:

@@ -28,11 +28,11 @@ async def ensure_user(conn: AsyncConnection, user_id: UUID) -> None:
 
 async def create_named_user(conn: AsyncConnection, username: str) -> UUID:
     """The id of `username`, creating the user if new (acts as the new user to insert)."""
-    row = (
+    existing: UUID | None = (
         await conn.execute(text("SELECT id FROM users WHERE username = :u"), {"u": username})
-    ).first()
-    if row:
-        return row.id
+    ).scalar()
+    if existing is not None:
+        return existing
     new_id = uuid4()
     await set_actor(conn, new_id)
     await conn.execute(
@@ -67,7 +67,8 @@ async def request_friend(conn: AsyncConnection, me: UUID, other: UUID) -> str:
         return "pending"
     if row.status == "pending" and row.requester_id == other:
         return await accept_friend(conn, me, other) or "pending"
-    return row.status
+    status: str = row.status
+    return status
 
 
 async def accept_friend(conn: AsyncConnection, me: UUID, requester: UUID) -> str | None:

@@ -78,6 +78,43 @@ class _ChunkStream:
         self.pending: bytearray | None = None  # a message in progress
 
 
+@dataclass(frozen=True, slots=True)
+class _Header:
+    """A chunk's message header, with what a type 1-3 header leaves out taken from its
+    chunk stream."""
+
+    fmt: int
+    timestamp: int  # type 0: absolute; 1, 2: the delta; 3: the chunk stream's last delta
+    length: int
+    type_id: int
+    stream_id: int
+    extended: bool  # an extended timestamp follows
+
+
+class _Incomplete(Exception):
+    """The buffer ends inside this chunk: it is parsed again after the next feed."""
+
+
+class _Cursor:
+    """Reads one chunk from the buffer, raising `_Incomplete` where the buffer ends."""
+
+    __slots__ = ("_buf", "pos")
+
+    def __init__(self, buf: bytearray, pos: int) -> None:
+        self._buf = buf
+        self.pos = pos
+
+    def peek(self, n: int) -> bytearray:
+        if self.pos + n > len(self._buf):
+            raise _Incomplete
+        return self._buf[self.pos : self.pos + n]
+
+    def take(self, n: int) -> bytearray:
+        data = self.peek(n)
+        self.pos += n
+        return data
+
+
 class ChunkReader:
     """Reassembles messages from the chunks a peer sends."""
 
@@ -127,89 +164,106 @@ class ChunkReader:
 
         Nothing is changed until the whole chunk is there, so a chunk split
         across reads is simply parsed again on the next feed."""
-        buf, p, end = self._buf, self._pos, len(self._buf)
-        if p >= end:
+        cursor = _Cursor(self._buf, self._pos)
+        try:
+            fmt, csid = _basic_header(cursor)
+            stream = self._stream(csid)
+            header = _message_header(cursor, fmt, stream)
+            continuing = fmt == 3 and stream.pending is not None
+            ext_value = _extended_timestamp(cursor, header, stream, continuing)
+            received = len(stream.pending or b"") if continuing else 0
+            payload = cursor.take(min(self.chunk_size, header.length - received))
+        except _Incomplete:
             return False, None
-        fmt, csid = buf[p] >> 6, buf[p] & 0x3F
-        p += 1
-        if csid == 0:
-            if p + 1 > end:
-                return False, None
-            csid, p = 64 + buf[p], p + 1
-        elif csid == 1:
-            if p + 2 > end:
-                return False, None
-            csid, p = 64 + buf[p] + (buf[p + 1] << 8), p + 2
-        if p + _HEADER_SIZE[fmt] > end:
-            return False, None
+        # The whole chunk is here: commit.
+        self._pos = cursor.pos
+        if not continuing:
+            self._begin_message(stream, header, ext_value)
+        return True, self._add_payload(stream, payload)
 
+    def _stream(self, csid: int) -> _ChunkStream:
         stream = self._streams.get(csid)
         if stream is None:
             # Lenient like nginx-rtmp: a first header of type 1-3 inherits zeros.
             stream = self._streams[csid] = _ChunkStream()
-        continuing = fmt == 3 and stream.pending is not None
+        return stream
 
-        ts_field = int.from_bytes(buf[p : p + 3], "big") if fmt <= 2 else 0
-        length = int.from_bytes(buf[p + 3 : p + 6], "big") if fmt <= 1 else stream.length
-        type_id = buf[p + 6] if fmt <= 1 else stream.type_id
-        stream_id = int.from_bytes(buf[p + 7 : p + 11], "little") if fmt == 0 else stream.stream_id
-        p += _HEADER_SIZE[fmt]
+    def _begin_message(self, stream: _ChunkStream, header: _Header, ext_value: int | None) -> None:
+        """A chunk that starts a message: its header becomes the chunk stream's state."""
+        if stream.pending is not None:  # a new header abandons a half-sent message
+            self._pending_bytes -= len(stream.pending)
+        stream.timestamp, stream.delta = _timing(header, stream, ext_value)
+        stream.length, stream.type_id = header.length, header.type_id
+        stream.stream_id, stream.extended = header.stream_id, header.extended
+        if ext_value is not None:
+            stream.ext_value = ext_value
+        stream.pending = bytearray()
 
-        extended = ts_field == _EXTENDED if fmt <= 2 else stream.extended
-        ext_value: int | None = None
-        if extended:
-            if p + 4 > end:
-                return False, None
-            ext_value = int.from_bytes(buf[p : p + 4], "big")
-            if continuing and ext_value != stream.ext_value:
-                # Some encoders omit the repeat on continuation chunks (SRS checks
-                # the same way): these 4 bytes are payload, not a timestamp.
-                ext_value = None
-            else:
-                p += 4
-
-        if continuing:
-            timestamp, delta = stream.timestamp, stream.delta
-            assert stream.pending is not None
-            received = len(stream.pending)
-        else:
-            field = ext_value if ext_value is not None else ts_field
-            if fmt == 0:
-                timestamp = delta = field
-            elif fmt == 3:
-                delta = ext_value if ext_value is not None else stream.delta
-                timestamp = (stream.timestamp + delta) & 0xFFFFFFFF
-            else:
-                delta = field
-                timestamp = (stream.timestamp + delta) & 0xFFFFFFFF
-            received = 0
-
-        size = min(self.chunk_size, length - received)
-        if p + size > end:
-            return False, None
-
-        # The whole chunk is here: commit.
-        self._pos = p + size
-        if not continuing:
-            if stream.pending is not None:  # a new header abandons a half-sent message
-                self._pending_bytes -= len(stream.pending)
-            stream.timestamp, stream.delta = timestamp, delta
-            stream.length, stream.type_id, stream.stream_id = length, type_id, stream_id
-            stream.extended = extended
-            if ext_value is not None:
-                stream.ext_value = ext_value
-            stream.pending = bytearray()
+    def _add_payload(self, stream: _ChunkStream, payload: bytearray) -> Message | None:
+        """Append a chunk's payload to its message; the message once it is whole."""
         pending = stream.pending
         assert pending is not None
-        pending += buf[p : p + size]
-        self._pending_bytes += size
+        pending += payload
+        self._pending_bytes += len(payload)
         if self._pending_bytes > self._max_pending_bytes:
             raise ProtocolError("too many bytes of unfinished messages")
-        if len(pending) < length:
-            return True, None
+        if len(pending) < stream.length:
+            return None
         stream.pending = None
-        self._pending_bytes -= length
-        return True, Message(type_id, timestamp, stream_id, bytes(pending))
+        self._pending_bytes -= stream.length
+        return Message(stream.type_id, stream.timestamp, stream.stream_id, bytes(pending))
+
+
+def _basic_header(cursor: _Cursor) -> tuple[int, int]:
+    """(header type, chunk stream id): ids from 64 on take one or two more bytes."""
+    first = cursor.take(1)[0]
+    fmt, csid = first >> 6, first & 0x3F
+    if csid == 0:
+        csid = 64 + cursor.take(1)[0]
+    elif csid == 1:
+        low, high = cursor.take(2)
+        csid = 64 + low + (high << 8)
+    return fmt, csid
+
+
+def _message_header(cursor: _Cursor, fmt: int, stream: _ChunkStream) -> _Header:
+    """Type 0 has every field; 1 inherits the message stream id; 2 also length and
+    type; 3 everything (its delta included)."""
+    raw = cursor.take(_HEADER_SIZE[fmt])
+    ts_field = int.from_bytes(raw[0:3], "big") if fmt <= 2 else stream.delta
+    return _Header(
+        fmt=fmt,
+        timestamp=ts_field,
+        length=int.from_bytes(raw[3:6], "big") if fmt <= 1 else stream.length,
+        type_id=raw[6] if fmt <= 1 else stream.type_id,
+        stream_id=int.from_bytes(raw[7:11], "little") if fmt == 0 else stream.stream_id,
+        extended=ts_field == _EXTENDED if fmt <= 2 else stream.extended,
+    )
+
+
+def _extended_timestamp(
+    cursor: _Cursor, header: _Header, stream: _ChunkStream, continuing: bool
+) -> int | None:
+    """The 32-bit timestamp that follows a header whose field was 0xFFFFFF (and that
+    header's type-3 chunks); None when there is none."""
+    if not header.extended:
+        return None
+    value = int.from_bytes(cursor.peek(4), "big")
+    if continuing and value != stream.ext_value:
+        # Some encoders omit the repeat on continuation chunks (SRS checks the
+        # same way): these 4 bytes are payload, not a timestamp.
+        return None
+    cursor.take(4)
+    return value
+
+
+def _timing(header: _Header, stream: _ChunkStream, ext_value: int | None) -> tuple[int, int]:
+    """(timestamp, delta) of a message's first chunk: type 0 is absolute, the others
+    add a delta (a type 3 repeats the last one) to the chunk stream's timestamp."""
+    value = ext_value if ext_value is not None else header.timestamp
+    if header.fmt == 0:
+        return value, value
+    return (stream.timestamp + value) & 0xFFFFFFFF, value
 
 
 class ChunkWriter:

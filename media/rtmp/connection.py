@@ -95,24 +95,8 @@ class PublisherConnection:
     async def run(self) -> None:
         """Serve until the publisher leaves, breaks the protocol, idles, or is refused."""
         reason = "disconnected"
-        loop = asyncio.get_running_loop()
-        setup_deadline = loop.time() + self._limits.setup_timeout_s
         try:
-            await asyncio.wait_for(self._handshake(), self._limits.setup_timeout_s)
-            while not self._closing:
-                timeout = self._limits.idle_timeout_s
-                if not self._published:  # no lingering on the port without publishing
-                    timeout = min(timeout, max(0.0, setup_deadline - loop.time()))
-                data = await asyncio.wait_for(self._reader.read(_READ_SIZE), timeout)
-                if not data:
-                    break
-                if self._session is not None:
-                    self._session.count_bytes_in(len(data))
-                for message in self._chunks.feed(data):
-                    await self._dispatch(message)
-                    if self._closing:
-                        break
-                await self._acknowledge()
+            await self._serve()
         except TimeoutError:
             reason = "idle_timeout" if self._published else "setup_timeout"
         except (ConnectionError, asyncio.IncompleteReadError):
@@ -126,6 +110,34 @@ class PublisherConnection:
         finally:
             self._end_session(reason)
             await self._close()
+
+    async def _serve(self) -> None:
+        """The handshake, then messages until the publisher leaves or we hang up."""
+        setup_deadline = asyncio.get_running_loop().time() + self._limits.setup_timeout_s
+        await asyncio.wait_for(self._handshake(), self._limits.setup_timeout_s)
+        while not self._closing:
+            timeout = self._read_timeout(setup_deadline)
+            data = await asyncio.wait_for(self._reader.read(_READ_SIZE), timeout)
+            if not data:
+                return
+            await self._receive(data)
+
+    def _read_timeout(self, setup_deadline: float) -> float:
+        timeout = self._limits.idle_timeout_s
+        if not self._published:  # no lingering on the port without publishing
+            now = asyncio.get_running_loop().time()
+            timeout = min(timeout, max(0.0, setup_deadline - now))
+        return timeout
+
+    async def _receive(self, data: bytes) -> None:
+        """Bytes from the socket: dispatch the messages they complete, then acknowledge."""
+        if self._session is not None:
+            self._session.count_bytes_in(len(data))
+        for message in self._chunks.feed(data):
+            await self._dispatch(message)
+            if self._closing:
+                break
+        await self._acknowledge()
 
     # -- handshake ------------------------------------------------------------
 
@@ -157,19 +169,20 @@ class PublisherConnection:
                 await self._dispatch(inner)
         elif kind == MessageType.WINDOW_ACK_SIZE and len(message.payload) >= 4:
             self._ack_window = int.from_bytes(message.payload[:4], "big")
-        elif (
-            kind == MessageType.USER_CONTROL
-            and len(message.payload) >= 6
-            and int.from_bytes(message.payload[:2], "big") == _USER_PING_REQUEST
-        ):
+        elif kind == MessageType.USER_CONTROL:
+            await self._on_user_control(message.payload)
+        # Set Chunk Size and Abort were applied by the ChunkReader; Acknowledgement,
+        # Set Peer Bandwidth and shared objects need nothing from an ingest.
+
+    async def _on_user_control(self, payload: bytes) -> None:
+        """Answer a ping; the other events (buffer length and the like) need nothing."""
+        if len(payload) >= 6 and int.from_bytes(payload[:2], "big") == _USER_PING_REQUEST:
             self._send(
                 MessageType.USER_CONTROL,
-                _USER_PING_RESPONSE.to_bytes(2, "big") + message.payload[2:6],
+                _USER_PING_RESPONSE.to_bytes(2, "big") + payload[2:6],
                 _CONTROL_CSID,
             )
             await self._writer.drain()
-        # Set Chunk Size and Abort were applied by the ChunkReader; Acknowledgement,
-        # Set Peer Bandwidth and shared objects need nothing from an ingest.
 
     def _on_data(self, message: Message) -> None:
         if self._session is None:
@@ -248,25 +261,31 @@ class PublisherConnection:
         if self._app is None:
             raise ProtocolError("publish before connect")
         key = args[1] if len(args) > 1 and isinstance(args[1], str) else ""
-        if self._published:
-            refusal = Refusal("NetStream.Publish.BadName", "this connection already published")
-        elif not key:
-            refusal = Refusal("NetStream.Publish.BadName", "no stream key")
+        result = await self._admit(self._app, key)
+        if isinstance(result, IngestSession):
+            self._session = result
+            self._send(
+                MessageType.USER_CONTROL,
+                _USER_STREAM_BEGIN.to_bytes(2, "big") + stream_id.to_bytes(4, "big"),
+                _CONTROL_CSID,
+            )
+            self._send_status(
+                stream_id, "status", "NetStream.Publish.Start", f"{key} is now published"
+            )
         else:
-            self._published = True
-            result = await self._admission.admit(self._app, key, self.peer)
-            if isinstance(result, IngestSession):
-                self._session = result
-                self._send(
-                    MessageType.USER_CONTROL,
-                    _USER_STREAM_BEGIN.to_bytes(2, "big") + stream_id.to_bytes(4, "big"),
-                    _CONTROL_CSID,
-                )
-                self._send_status(
-                    stream_id, "status", "NetStream.Publish.Start", f"{key} is now published"
-                )
-                return
-            refusal = result
+            self._refuse(stream_id, key, result)
+
+    async def _admit(self, app: str, key: str) -> IngestSession | Refusal:
+        """The session for a publish of `key`, or why not (one publish per connection)."""
+        if self._published:
+            return Refusal("NetStream.Publish.BadName", "this connection already published")
+        if not key:
+            return Refusal("NetStream.Publish.BadName", "no stream key")
+        self._published = True
+        return await self._admission.admit(app, key, self.peer)
+
+    def _refuse(self, stream_id: int, key: str, refusal: Refusal) -> None:
+        """Tell the publisher why, then hang up."""
         log.info(
             "rtmp %s: publish of %s refused: %s (%s)",
             self.peer,

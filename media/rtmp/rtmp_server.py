@@ -145,6 +145,34 @@ class RtmpIngestServer:
                 self._claimed_keys.discard(stream_key)
 
     async def _start_session(self, app: str, stream_key: str, peer: str) -> IngestSession | Refusal:
+        stream_id = await self._stream_for(app, stream_key, peer)
+        if isinstance(stream_id, Refusal):
+            return stream_id
+        if stream_id in self._by_stream:
+            return Refusal("NetStream.Publish.BadName", "this stream is already live")
+        session = IngestSession(
+            stream_id=stream_id,
+            stream_key=stream_key,
+            app=app,
+            peer=peer,
+            reader_buffer_bytes=self._reader_buffer_bytes,
+            gop_cache_bytes=self._gop_cache_bytes,
+        )
+        self._by_stream[stream_id] = session
+        refusal = await self._announce(session)
+        if refusal is not None:
+            return refusal
+        log.info(
+            "rtmp %s: stream %s publishing (app %r, key %s)",
+            peer,
+            stream_id,
+            app,
+            redact(stream_key),
+        )
+        return session
+
+    async def _stream_for(self, app: str, stream_key: str, peer: str) -> str | Refusal:
+        """The stream a key publishes to, as `authorize` says (in time, without failing)."""
         try:
             async with asyncio.timeout(self._authorize_timeout_s):
                 stream_id = await self._authorize(app, stream_key)
@@ -156,25 +184,18 @@ class RtmpIngestServer:
             return Refusal("NetStream.Publish.Denied", "authorization failed")
         if stream_id is None:
             return Refusal("NetStream.Publish.Denied", "unknown stream key")
-        stream_id = str(stream_id)  # whatever the authorizer returned, keys are strings
-        if stream_id in self._by_stream:
-            return Refusal("NetStream.Publish.BadName", "this stream is already live")
+        return str(stream_id)  # whatever the authorizer returned, keys are strings
 
-        session = IngestSession(
-            stream_id=stream_id,
-            stream_key=stream_key,
-            app=app,
-            peer=peer,
-            reader_buffer_bytes=self._reader_buffer_bytes,
-            gop_cache_bytes=self._gop_cache_bytes,
-        )
-        self._by_stream[stream_id] = session
+    async def _announce(self, session: IngestSession) -> Refusal | None:
+        """Run `on_session`; if it fails, the session ends before any media flows."""
         try:
             result = self._on_session(session)
             if inspect.isawaitable(result):
                 await result
         except Exception:
-            log.exception("rtmp %s: on_session failed for stream %s", peer, stream_id)
+            log.exception(
+                "rtmp %s: on_session failed for stream %s", session.peer, session.stream_id
+            )
             session.end("rejected")
             self._forget(session)
             return Refusal("NetStream.Publish.Failed", "the stream could not be started")
@@ -182,14 +203,7 @@ class RtmpIngestServer:
             session.end("server_stopped")
             self._forget(session)
             raise
-        log.info(
-            "rtmp %s: stream %s publishing (app %r, key %s)",
-            peer,
-            stream_id,
-            app,
-            redact(stream_key),
-        )
-        return session
+        return None
 
     def release(self, session: IngestSession) -> None:
         """The publish ended: free its key and stream id for the next publish."""

@@ -339,30 +339,42 @@ class IngestSession:
             self._first_ts = timestamp
         self._last_ts = timestamp if self._last_ts is None else max(self._last_ts, timestamp)
         data = self._emit(kind, timestamp, body)
-        config = False
         if kind == flv.VIDEO:
-            self._video_messages += 1
-            if flv.is_video_sequence_header(body):
-                self._video_config, config = data, True
-            elif flv.is_video_frame(body):
-                self._video_frames += 1
-                if self._first_video_ts is None:
-                    self._first_video_ts = timestamp
-                self._last_video_ts = timestamp
-                if flv.is_keyframe(body):
-                    self._keyframes += 1
-                    # A keyframe starts a new GOP: a late reader starts here.
-                    self._gop, self._gop_bytes = [], 0
-                    self._gop_open = self._gop_cache_bytes > 0
+            config = self._on_video(timestamp, body, data)
         else:
-            self._audio_messages += 1
-            if flv.is_audio_sequence_header(body):
-                self._audio_config, config = data, True
+            config = self._on_audio(body, data)
         if self._gop_open and not config:
             self._gop.append(data)
             self._gop_bytes += len(data)
             if self._gop_bytes > self._gop_cache_bytes:
                 self._gop, self._gop_bytes, self._gop_open = [], 0, False
+
+    def _on_video(self, timestamp: int, body: bytes, tag: bytes) -> bool:
+        """Count a video message; True if it is the decoder configuration (kept for
+        late readers apart from the GOP)."""
+        self._video_messages += 1
+        if flv.is_video_sequence_header(body):
+            self._video_config = tag
+            return True
+        if flv.is_video_frame(body):
+            self._video_frames += 1
+            if self._first_video_ts is None:
+                self._first_video_ts = timestamp
+            self._last_video_ts = timestamp
+            if flv.is_keyframe(body):
+                self._keyframes += 1
+                # A keyframe starts a new GOP: a late reader starts here.
+                self._gop, self._gop_bytes = [], 0
+                self._gop_open = self._gop_cache_bytes > 0
+        return False
+
+    def _on_audio(self, body: bytes, tag: bytes) -> bool:
+        """Count an audio message; True if it is the decoder configuration."""
+        self._audio_messages += 1
+        if flv.is_audio_sequence_header(body):
+            self._audio_config = tag
+            return True
+        return False
 
     def end(self, reason: str) -> None:
         """The publish is over: readers get EOF after what they buffered. Idempotent."""

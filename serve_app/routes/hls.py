@@ -22,14 +22,23 @@ from uuid import UUID
 from fastapi import APIRouter, Path, Query, Response
 from fastapi.responses import FileResponse
 
+from lumalive.auth import TokenService
 from lumalive.errors import NotFound
+from lumalive.settings import Settings
 from lumalive.status import StreamStatus
 from lumalive.store import media
 from media.ladder import Rendition
 from media.playlist import SegmentRecord, master_playlist, media_playlist, segment_name
 from media.storage import LocalStorage
-from serve_app.deps import MaybeUser, ServicesDep
-from serve_app.services import Services
+from serve_app.deps import (
+    AccessDep,
+    DbDep,
+    MaybeUser,
+    MediaStorageDep,
+    SettingsDep,
+    TokensDep,
+)
+from serve_app.stream_access import StreamAccess
 
 router = APIRouter(prefix="/api/live-streaming/{stream_id}/hls", tags=["playback"])
 
@@ -44,16 +53,21 @@ PlaybackToken = Annotated[
 ]
 
 
-async def _access(
-    services: Services, stream_id: UUID, user: UUID | None, pt: str | None
+async def _viewer(
+    access: StreamAccess,
+    tokens: TokenService,
+    settings: Settings,
+    stream_id: UUID,
+    user: UUID | None,
+    pt: str | None,
 ) -> tuple[dict[str, Any], UUID | None, str]:
     """The stream as the caller sees it, the caller, and the query every URI in a
     playlist carries. NotFound if the caller may not see the stream."""
     if pt is not None:
-        user = services.tokens.verify_playback(pt, stream_id)
+        user = tokens.verify_playback(pt, stream_id)
     elif user is not None:
-        pt = services.tokens.issue_playback(user, stream_id, services.settings.playback_ttl_s)
-    stream = await services.visible_stream(user, stream_id)
+        pt = tokens.issue_playback(user, stream_id, settings.playback_ttl_s)
+    stream = await access.visible(user, stream_id)
     return stream, user, f"?pt={quote(pt)}" if pt else ""
 
 
@@ -69,11 +83,17 @@ def _cache(stream: dict[str, Any], live: str, ended: str) -> str:
     responses={200: {"content": {PLAYLIST_TYPE: {}}}},
 )
 async def master(
-    stream_id: UUID, user: MaybeUser, services: ServicesDep, pt: PlaybackToken = None
+    stream_id: UUID,
+    user: MaybeUser,
+    access: AccessDep,
+    tokens: TokensDep,
+    settings: SettingsDep,
+    db: DbDep,
+    pt: PlaybackToken = None,
 ) -> Response:
     """The multivariant playlist: one entry per rendition, highest first."""
-    stream, user, suffix = await _access(services, stream_id, user, pt)
-    async with services.db.acting(user) as conn:
+    stream, user, suffix = await _viewer(access, tokens, settings, stream_id, user, pt)
+    async with db.acting(user) as conn:
         rows = await media.renditions(conn, stream_id)
     if not rows:
         raise NotFound("the stream has no media yet", "media_not_ready")
@@ -97,14 +117,17 @@ async def media_index(
     stream_id: UUID,
     rendition: RenditionName,
     user: MaybeUser,
-    services: ServicesDep,
+    access: AccessDep,
+    tokens: TokensDep,
+    settings: SettingsDep,
+    db: DbDep,
     pt: PlaybackToken = None,
 ) -> Response:
     """A rendition's playlist: the live window, or every segment once the stream ended."""
-    stream, user, suffix = await _access(services, stream_id, user, pt)
+    stream, user, suffix = await _viewer(access, tokens, settings, stream_id, user, pt)
     ended = stream["status"] == StreamStatus.ENDED
-    window = None if ended else services.settings.live_window_segments
-    async with services.db.acting(user) as conn:
+    window = None if ended else settings.live_window_segments
+    async with db.acting(user) as conn:
         rows = await media.playlist(conn, stream_id, rendition, window)
         if not rows and rendition not in {
             r["name"] for r in await media.renditions(conn, stream_id)
@@ -126,7 +149,7 @@ async def media_index(
         ended=ended,
         target_duration=rows[-1]["target_duration"]
         if rows
-        else max(1, round(services.settings.segment_seconds)),
+        else max(1, round(settings.segment_seconds)),
         discontinuity_sequence=rows[0]["discontinuity_sequence"] if rows else 0,
         playlist_type="VOD" if ended else None,
         uri_suffix=suffix,
@@ -148,21 +171,24 @@ async def media_segment(
     rendition: RenditionName,
     segment: Annotated[str, Path(max_length=20)],
     user: MaybeUser,
-    services: ServicesDep,
+    access: AccessDep,
+    tokens: TokensDep,
+    settings: SettingsDep,
+    db: DbDep,
+    storage: MediaStorageDep,
     pt: PlaybackToken = None,
 ) -> Response:
     """One segment (MPEG-TS). Immutable once published."""
     match = _SEGMENT.match(segment)
     if match is None:
         raise NotFound("no such segment", "segment_not_found")
-    stream, user, _ = await _access(services, stream_id, user, pt)
-    async with services.db.acting(user) as conn:
+    stream, user, _ = await _viewer(access, tokens, settings, stream_id, user, pt)
+    async with db.acting(user) as conn:
         row = await media.segment(conn, stream_id, rendition, int(match.group(1)))
     if row is None:
         raise NotFound("no such segment", "segment_not_found")
     scope = "public" if stream["privacy"] == "public" else "private"
     headers = {"Cache-Control": f"{scope}, max-age=31536000, immutable"}
-    storage = services.media
     try:
         if isinstance(storage, LocalStorage):
             path = storage.path(row["path"])

@@ -14,7 +14,17 @@ from fastapi import APIRouter, Query, Request
 from lumalive.errors import Conflict, NotFound, Unprocessable
 from lumalive.status import StreamStatus
 from lumalive.store import activity, analytics, media, users
-from serve_app.deps import Limit, MaybeUser, ServicesDep, User
+from serve_app.deps import (
+    AccessDep,
+    CurrentUser,
+    DbDep,
+    GatewayDep,
+    Limit,
+    MaybeUser,
+    ModeratorDep,
+    SettingsDep,
+    TokensDep,
+)
 from serve_app.schemas import ChatIn, InviteIn, ReactionIn, ReportIn
 
 router = APIRouter(prefix="/api/live-streaming/{stream_id}", tags=["interaction"])
@@ -22,31 +32,44 @@ router = APIRouter(prefix="/api/live-streaming/{stream_id}", tags=["interaction"
 
 @router.post("/join")
 async def join(
-    stream_id: UUID, user: User, services: ServicesDep, request: Request
+    stream_id: UUID,
+    user: CurrentUser,
+    access: AccessDep,
+    gateway: GatewayDep,
+    tokens: TokensDep,
+    settings: SettingsDep,
+    request: Request,
 ) -> dict[str, Any]:
     """Join; `playback_url` is the HLS master playlist with a playback token for this user."""
-    stream = await services.live_stream(user, stream_id)
-    row = await services.call(stream, "join", user)
-    token = services.tokens.issue_playback(user, stream_id, services.settings.playback_ttl_s)
+    stream = await access.live(user, stream_id)
+    row = await gateway.join(stream, user)
+    token = tokens.issue_playback(user, stream_id, settings.playback_ttl_s)
     url = request.url_for("hls_master", stream_id=stream_id)
     return {**row, "playback_url": f"{url}?pt={token}"}
 
 
 @router.post("/leave")
-async def leave(stream_id: UUID, user: User, services: ServicesDep) -> dict[str, Any]:
-    stream = await services.visible_stream(user, stream_id)
+async def leave(
+    stream_id: UUID, user: CurrentUser, access: AccessDep, gateway: GatewayDep
+) -> dict[str, Any]:
+    stream = await access.visible(user, stream_id)
     if stream["status"] != StreamStatus.LIVE:  # ending the stream already closed every viewing
         return {"left": False, "watch_duration": None, "viewers": 0}
-    return await services.call(stream, "leave", user)
+    return await gateway.leave(stream, user)
 
 
 @router.post("/chat", status_code=201)
 async def send_chat(
-    stream_id: UUID, body: ChatIn, user: User, services: ServicesDep
+    stream_id: UUID,
+    body: ChatIn,
+    user: CurrentUser,
+    access: AccessDep,
+    gateway: GatewayDep,
+    moderator: ModeratorDep,
 ) -> dict[str, Any]:
-    stream = await services.live_stream(user, stream_id)
-    score, moderated = services.moderator.score(body.message)
-    row = await services.call(stream, "chat", user, body.message, score, moderated)
+    stream = await access.live(user, stream_id)
+    score, moderated = moderator.score(body.message)
+    row = await gateway.chat(stream, user, body.message, score, moderated)
     return {**row, "moderation_score": round(score, 4)}
 
 
@@ -54,13 +77,14 @@ async def send_chat(
 async def chat_history(
     stream_id: UUID,
     user: MaybeUser,
-    services: ServicesDep,
+    access: AccessDep,
+    db: DbDep,
     limit: Limit = 50,
     before: Annotated[int | None, Query(ge=1, description="seq cursor")] = None,
 ) -> dict[str, Any]:
     """Chat newest first; pass `next_cursor` as `before` for older messages."""
-    await services.visible_stream(user, stream_id, fresh=True)
-    async with services.db.acting(user) as conn:
+    await access.visible(user, stream_id, fresh=True)
+    async with db.acting(user) as conn:
         items = await activity.list_chat(conn, stream_id, before=before, limit=limit)
     nxt = items[-1]["seq"] if len(items) == limit else None
     return {"items": items, "next_cursor": nxt}
@@ -68,11 +92,11 @@ async def chat_history(
 
 @router.delete("/chat/{message_id}")
 async def delete_chat(
-    stream_id: UUID, message_id: UUID, user: User, services: ServicesDep
+    stream_id: UUID, message_id: UUID, user: CurrentUser, access: AccessDep, db: DbDep
 ) -> dict[str, Any]:
     """The author or the stream's owner soft-deletes a message."""
-    await services.visible_stream(user, stream_id, fresh=True)
-    async with services.db.acting(user) as conn:
+    await access.visible(user, stream_id, fresh=True)
+    async with db.acting(user) as conn:
         row = await activity.soft_delete_chat(conn, stream_id, message_id)
         if row is None:
             raise NotFound("message not found, or not yours to delete", "message_not_found")
@@ -87,24 +111,25 @@ async def delete_chat(
 
 @router.post("/reaction", status_code=201)
 async def react(
-    stream_id: UUID, body: ReactionIn, user: User, services: ServicesDep
+    stream_id: UUID, body: ReactionIn, user: CurrentUser, access: AccessDep, gateway: GatewayDep
 ) -> dict[str, Any]:
-    stream = await services.live_stream(user, stream_id)
-    return await services.call(stream, "react", user, body.reaction)
+    stream = await access.live(user, stream_id)
+    return await gateway.react(stream, user, body.reaction)
 
 
 @router.get("/events")
 async def events(
     stream_id: UUID,
     user: MaybeUser,
-    services: ServicesDep,
+    access: AccessDep,
+    db: DbDep,
     limit: Limit = 100,
     since: Annotated[int, Query(ge=0, description="seq cursor")] = 0,
     type: Annotated[str | None, Query(max_length=50)] = None,
 ) -> dict[str, Any]:
     """Events oldest first after `since`; pass `next_cursor` as `since` to go on."""
-    await services.visible_stream(user, stream_id, fresh=True)
-    async with services.db.acting(user) as conn:
+    await access.visible(user, stream_id, fresh=True)
+    async with db.acting(user) as conn:
         items = await activity.list_events(
             conn, stream_id, since=since, limit=limit, event_type=type
         )
@@ -112,10 +137,12 @@ async def events(
 
 
 @router.get("/analytics")
-async def stream_analytics(stream_id: UUID, user: User, services: ServicesDep) -> dict[str, Any]:
+async def stream_analytics(
+    stream_id: UUID, user: CurrentUser, access: AccessDep, db: DbDep
+) -> dict[str, Any]:
     """Owner only: viewers and watch time are the owner's business."""
-    stream = await services.owned_stream(user, stream_id)
-    async with services.db.acting(user) as conn:
+    stream = await access.owned(user, stream_id)
+    async with db.acting(user) as conn:
         return {
             **await analytics.for_stream(conn, stream),
             "media": await media.summary(conn, stream_id),
@@ -124,12 +151,12 @@ async def stream_analytics(stream_id: UUID, user: User, services: ServicesDep) -
 
 @router.post("/invite", status_code=201)
 async def invite(
-    stream_id: UUID, body: InviteIn, user: User, services: ServicesDep
+    stream_id: UUID, body: InviteIn, user: CurrentUser, access: AccessDep, db: DbDep
 ) -> dict[str, Any]:
-    await services.owned_stream(user, stream_id)
+    await access.owned(user, stream_id)
     if body.userId == user:
         raise Unprocessable("you cannot invite yourself", "invalid_invite")
-    async with services.db.acting(user) as conn:
+    async with db.acting(user) as conn:
         if not await users.user_exists(conn, body.userId):
             raise NotFound("user not found", "user_not_found")
         created = await users.invite(conn, stream_id, user, body.userId)
@@ -138,10 +165,10 @@ async def invite(
 
 @router.post("/report", status_code=201)
 async def report(
-    stream_id: UUID, body: ReportIn, user: User, services: ServicesDep
+    stream_id: UUID, body: ReportIn, user: CurrentUser, access: AccessDep, db: DbDep
 ) -> dict[str, Any]:
-    await services.visible_stream(user, stream_id, fresh=True)
-    async with services.db.acting(user) as conn:
+    await access.visible(user, stream_id, fresh=True)
+    async with db.acting(user) as conn:
         row = await activity.add_report(conn, stream_id, user, body.reason, body.details)
         if row is None:
             raise Conflict("you already reported this stream", "already_reported")

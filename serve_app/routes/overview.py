@@ -10,15 +10,15 @@ from fastapi import APIRouter, Query
 
 from lumalive.errors import Unprocessable
 from lumalive.store import rollups
-from serve_app.deps import ServicesDep, User
+from serve_app.deps import CurrentUser, DbDep
 
 router = APIRouter(prefix="/api/analytics", tags=["analytics"])
 
 
 @router.get("/overview")
 async def overview(
-    user: User,
-    services: ServicesDep,
+    user: CurrentUser,
+    db: DbDep,
     since: Annotated[date | None, Query(description="first UTC day (default: 30 days ago)")] = None,
     until: Annotated[date | None, Query(description="last UTC day (default: today)")] = None,
 ) -> dict[str, Any]:
@@ -29,5 +29,5 @@ async def overview(
     since = since or until - timedelta(days=30)
     if since > until:
         raise Unprocessable("since must not be after until", "invalid_range")
-    async with services.db.acting(user) as conn:
+    async with db.acting(user) as conn:
         return await rollups.overview(conn, since=since, until=until)

@@ -25,15 +25,23 @@ from uuid import UUID
 
 from fastapi import APIRouter, Header, Query, WebSocket, WebSocketDisconnect
 from fastapi.responses import Response, StreamingResponse
-from sqlalchemy import text
-from starlette.requests import HTTPConnection
 from starlette.types import Receive
 
+from lumalive.db import Database
 from lumalive.errors import BadRequest, LumaError, Unavailable
 from lumalive.settings import Settings
 from lumalive.status import StreamStatus
-from serve_app.deps import MaybeUser, ServicesDep
-from serve_app.services import Services
+from lumalive.store import activity
+from serve_app.deps import (
+    AccessDep,
+    CallersDep,
+    DbDep,
+    EventsDep,
+    MaybeUser,
+    SettingsDep,
+    maybe_user,
+)
+from serve_app.fanout import EventHub
 
 __all__ = ["router", "realtime_capacity"]
 
@@ -49,8 +57,8 @@ def realtime_capacity(settings: Settings) -> int:
     return settings.max_ongoing_requests - max(10, settings.max_ongoing_requests // 10)
 
 
-def _check_capacity(services: Services) -> None:
-    if services.events.subscribers >= realtime_capacity(services.settings):
+def _check_capacity(events: EventHub, settings: Settings) -> None:
+    if events.subscribers >= realtime_capacity(settings):
         raise Unavailable(
             "this replica holds as many live connections as it may; retry", "too_many_subscribers"
         )
@@ -83,19 +91,12 @@ def _resume_point(header: str | None, query: int | None) -> int | None:
     return value
 
 
-async def _has_events_after(
-    services: Services, user: UUID | None, stream_id: UUID, after: int
-) -> bool:
-    async with services.db.acting(user) as conn:
-        return (
-            await conn.execute(
-                text(
-                    "SELECT EXISTS (SELECT 1 FROM live_stream_events WHERE"
-                    " stream_id = :s AND seq > :a)"
-                ),
-                {"s": stream_id, "a": after},
-            )
-        ).scalar_one()
+async def _missed_any(db: Database, user: UUID | None, stream_id: UUID, after: int | None) -> bool:
+    """Whether a client resuming after `after` has events to catch up on."""
+    if after is None:
+        return False
+    async with db.acting(user) as conn:
+        return await activity.has_events_after(conn, stream_id, after)
 
 
 @router.get(
@@ -109,7 +110,10 @@ async def _has_events_after(
 async def event_stream(
     stream_id: UUID,
     user: MaybeUser,
-    services: ServicesDep,
+    access: AccessDep,
+    events: EventsDep,
+    db: DbDep,
+    settings: SettingsDep,
     last_event_id: Annotated[
         int | None, Query(ge=0, description="resume after this event id")
     ] = None,
@@ -118,15 +122,13 @@ async def event_stream(
     """Server-Sent Events: `event:` is the type, `id:` the event's seq, `data:` JSON
     `{"id", "type", "stream_id", "data", "created_at"}`."""
     after = _resume_point(last_event_id_header, last_event_id)
-    stream = await services.visible_stream(user, stream_id, fresh=True)
-    if stream["status"] == StreamStatus.ENDED and (
-        after is None or not await _has_events_after(services, user, stream_id, after)
-    ):
+    stream = await access.visible(user, stream_id, fresh=True)
+    if stream["status"] == StreamStatus.ENDED and not await _missed_any(db, user, stream_id, after):
         return Response(status_code=204)  # tells EventSource not to reconnect
-    _check_capacity(services)
+    _check_capacity(events, settings)
 
     async def frames() -> AsyncIterator[bytes]:
-        sub = await services.events.subscribe(stream, user, after=after, transport="sse")
+        sub = await events.subscribe(stream, user, after=after, transport="sse")
         try:
             prefix = f"retry: {_RETRY_MS}\n\n".encode()
             async for batch in sub.batches():
@@ -139,43 +141,31 @@ async def event_stream(
     return EventStreamResponse(frames(), headers=SSE_HEADERS)
 
 
-def _services(conn: HTTPConnection) -> Services:
-    """As `serve_app.deps`, for a WebSocket (which has no `Request`)."""
-    state = conn.app.state
-    if state.services is None:
-        state.services = Services(state.settings)
-    return state.services
-
-
-async def _ws_user(ws: WebSocket, services: Services) -> UUID | None:
-    header = ws.headers.get("authorization")
-    token = header.partition(" ")[2].strip() if header else ws.query_params.get("access_token")
-    if not token:
-        return None
-    user = services.tokens.verify(token)
-    await services.ensure_user(user)
-    return user
-
-
 @router.websocket("/ws")
 async def event_socket(
-    ws: WebSocket, stream_id: UUID, last_event_id: Annotated[int | None, Query(ge=0)] = None
+    ws: WebSocket,
+    stream_id: UUID,
+    callers: CallersDep,
+    access: AccessDep,
+    events: EventsDep,
+    settings: SettingsDep,
+    last_event_id: Annotated[int | None, Query(ge=0)] = None,
 ) -> None:
     """WebSocket: one JSON text message per event, shaped as the SSE `data:`.
     Closes with 4401 (bad token), 4404 (not visible), 4503 (replica full), 1000
     after stream_ended."""
-    services = _services(ws)
     try:
-        user = await _ws_user(ws, services)
-        stream = await services.visible_stream(user, stream_id, fresh=True)
-        _check_capacity(services)
+        # The HTTP routes' own check, called here so that a bad token gets a close code.
+        user = await maybe_user(ws, callers)
+        stream = await access.visible(user, stream_id, fresh=True)
+        _check_capacity(events, settings)
     except LumaError as exc:
         await ws.accept()
         await ws.send_json({"type": "error", "error": {"code": exc.code, "message": exc.message}})
         await ws.close(code=4000 + exc.status_code, reason=exc.code)
         return
     await ws.accept()
-    sub = await services.events.subscribe(stream, user, after=last_event_id, transport="ws")
+    sub = await events.subscribe(stream, user, after=last_event_id, transport="ws")
     reader = asyncio.create_task(_drain_client(ws))
     reader.add_done_callback(lambda _: sub.keepalive())  # the client left: stop waiting
     try:

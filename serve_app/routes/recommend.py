@@ -11,7 +11,7 @@ from typing import Any
 from fastapi import APIRouter
 
 from lumalive.store import recommend
-from serve_app.deps import Limit, MaybeUser, ServicesDep
+from serve_app.deps import DbDep, EmbeddingsDep, Limit, MaybeUser
 
 router = APIRouter(prefix="/api/live-streaming", tags=["streams"])
 
@@ -20,17 +20,19 @@ CANDIDATES = 500
 
 
 @router.get("/recommended")
-async def recommended(user: MaybeUser, services: ServicesDep, limit: Limit = 20) -> dict[str, Any]:
+async def recommended(
+    user: MaybeUser, db: DbDep, embeddings: EmbeddingsDep, limit: Limit = 20
+) -> dict[str, Any]:
     """Live streams ranked by relevance to the caller's watch history blended with
     current popularity; anonymous callers (or callers without history) get popularity.
     Each item is a stream with `score`, `relevance` (null without history) and `popularity`."""
-    async with services.db.acting(user) as conn:
+    async with db.acting(user) as conn:
         streams = await recommend.candidates(conn, limit=CANDIDATES)
         watched = await recommend.history(conn, user) if user is not None else []
     taste = None
     if watched:
         # Embeddings are made when a stream is created; older ones are filled in here.
-        filled = await services.embeddings.ensure(user, streams + watched)
+        filled = await embeddings.ensure(user, streams + watched)
         for row in streams + watched:
             if row["embedding"] is None:
                 row["embedding"] = filled.get(row["id"])

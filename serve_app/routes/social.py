@@ -9,7 +9,7 @@ from fastapi import APIRouter
 
 from lumalive.errors import NotFound, Unprocessable
 from lumalive.store import users
-from serve_app.deps import ServicesDep, User
+from serve_app.deps import CurrentUser, DbDep
 
 router = APIRouter(prefix="/api/friends", tags=["friends"])
 
@@ -20,9 +20,9 @@ def _check_other(me: UUID, other: UUID) -> None:
 
 
 @router.post("/{user_id}", status_code=201)
-async def request_friend(user_id: UUID, user: User, services: ServicesDep) -> dict[str, Any]:
+async def request_friend(user_id: UUID, user: CurrentUser, db: DbDep) -> dict[str, Any]:
     _check_other(user, user_id)
-    async with services.db.acting(user) as conn:
+    async with db.acting(user) as conn:
         if not await users.user_exists(conn, user_id):
             raise NotFound("user not found", "user_not_found")
         status = await users.request_friend(conn, user, user_id)
@@ -30,9 +30,9 @@ async def request_friend(user_id: UUID, user: User, services: ServicesDep) -> di
 
 
 @router.post("/{user_id}/accept")
-async def accept_friend(user_id: UUID, user: User, services: ServicesDep) -> dict[str, Any]:
+async def accept_friend(user_id: UUID, user: CurrentUser, db: DbDep) -> dict[str, Any]:
     _check_other(user, user_id)
-    async with services.db.acting(user) as conn:
+    async with db.acting(user) as conn:
         status = await users.accept_friend(conn, user, user_id)
     if status is None:
         raise NotFound("no friend request from this user", "request_not_found")

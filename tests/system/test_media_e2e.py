@@ -513,10 +513,10 @@ async def test_without_a_publisher_for_the_grace_period_the_stream_ends(
     """A second ingest (in process, on its own port, with a 1 s grace period), published
     to with audio only: the stream starts, the input is refused as unusable (no video),
     and once the publisher has gone for the grace period the stream ends."""
-    from actors.ingest_actor import IngestService
+    from actors.ingest_actor import ClusterIngest
     from tests.utils.api import free_port
 
-    service = IngestService(
+    service = ClusterIngest(
         settings.model_copy(update={"rtmp_port": free_port(), "reconnect_grace_s": 1.0})
     )
     port = await service.start()

@@ -12,13 +12,13 @@ import numpy as np
 import pytest
 
 from media.ladder import Rendition, build_ladder
+from media.sampling import sample_frames
 from media.segmenter import Segmenter
 from media.transcode import (
     CorruptSegmentError,
     EncoderSettings,
     RenditionSegment,
     SegmentTranscoder,
-    sample_frames,
 )
 from tests.utils.media import clip_segments, frame_index, synthetic
 

@@ -83,3 +83,22 @@ def test_chat_moderator_matches_the_shipped_model_and_flags_abuse():
         assert score == pytest.approx(float(predict_prob([m])[0]), abs=1e-12)
     assert mod.score("you are a fucking idiot")[1] is True
     assert mod.score("hello there, lovely stream")[1] is False
+
+
+@pytest.mark.parametrize("scope_type", ["http", "websocket"])
+def test_one_token_parser_for_requests_and_websockets(scope_type):
+    from starlette.requests import HTTPConnection
+
+    from lumalive.errors import Unauthorized
+    from serve_app.deps import bearer_token
+
+    def conn(headers=(), query=b""):
+        raw = [(k.encode(), v.encode()) for k, v in headers]
+        return HTTPConnection({"type": scope_type, "headers": raw, "query_string": query})
+
+    assert bearer_token(conn([("authorization", "Bearer abc ")])) == "abc"
+    assert bearer_token(conn(query=b"access_token=xyz")) == "xyz"
+    assert bearer_token(conn([("authorization", "Bearer h")], b"access_token=q")) == "h"
+    assert bearer_token(conn()) is None
+    with pytest.raises(Unauthorized):
+        bearer_token(conn([("authorization", "Basic abc")]))

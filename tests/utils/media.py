@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import io
+from dataclasses import dataclass
 from fractions import Fraction
 from typing import cast
 
@@ -22,6 +23,7 @@ __all__ = [
     "CLIP",
     "MEDIA",
     "ChunkedReader",
+    "PublishedClip",
     "clip_segments",
     "frame_index",
     "publish_clip",
@@ -126,55 +128,108 @@ def _add_tone(out: av.container.OutputContainer, stream: av.AudioStream, seconds
     out.mux(stream.encode(None))
 
 
-def publish_clip(*, gop: int = 50, loops: int = 1, fmt: str = "flv") -> bytes:
-    """The sample clip as a live encoder publishes it: H.264 with B-frames, a keyframe
-    every `gop` frames, stereo AAC, optionally looped for a longer source."""
+@dataclass(frozen=True, slots=True)
+class PublishedClip:
+    """The sample clip as `publish_clip` wrote it, with what a caller needs of it."""
+
+    data: bytes
+    frames: int
+    fps: Fraction
+    width: int
+    height: int
+
+    @property
+    def seconds(self) -> float:
+        return float(self.frames / self.fps)
+
+
+def publish_clip(
+    *,
+    gop_seconds: float = 2.0,
+    loops: int = 1,
+    fmt: str = "flv",
+    height: int | None = None,
+    video_bitrate: str | None = None,
+    threads: int | None = 1,
+) -> PublishedClip:
+    """The sample clip as a live encoder publishes it: x264 superfast with B-frames, a
+    keyframe every `gop_seconds`, stereo AAC 48 kHz interleaved with the video, looped
+    `loops` times. `height` rescales (bicubic, even width); `video_bitrate` (e.g. "3M")
+    sets an average rate instead of x264's CRF; `threads=None` lets x264 choose."""
+    video, pcm, fps, (width, out_h) = _decode_clip(height)
+    gop = round(gop_seconds * fps)
+    options = {
+        "preset": "superfast",
+        "x264-params": f"keyint={gop}:min-keyint={gop}:scenecut=0:bframes=2",
+    }
+    if video_bitrate:
+        options["b"] = video_bitrate
+    buf = io.BytesIO()
+    with av.open(buf, "w", format=fmt) as out:
+        vs = out.add_stream("libx264", rate=fps, options=options)
+        vs.width, vs.height, vs.pix_fmt = width, out_h, "yuv420p"
+        if threads is not None:
+            vs.codec_context.thread_count = threads
+        a_s = out.add_stream("aac", rate=_AUDIO_RATE, layout="stereo")
+        _mux_looped(out, vs, a_s, video, pcm, fps, loops)
+    return PublishedClip(buf.getvalue(), len(video) * loops, fps, width, out_h)
+
+
+def _decode_clip(
+    height: int | None,
+) -> tuple[list[np.ndarray], np.ndarray, Fraction, tuple[int, int]]:
+    """The clip's frames as yuv420p arrays (scaled to `height`), its audio as stereo
+    fltp samples at 48 kHz, its frame rate and the frames' size."""
     with av.open(str(CLIP)) as src:
         vin, ain = src.streams.video[0], src.streams.audio[0]
-        video = [f.to_ndarray(format="yuv420p") for f in src.decode(vin)]
+        src_w, src_h = vin.codec_context.width, vin.codec_context.height
+        out_h = height or src_h
+        out_w = round(src_w * out_h / src_h / 2) * 2
+        video = [
+            f.reformat(out_w, out_h, "yuv420p", interpolation="BICUBIC").to_ndarray()
+            for f in src.decode(vin)
+        ]
         src.seek(0)
         resampler = av.AudioResampler(format="fltp", layout="stereo", rate=_AUDIO_RATE)
         pcm = np.concatenate(
             [g.to_ndarray() for f in src.decode(ain) for g in resampler.resample(f)], axis=1
         )
-        width, height = vin.codec_context.width, vin.codec_context.height
         fps = vin.guessed_rate
         assert fps is not None
-    buf = io.BytesIO()
-    with av.open(buf, "w", format=fmt) as out:
-        vs = out.add_stream(
-            "libx264",
-            rate=fps,
-            options={
-                "preset": "superfast",
-                "x264-params": f"keyint={gop}:min-keyint={gop}:scenecut=0:bframes=2",
-            },
-        )
-        vs.width, vs.height, vs.pix_fmt = width, height, "yuv420p"
-        vs.codec_context.thread_count = 1
-        a_s = out.add_stream("aac", rate=_AUDIO_RATE, layout="stereo")
-        # Interleave as a live encoder does: audio up to each video frame's time.
-        samples_per_frame = Fraction(_AUDIO_RATE) / fps
-        per_loop = min(int(len(video) * samples_per_frame), pcm.shape[1])
-        looped = np.tile(pcm[:, :per_loop], (1, loops))
-        t = 0
-        for n in range(len(video) * loops):
-            while t < min(int((n + 1) * samples_per_frame), looped.shape[1]):
-                chunk = np.ascontiguousarray(looped[:, t : t + 1024])
-                sound = av.AudioFrame.from_ndarray(chunk, format="fltp", layout="stereo")
-                sound.sample_rate, sound.pts = _AUDIO_RATE, t
-                out.mux(a_s.encode(sound))
-                t += chunk.shape[1]
-            picture = av.VideoFrame.from_ndarray(video[n % len(video)], format="yuv420p")
-            picture.pts, picture.time_base = n, 1 / Fraction(fps)
-            out.mux(vs.encode(picture))
-        out.mux(vs.encode(None))
-        out.mux(a_s.encode(None))
-    return buf.getvalue()
+    return video, pcm, Fraction(fps), (out_w, out_h)
+
+
+def _mux_looped(
+    out: av.container.OutputContainer,
+    vs: av.VideoStream,
+    a_s: av.AudioStream,
+    video: list[np.ndarray],
+    pcm: np.ndarray,
+    fps: Fraction,
+    loops: int,
+) -> None:
+    """Encode `loops` copies, interleaved as a live encoder does: audio up to each video
+    frame's time, then the frame."""
+    samples_per_frame = Fraction(_AUDIO_RATE) / fps
+    per_loop = min(int(len(video) * samples_per_frame), pcm.shape[1])
+    looped = np.tile(pcm[:, :per_loop], (1, loops))
+    t = 0
+    for n in range(len(video) * loops):
+        while t < min(int((n + 1) * samples_per_frame), looped.shape[1]):
+            chunk = np.ascontiguousarray(looped[:, t : t + 1024])
+            sound = av.AudioFrame.from_ndarray(chunk, format="fltp", layout="stereo")
+            sound.sample_rate, sound.pts = _AUDIO_RATE, t
+            out.mux(a_s.encode(sound))
+            t += chunk.shape[1]
+        picture = av.VideoFrame.from_ndarray(video[n % len(video)], format="yuv420p")
+        picture.pts, picture.time_base = n, 1 / fps
+        out.mux(vs.encode(picture))
+    out.mux(vs.encode(None))
+    out.mux(a_s.encode(None))
 
 
 @functools.cache
 def clip_segments() -> tuple[SourceSegment, ...]:
     """The published clip (2 s GOPs, B-frames) cut into 2 s segments: 50 + 50 + 32
     frames. Cached for the session; segments are immutable."""
-    return tuple(Segmenter(ChunkedReader(publish_clip(gop=50)), format="flv"))
+    return tuple(Segmenter(ChunkedReader(publish_clip(gop_seconds=2.0).data), format="flv"))

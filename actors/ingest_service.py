@@ -1,0 +1,301 @@
+"""The RTMP ingest's logic: who may publish, a media pipeline per publishing stream,
+and what happens when a publisher drops.
+
+`IngestService` runs an `RtmpIngestServer` and decides who may publish by the key's
+stream (`IngestRecords.stream_for_key`):
+- unknown key, or an app other than "live": refused;
+- ended stream: refused, and an `ingest_refused` event is recorded on it;
+- created stream: started (`StreamControl.start`: publishing starts a stream);
+- live stream: accepted. A stream or key already publishing is refused by the server.
+
+A publisher that drops does not end the stream: it may reconnect with the same key
+within `reconnect_grace_s`, and its stream's pipeline continues (the playlists go on
+after an EXT-X-DISCONTINUITY). Once the grace period passes without a publisher and
+what the last one sent is published, the stream is ended with reason
+`publisher_timeout`.
+
+No Ray and no database here. What the service needs from the cluster is three seams,
+wired from `Settings` in `actors.ingest_actor`: `IngestRecords` (Postgres),
+`StreamControl` (the stream actors) and `PipelineFactory` (a `StreamPipeline` over
+the media worker pool).
+
+Invariants:
+- At most one pipeline per stream; a reconnect within the grace period reuses it and
+  cancels the grace timer.
+- A stream is ended for `publisher_timeout` only after its pipeline drained.
+- Stopping the service cuts off the publishers and closes every pipeline; it does not
+  end streams (a restarted ingest resumes them when their publishers reconnect).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass
+from typing import Any, Protocol
+from uuid import UUID
+
+from lumalive.status import StreamStatus
+from media.rtmp import FlvReader, IngestSession, RtmpIngestServer
+from media.segmenter import InvalidSourceError
+
+__all__ = [
+    "EndStream",
+    "IngestRecords",
+    "IngestService",
+    "KeyedStream",
+    "Pipeline",
+    "PipelineFactory",
+    "StreamControl",
+]
+
+log = logging.getLogger(__name__)
+
+EndStream = Callable[[str], Awaitable[None]]
+"""Ends a stream for a reason (`policy_violation`, `publisher_timeout`)."""
+
+
+@dataclass(frozen=True, slots=True)
+class KeyedStream:
+    """The stream a stream key publishes to."""
+
+    id: UUID
+    owner_id: UUID
+    status: StreamStatus
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> KeyedStream:
+        """From a `stream_for_key` row (id, user_id, status)."""
+        return cls(row["id"], row["user_id"], StreamStatus(row["status"]))
+
+
+class IngestRecords(Protocol):
+    """What the ingest reads and writes in Postgres; each call is one transaction."""
+
+    async def stream_for_key(self, key: str) -> KeyedStream | None: ...
+
+    async def stream(self, stream_id: UUID, owner_id: UUID) -> dict[str, Any] | None:
+        """The stream's row as its owner sees it (None: gone)."""
+        ...
+
+    async def add_event(
+        self, stream_id: UUID, owner_id: UUID, kind: str, data: dict[str, Any]
+    ) -> None: ...
+
+
+class StreamControl(Protocol):
+    """A stream's lifecycle, as the API changes it (through the stream's actor)."""
+
+    async def start(self, stream_id: UUID, owner_id: UUID) -> bool:
+        """created → live. False if the stream was not in `created` (a Conflict: e.g.
+        its owner started or ended it meanwhile)."""
+        ...
+
+    async def end(self, stream_id: UUID, owner_id: UUID, reason: str) -> None:
+        """live → ended (already ended: nothing to do), then release the stream's actor."""
+        ...
+
+
+class Pipeline(Protocol):
+    """What the service uses of a stream's media pipeline (`StreamPipeline`)."""
+
+    owner_id: UUID
+    stopped: bool  # the stream is over for the pipeline: it publishes nothing more
+
+    async def ingest(self, source: Any, *, started_at: float | None = None) -> None: ...
+
+    async def drain(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    def status(self) -> dict[str, Any]: ...
+
+
+class PipelineFactory(Protocol):
+    async def __call__(
+        self, stream: dict[str, Any], *, end_stream: EndStream, on_stop: Callable[[], None]
+    ) -> Pipeline:
+        """An open pipeline for the stream's row, continuing where an earlier publish of
+        it left off. It calls `end_stream(reason)` to end the stream (moderation) and
+        `on_stop()` once it stops publishing."""
+        ...
+
+
+class IngestService:
+    def __init__(
+        self,
+        records: IngestRecords,
+        streams: StreamControl,
+        pipelines: PipelineFactory,
+        *,
+        reconnect_grace_s: float,
+        host: str = "127.0.0.1",
+        port: int = 0,
+    ) -> None:
+        """`port` 0 picks a free port (`start()` returns it)."""
+        self._records = records
+        self._streams = streams
+        self._pipeline_factory = pipelines
+        self._grace_s = reconnect_grace_s
+        self._server = RtmpIngestServer(host, port, self.authorize, self.on_session)
+        self._owners: dict[str, UUID] = {}
+        self._pipelines: dict[str, Pipeline] = {}
+        self._sessions: dict[str, IngestSession] = {}
+        self._readers: dict[str, FlvReader] = {}
+        self._grace: dict[str, asyncio.Task[None]] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    async def start(self) -> int:
+        """Listen; returns the bound port."""
+        await self._server.start()
+        return self._server.port
+
+    async def stop(self) -> None:
+        """Stop listening (publishers are cut off), then the pipelines."""
+        await self._server.stop()
+        for task in [*self._grace.values(), *self._tasks]:
+            task.cancel()
+        await asyncio.gather(*self._tasks, *self._grace.values(), return_exceptions=True)
+        await asyncio.gather(*(p.close() for p in self._pipelines.values()), return_exceptions=True)
+        self._pipelines.clear()
+
+    def status(self) -> dict[str, Any]:
+        """For operators and tests: who is publishing, each pipeline, who may reconnect."""
+        return {
+            "port": self._server.port,
+            "sessions": {sid: s.stats for sid, s in self._sessions.items()},
+            "pipelines": {sid: p.status() for sid, p in self._pipelines.items()},
+            "grace": sorted(self._grace),
+        }
+
+    # --- admission ------------------------------------------------------------------
+
+    async def authorize(self, app: str, key: str) -> str | None:
+        """The stream id a key publishes to, or None to refuse (see module docstring)."""
+        if app != "live":
+            return None
+        stream = await self._records.stream_for_key(key)
+        if stream is None:
+            return None
+        status = stream.status
+        if status == StreamStatus.ENDED:
+            await self._records.add_event(
+                stream.id, stream.owner_id, "ingest_refused", {"reason": "stream_ended"}
+            )
+            return None
+        if status == StreamStatus.CREATED:
+            status = await self._start_stream(stream.id, stream.owner_id)
+        if status != StreamStatus.LIVE:
+            return None
+        self._owners[str(stream.id)] = stream.owner_id
+        return str(stream.id)
+
+    async def on_session(self, session: IngestSession) -> None:
+        """An accepted publish: open its reader now (so it gets every byte) and run it."""
+        sid = session.stream_id
+        reader = session.reader()
+        grace = self._grace.pop(sid, None)
+        if grace is not None:
+            grace.cancel()
+        pipeline = self._pipelines.get(sid)
+        if pipeline is None or pipeline.stopped:
+            pipeline = await self._open_pipeline(sid)
+        self._sessions[sid] = session
+        self._readers[sid] = reader
+        self._spawn(self._run_session(pipeline, session, reader))
+
+    async def _start_stream(self, sid: UUID, owner: UUID) -> StreamStatus:
+        """created -> live; the status the stream is in afterwards."""
+        if await self._streams.start(sid, owner):
+            return StreamStatus.LIVE
+        row = await self._records.stream(sid, owner)  # raced with the owner's own start
+        return StreamStatus(row["status"]) if row else StreamStatus.ENDED
+
+    # --- one publish ----------------------------------------------------------------
+
+    async def _open_pipeline(self, sid: str) -> Pipeline:
+        stream = await self._records.stream(UUID(sid), self._owners[sid])
+        assert stream is not None, "authorize found it a moment ago"
+
+        async def end_stream(reason: str) -> None:
+            await self._end_stream(sid, reason)
+
+        pipeline = await self._pipeline_factory(
+            stream, end_stream=end_stream, on_stop=lambda: self._close_input(sid)
+        )
+        self._pipelines[sid] = pipeline
+        return pipeline
+
+    async def _run_session(
+        self, pipeline: Pipeline, session: IngestSession, reader: FlvReader
+    ) -> None:
+        sid = session.stream_id
+        owner = pipeline.owner_id
+        await self._event(sid, owner, "ingest_connected", {})
+        try:
+            await pipeline.ingest(reader, started_at=session.stats.started_at)
+        except InvalidSourceError as e:
+            log.warning("stream %s: unusable input: %s", sid, e)
+            await self._event(sid, owner, "ingest_error", {"error": str(e)})
+        finally:
+            reader.close()
+        # The reader may have stopped first (unusable input, stream ended): the
+        # publisher is only gone when its session ends.
+        await session.wait_closed()
+        if self._sessions.get(sid) is session:
+            del self._sessions[sid]
+            self._readers.pop(sid, None)
+        await self._event(sid, owner, "ingest_disconnected", {"reason": session.end_reason})
+        if pipeline.stopped:
+            self._forget_pipeline(sid, pipeline)
+        elif sid not in self._sessions and sid not in self._grace:
+            self._grace[sid] = asyncio.create_task(self._grace_period(sid, pipeline))
+
+    async def _grace_period(self, sid: str, pipeline: Pipeline) -> None:
+        """End the stream if no publisher comes back in time (after publishing what the
+        last one sent). A reconnect cancels this task."""
+        try:
+            await asyncio.sleep(self._grace_s)
+            await pipeline.drain()
+        except asyncio.CancelledError:
+            return
+        if self._grace.get(sid) is not asyncio.current_task():
+            return
+        del self._grace[sid]
+        log.info("stream %s: no publisher for %.0f s; ending it", sid, self._grace_s)
+        await self._end_stream(sid, "publisher_timeout")
+        self._forget_pipeline(sid, pipeline)
+
+    async def _end_stream(self, sid: str, reason: str) -> None:
+        """End the stream (as the API does), unless it is not live any more."""
+        owner = self._owners.get(sid)
+        if owner is None:
+            return
+        row = await self._records.stream(UUID(sid), owner)
+        if row is not None and row["status"] == StreamStatus.LIVE:  # else e.g. its owner ended it
+            await self._streams.end(UUID(sid), owner, reason)
+        self._close_input(sid)
+
+    def _close_input(self, sid: str) -> None:
+        """Stop reading a stream's publisher (the stream is over). The publisher stays
+        connected until it leaves: the RTMP server has no way to hang up on it."""
+        reader = self._readers.get(sid)
+        if reader is not None:
+            reader.close()
+
+    def _forget_pipeline(self, sid: str, pipeline: Pipeline) -> None:
+        if self._pipelines.get(sid) is pipeline:
+            del self._pipelines[sid]
+        self._spawn(pipeline.close())
+
+    async def _event(self, sid: str, owner: UUID, kind: str, data: dict[str, Any]) -> None:
+        try:
+            await self._records.add_event(UUID(sid), owner, kind, data)
+        except Exception:  # noqa: BLE001 - an event must not stop the media
+            log.exception("stream %s: recording %s failed", sid, kind)
+
+    def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)

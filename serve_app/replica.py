@@ -1,0 +1,47 @@
+"""What one API replica builds once, on its first request, inside its serving process
+(Serve pickles the app to its replicas, so nothing here may be built at import time).
+
+Routes never see this container: they ask `serve_app.deps` for the one piece
+they use (`DbDep`, `GatewayDep`, ...).
+"""
+
+from __future__ import annotations
+
+from actors.stream_gateway import StreamGateway
+from lumalive.auth import TokenService
+from lumalive.db import Database
+from lumalive.settings import Settings
+from media.storage import LocalStorage, SegmentStorage
+from models.moderation import ChatModerator
+from serve_app.callers import Callers
+from serve_app.embeddings import StreamEmbeddings
+from serve_app.fanout import EventHub
+from serve_app.stream_access import StreamAccess
+
+__all__ = ["Replica"]
+
+
+class Replica:
+    """The database, token checks, stream access and actors, realtime fan-out, chat
+    moderation, segment storage and stream embeddings of one API replica."""
+
+    def __init__(self, settings: Settings) -> None:
+        assert settings.jwt_secret, "Settings.with_secret() must run before the API starts"
+        assert settings.database_url
+        self.settings = settings
+        self.db = Database(settings)
+        self.tokens = TokenService(settings.jwt_secret, settings.jwt_audience)
+        self.callers = Callers(self.tokens, self.db)
+        self.access = StreamAccess(self.db, settings.visibility_cache_s)
+        self.gateway = StreamGateway(settings, self.access.status, on_change=self.access.invalidate)
+        # One LISTEN connection, opened on the first subscriber.
+        self.events = EventHub(self.db, settings.database_url, role=settings.app_role)
+        self.moderator = ChatModerator(settings.chat_moderation_threshold)
+        # Where the media pool stored the HLS segments (the same root on every node).
+        self.media: SegmentStorage = LocalStorage(settings.media_root)
+        # Stream embeddings for recommendations (the model is loaded on first use).
+        self.embeddings = StreamEmbeddings(self.db)
+
+    async def close(self) -> None:
+        await self.events.close()
+        await self.db.dispose()
