@@ -133,7 +133,9 @@ class SegmentWorker:
     ) -> None:
         self._storage = storage if storage is not None else LocalStorage(settings.media_root)
         self._transcoder = SegmentTranscoder(
-            EncoderSettings(preset=settings.x264_preset, threads=1)
+            EncoderSettings(
+                preset=settings.x264_preset, threads=1, hardware=settings.encoder_hardware
+            )
         )
         self._moderator_factory = moderator_factory or _default_moderator
         self._enhancer_factory = enhancer_factory or _default_enhancer

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import secrets
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -50,6 +51,10 @@ class Settings(BaseSettings):
     media_max_height: int | None = None  # drop ladder rungs above this (short side), e.g. 720
     segment_seconds: float = Field(default=2.0, gt=0)
     x264_preset: str = "veryfast"
+    # Hardware video encoders (NVENC): "auto" uses one where this node's FFmpeg can open
+    # it (L4/L40S; not H100/H200, which have no NVENC) and falls back to x264/x265 with
+    # one log line; "off" is software only; "require" fails segments without one.
+    encoder_hardware: Literal["off", "auto", "require"] = "auto"
     moderation_fps: float = Field(default=1.0, ge=0)  # frames scored per second; 0 disables
     nsfw_threshold: float = Field(default=0.8, ge=0, le=1)
     nsfw_end_stream: bool = True  # a segment over the threshold ends the stream

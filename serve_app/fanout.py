@@ -4,49 +4,26 @@ How an event travels: a stream actor commits a row in `live_stream_events`; a
 trigger (sql/0002) sends `NOTIFY lumalive_events '<stream_id>:<seq>'`; every API
 replica holds one LISTEN connection (`EventHub`), and for a stream that has
 subscribers on this replica it fetches the new rows once (`seq > last`, acting
-as the stream's owner) and hands the same encoded message to each subscriber.
-Each message is encoded once per replica, not once per subscriber.
+as the stream's owner), coalesces them (`serve_app.coalescer`) and hands the same
+encoded message to each subscriber (`serve_app.subscription`).
 
 Invariants:
 - Per stream, seq order is commit order (sql/0002), so "everything after seq N"
   is complete and duplicate-free. The hub, the replay of a reconnecting client
   (SSE `Last-Event-ID` = the last seq it saw) and `GET .../events?since=` all
   rest on it.
-- A subscription sees a stream's events exactly when the subscriber may see the
-  stream, checked when it subscribes. A stream's privacy never changes, and
-  friendships and invites are never revoked, so the check holds while the
-  connection lasts; a reconnect checks again.
 - Moderated chat produces only a `moderation_action` event (no text), so the
   text never reaches other viewers.
-
-Coalescing (so thousands of reactions/s do not become thousands of messages/s
-per viewer):
-- `reaction` events are never sent one by one: consecutive reactions are summed
-  into one `reaction_batch` (counts by reaction, and the seq range it covers).
-  A batch is sent every `tick_s` (250 ms) and just before any other event, so
-  messages stay in seq order and its `id` (the last seq it covers) is a valid
-  resume point. Messages per viewer per second are therefore at most the rate
-  of the other events plus 1/tick_s (4/s), whatever the reaction rate.
-- `viewer_count` is sent at most once per tick, when the count changed (and
-  once on subscribe). It carries no id: it is state, not an event.
-- Everything else (stream_started, stream_ended, viewer_joined, viewer_left,
-  chat_message, moderation_action, report, ...) is sent as it commits.
-
-A subscriber that falls `max_queue` messages behind is disconnected rather
-than buffered without bound; it reconnects with its last id and replays from
-the table.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import AsyncIterator, Sequence
-from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
@@ -55,9 +32,10 @@ import psycopg
 from lumalive import metrics
 from lumalive.db import Database
 from lumalive.errors import Unavailable
-from lumalive.status import StreamStatus
 from lumalive.store import activity
 from lumalive.store.activity import EventRow
+from serve_app.coalescer import Coalescer, Message, viewer_count
+from serve_app.subscription import Subscription
 
 __all__ = ["EventHub", "Message", "Subscription", "Coalescer", "CHANNEL", "viewer_count"]
 
@@ -66,216 +44,6 @@ log = logging.getLogger(__name__)
 CHANNEL = "lumalive_events"
 _PAGE = 500
 _NO_LIMIT = 2**62
-
-
-def _json(value: Any) -> str:
-    return json.dumps(value, default=str, ensure_ascii=False, separators=(",", ":"))
-
-
-class Message:
-    """One message to subscribers, encoded once for SSE and once for WebSocket."""
-
-    __slots__ = ("id", "type", "data", "first_seq", "items", "sse", "ws")
-
-    def __init__(
-        self,
-        stream_id: UUID,
-        type_: str,
-        data: dict[str, Any],
-        *,
-        id_: int | None,
-        created_at: datetime | None = None,
-        first_seq: int | None = None,
-        items: tuple[tuple[int, str], ...] = (),
-    ) -> None:
-        self.id = id_
-        self.type = type_
-        self.data = data
-        self.first_seq = first_seq  # reaction_batch: the first seq it covers
-        self.items = items  # reaction_batch: (seq, reaction), to cut a partial batch
-        body = _json(
-            {
-                "id": id_,
-                "type": type_,
-                "stream_id": stream_id,
-                "data": data,
-                "created_at": created_at,
-            }
-        )
-        self.ws = body
-        head = f"id: {id_}\n" if id_ is not None else ""
-        self.sse = f"{head}event: {type_}\ndata: {body}\n\n".encode()
-
-
-def reaction_batch(
-    stream_id: UUID, items: list[tuple[int, str]] | tuple[tuple[int, str], ...]
-) -> Message:
-    counts = Counter(r for _, r in items)
-    return Message(
-        stream_id,
-        "reaction_batch",
-        {
-            "reactions": dict(counts),
-            "total": len(items),
-            "first_seq": items[0][0],
-            "last_seq": items[-1][0],
-        },
-        id_=items[-1][0],
-        created_at=datetime.now(UTC),
-        first_seq=items[0][0],
-        items=tuple(items),
-    )
-
-
-class Coalescer:
-    """Turns a stream's event rows, in seq order, into messages (see the module's rules).
-
-    `feed` each row as it commits; call `tick` every `tick_s` (and at stream_ended)
-    for the pending reaction batch and the viewer count if it changed. `viewers` is
-    the count as of the rows fed so far, starting from `viewers` (already sent).
-    """
-
-    def __init__(self, stream_id: UUID, viewers: int = 0) -> None:
-        self.stream_id = stream_id
-        self.viewers = viewers
-        self._viewers_sent = viewers
-        self._pending: list[tuple[int, str]] = []
-
-    def feed(self, row: EventRow) -> list[Message]:
-        if row.event_type == "reaction":
-            self._pending.append((row.seq, str(row.event_data.get("reaction", ""))))
-            return []
-        if row.event_type == "viewer_joined":
-            self.viewers += 1
-        elif row.event_type == "viewer_left":
-            self.viewers = max(0, self.viewers - 1)
-        elif row.event_type == "stream_ended":
-            self.viewers = 0
-        out = self.flush()
-        out.append(
-            Message(
-                self.stream_id,
-                row.event_type,
-                row.event_data,
-                id_=row.seq,
-                created_at=row.created_at,
-            )
-        )
-        return out
-
-    def flush(self) -> list[Message]:
-        """The pending reactions as one batch (nothing if none are pending)."""
-        if not self._pending:
-            return []
-        batch, self._pending = self._pending, []
-        return [reaction_batch(self.stream_id, batch)]
-
-    def tick(self) -> list[Message]:
-        """`flush`, then a `viewer_count` if the count changed since the last one sent."""
-        out = self.flush()
-        if self.viewers != self._viewers_sent:
-            self._viewers_sent = self.viewers
-            out.append(viewer_count(self.stream_id, self.viewers))
-        return out
-
-
-def viewer_count(stream_id: UUID, viewers: int) -> Message:
-    """State, not an event: no id, so it is never a resume point."""
-    return Message(
-        stream_id, "viewer_count", {"viewers": viewers}, id_=None, created_at=datetime.now(UTC)
-    )
-
-
-class Subscription:
-    """One client's view of a stream: replay of what it missed, then live messages.
-
-    `cursor` is the last seq handed to this client; anything at or below it is
-    dropped, so a message is never delivered twice.
-    """
-
-    def __init__(
-        self,
-        hub: EventHub,
-        stream: dict[str, Any],
-        actor: UUID | None,
-        transport: str,
-        max_queue: int,
-    ) -> None:
-        self.hub = hub
-        self.stream_id: UUID = stream["id"]
-        self.actor = actor
-        self.transport = transport
-        self.cursor = 0
-        self.replay_after: int | None = None
-        self.replay_until = 0
-        self.ended = False  # stream_ended was delivered: the connection may close
-        # An ended stream has nothing live to wait for: send what was missed, then stop.
-        self.replay_only = stream["status"] == StreamStatus.ENDED
-        self.overflowed = False
-        self._queue: deque[Message] = deque()
-        self._max_queue = max_queue
-        self._wake = asyncio.Event()
-        self._idle_ping = False
-
-    def offer(self, msg: Message) -> None:
-        """Called by the hub (synchronously, in seq order)."""
-        if self.overflowed:
-            return
-        if msg.id is not None:
-            if msg.id <= self.cursor:
-                return
-            if msg.first_seq is not None and msg.first_seq <= self.cursor:
-                # A batch straddling our start: keep only what we have not seen.
-                msg = reaction_batch(self.stream_id, [i for i in msg.items if i[0] > self.cursor])
-            self.cursor = msg.id or self.cursor
-        if len(self._queue) >= self._max_queue:
-            self.overflowed = True
-            self._queue.clear()
-            metrics.fanout_dropped().inc()
-        else:
-            self._queue.append(msg)
-        self._wake.set()
-
-    def keepalive(self) -> None:
-        """Wake the consumer with nothing to send (the hub calls this every
-        `keepalive_s`), so it writes a keep-alive and notices a dead peer."""
-        self._idle_ping = True
-        self._wake.set()
-
-    async def batches(self) -> AsyncIterator[list[Message]]:
-        """Lists of messages in order: first the replay, then live ones as they come.
-        An empty list is a keep-alive. Ends after stream_ended, or when this
-        subscriber fell too far behind."""
-        if self.replay_after is not None:
-            async for page in self.hub.replay(self, self.replay_after, self.replay_until):
-                yield page
-                if self.ended:
-                    return
-        if self.replay_only:
-            return
-        while not self.overflowed:
-            if not self._queue:
-                self._wake.clear()
-                # No timeout here (wait_for costs a task per wake-up, and a replica
-                # has thousands of these); the hub's ticks send keep-alives.
-                await self._wake.wait()
-            if self.overflowed:
-                return
-            if not self._queue:
-                if self._idle_ping:
-                    self._idle_ping = False
-                    yield []
-                continue
-            batch = list(self._queue)
-            self._queue.clear()
-            if any(m.type == "stream_ended" for m in batch):
-                self.ended = True
-            yield batch
-            if self.ended:
-                return
-
-    def close(self) -> None:
-        self.hub.unsubscribe(self)
 
 
 class _Channel:
@@ -329,38 +97,12 @@ class EventHub:
         `after`: the last seq the client saw (replay what follows), or None for
         "from now on"."""
         await self._start()
-        sid = stream["id"]
-        channel = self._channels.get(sid)
-        if channel is None:
-            channel = self._channels[sid] = _Channel(stream)
-            try:
-                async with self._db.acting(channel.owner_id) as conn:
-                    viewers, channel.last_seq = await activity.feed_head(conn, sid)
-            except BaseException:
-                self._channels.pop(sid, None)
-                channel.ready.set()  # wake other waiters; they see the channel is gone
-                raise
-            channel.coalescer = Coalescer(sid, viewers)
-            channel.ready.set()
-            if channel.dirty:
-                self._poke(channel)
-        await channel.ready.wait()
-        if self._channels.get(sid) is not channel:
-            raise Unavailable("could not open the stream's event feed; retry", "feed_unavailable")
+        channel = await self._channel(stream)
         sub = Subscription(self, stream, actor, transport, self._max_queue)
-        # Everything up to last_seq has already been handed out on this replica,
-        # so live delivery to this subscriber starts right after it.
-        sub.cursor = channel.last_seq
-        if after is not None and after < channel.last_seq:
-            sub.replay_after, sub.replay_until = after, channel.last_seq
-        elif after is not None:
-            sub.cursor = after  # the client is ahead of this replica: skip what it has
+        sub.resume_from(channel.last_seq, after)
         channel.subs.add(sub)
-        self._by_transport[transport] += 1
-        metrics.realtime_subscribers().set(
-            self._by_transport[transport], tags={"transport": transport}
-        )
-        sub.offer(viewer_count(sid, channel.coalescer.viewers))
+        self._count(transport, 1)
+        sub.offer(viewer_count(channel.stream_id, channel.coalescer.viewers))
         return sub
 
     def unsubscribe(self, sub: Subscription) -> None:
@@ -368,14 +110,44 @@ class EventHub:
         if channel is None or sub not in channel.subs:
             return
         channel.subs.discard(sub)
-        self._by_transport[sub.transport] -= 1
-        metrics.realtime_subscribers().set(
-            self._by_transport[sub.transport], tags={"transport": sub.transport}
-        )
+        self._count(sub.transport, -1)
         if not channel.subs:
             del self._channels[sub.stream_id]
             if channel.task is not None and not channel.task.done():
                 channel.task.cancel()
+
+    async def _channel(self, stream: dict[str, Any]) -> _Channel:
+        """The stream's channel on this replica, opened by the first subscriber; the
+        others wait until it has read the stream's head."""
+        sid = stream["id"]
+        channel = self._channels.get(sid)
+        if channel is None:
+            channel = self._channels[sid] = _Channel(stream)
+            await self._open(channel)
+        await channel.ready.wait()
+        if self._channels.get(sid) is not channel:
+            raise Unavailable("could not open the stream's event feed; retry", "feed_unavailable")
+        return channel
+
+    async def _open(self, channel: _Channel) -> None:
+        """Read the stream's head (viewers, last seq); if that fails, drop the channel."""
+        try:
+            async with self._db.acting(channel.owner_id) as conn:
+                viewers, channel.last_seq = await activity.feed_head(conn, channel.stream_id)
+        except BaseException:
+            self._channels.pop(channel.stream_id, None)
+            channel.ready.set()  # wake other waiters; they see the channel is gone
+            raise
+        channel.coalescer = Coalescer(channel.stream_id, viewers)
+        channel.ready.set()
+        if channel.dirty:
+            self._poke(channel)
+
+    def _count(self, transport: str, delta: int) -> None:
+        self._by_transport[transport] += delta
+        metrics.realtime_subscribers().set(
+            self._by_transport[transport], tags={"transport": transport}
+        )
 
     async def replay(
         self, sub: Subscription, after: int, until: int

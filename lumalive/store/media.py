@@ -31,7 +31,6 @@ __all__ = [
     "add_moderation",
     "add_quality",
     "resume",
-    "summary",
 ]
 
 
@@ -255,70 +254,3 @@ async def resume(conn: AsyncConnection, stream_id: UUID) -> Resume:
         if last is None
         else (last["discontinuity_sequence"] + int(last["discontinuity"])),
     )
-
-
-async def summary(conn: AsyncConnection, stream_id: UUID) -> dict[str, Any]:
-    """Quality monitoring for the owner's analytics: what came in, what was published,
-    how long it took, what was dropped or retried, and the highest moderation score."""
-    q = (
-        (
-            await conn.execute(
-                text(
-                    "SELECT count(*) AS source_segments,"
-                    " count(*) FILTER (WHERE NOT dropped) AS published,"
-                    " count(*) FILTER (WHERE dropped) AS dropped,"
-                    " COALESCE(sum(retries), 0) AS retried,"
-                    " COALESCE(sum(duration) FILTER (WHERE NOT dropped), 0) AS published_seconds,"
-                    " avg(input_fps) AS input_fps, avg(input_kbps) AS input_kbps,"
-                    " percentile_cont(0.5) WITHIN GROUP (ORDER BY latency_ms) AS latency_p50,"
-                    " percentile_cont(0.95) WITHIN GROUP (ORDER BY latency_ms) AS latency_p95,"
-                    " max(latency_ms) AS latency_max"
-                    " FROM stream_quality WHERE stream_id = :s"
-                ),
-                {"s": stream_id},
-            )
-        )
-        .mappings()
-        .one()
-    )
-    m = (
-        (
-            await conn.execute(
-                text(
-                    "SELECT count(*) AS segments, max(max_score) AS max_score,"
-                    " count(*) FILTER (WHERE flagged) AS flagged,"
-                    " count(*) FILTER (WHERE model IS NULL) AS unavailable,"
-                    " sum(frames_scored) AS frames_scored"
-                    " FROM segment_moderation WHERE stream_id = :s"
-                ),
-                {"s": stream_id},
-            )
-        )
-        .mappings()
-        .one()
-    )
-
-    def rnd(v: Any, n: int = 1) -> float | None:
-        return None if v is None else round(float(v), n)
-
-    return {
-        "segments": int(q["published"]),
-        "source_segments": int(q["source_segments"]),
-        "published_seconds": rnd(q["published_seconds"], 2),
-        "dropped": int(q["dropped"]),
-        "retried": int(q["retried"]),
-        "input_fps": rnd(q["input_fps"], 2),
-        "input_bitrate_kbps": rnd(q["input_kbps"]),
-        "processing_latency_ms": {
-            "p50": rnd(q["latency_p50"]),
-            "p95": rnd(q["latency_p95"]),
-            "max": rnd(q["latency_max"]),
-        },
-        "moderation": {
-            "segments": int(m["segments"]),
-            "frames_scored": int(m["frames_scored"] or 0),
-            "max_score": rnd(m["max_score"], 4),
-            "flagged": int(m["flagged"]),
-            "unavailable": int(m["unavailable"]),
-        },
-    }

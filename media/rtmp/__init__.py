@@ -1,9 +1,12 @@
 """RTMP ingest: publishers (OBS, ffmpeg) push to one port; each accepted publish
 becomes an `IngestSession` whose media is read as FLV (PyAV demuxes it live).
 
-Modules, innermost first: `amf0` (values), `chunk` (RTMP chunk stream), `flv`
-(tags), `session` (one publish and its readers), `connection` (one publisher's
-RTMP dialogue), `rtmp_server` (the port, routing by stream key). No Ray here.
+Modules, innermost first: `amf0` (values), `message` (RTMP messages), `chunk`
+(reading the chunk stream), `writer` (writing it), `flv` (tags), `flv_reader`
+(one reader's buffer), `fanout` (tags to every reader, the GOP cache), `session`
+(one publish), `commands` (connect/createStream/publish/…), `connection` (one
+publisher's socket: handshake, read loop), `rtmp_server` (the port, routing by
+stream key). No Ray here.
 """
 
 from media.rtmp.errors import IngestError, ProtocolError, SubscriberLaggedError

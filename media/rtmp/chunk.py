@@ -1,4 +1,4 @@
-"""The RTMP chunk stream: bytes from a socket in, whole messages out, and back.
+"""The RTMP chunk stream, reading side: bytes from a socket in, whole messages out.
 
 `ChunkReader` is sans-IO: `feed()` takes whatever the socket gave and returns
 the messages it completed, so it is tested byte by byte without a socket.
@@ -11,46 +11,23 @@ Invariants worth knowing (RTMP spec 5.3.1; ffmpeg and librtmp write this way):
   type 0, the delta is that header's timestamp). Getting this wrong drifts
   audio by one frame each time two same-size frames follow each other.
 - When a header used the extended timestamp, its type-3 chunks carry it too.
+
+The messages themselves are in `media.rtmp.message`, the writing side in
+`media.rtmp.writer`; both are re-exported here, where callers have imported them.
 """
 
 from __future__ import annotations
 
-import enum
 from dataclasses import dataclass
 
 from media.rtmp.errors import ProtocolError
+from media.rtmp.message import EXTENDED_TIMESTAMP, Message, MessageType, split_aggregate
+from media.rtmp.writer import ChunkWriter
 
 __all__ = ["ChunkReader", "ChunkWriter", "Message", "MessageType", "split_aggregate"]
 
 _HEADER_SIZE = (11, 7, 3, 0)  # message header bytes for chunk types 0..3
-_EXTENDED = 0xFFFFFF
 _MAX_CHUNK_SIZE = 0xFFFFFF  # a message is at most 24-bit long, so bigger chunks change nothing
-
-
-class MessageType(enum.IntEnum):
-    SET_CHUNK_SIZE = 1
-    ABORT = 2
-    ACKNOWLEDGEMENT = 3
-    USER_CONTROL = 4
-    WINDOW_ACK_SIZE = 5
-    SET_PEER_BANDWIDTH = 6
-    AUDIO = 8
-    VIDEO = 9
-    DATA_AMF3 = 15
-    SHARED_OBJECT_AMF3 = 16
-    COMMAND_AMF3 = 17
-    DATA_AMF0 = 18
-    SHARED_OBJECT_AMF0 = 19
-    COMMAND_AMF0 = 20
-    AGGREGATE = 22
-
-
-@dataclass(frozen=True, slots=True)
-class Message:
-    type_id: int
-    timestamp: int  # milliseconds, 32-bit, as the publisher stamped it
-    stream_id: int  # the NetStream it belongs to (0: the connection itself)
-    payload: bytes
 
 
 class _ChunkStream:
@@ -237,7 +214,7 @@ def _message_header(cursor: _Cursor, fmt: int, stream: _ChunkStream) -> _Header:
         length=int.from_bytes(raw[3:6], "big") if fmt <= 1 else stream.length,
         type_id=raw[6] if fmt <= 1 else stream.type_id,
         stream_id=int.from_bytes(raw[7:11], "little") if fmt == 0 else stream.stream_id,
-        extended=ts_field == _EXTENDED if fmt <= 2 else stream.extended,
+        extended=ts_field == EXTENDED_TIMESTAMP if fmt <= 2 else stream.extended,
     )
 
 
@@ -264,57 +241,3 @@ def _timing(header: _Header, stream: _ChunkStream, ext_value: int | None) -> tup
     if header.fmt == 0:
         return value, value
     return (stream.timestamp + value) & 0xFFFFFFFF, value
-
-
-class ChunkWriter:
-    """Chunks the messages a server sends: a full header, then type-3 continuations."""
-
-    def __init__(self) -> None:
-        self.chunk_size = 128  # raise it only after sending Set Chunk Size
-
-    def encode(
-        self,
-        type_id: int,
-        payload: bytes,
-        *,
-        chunk_stream_id: int,
-        stream_id: int = 0,
-        timestamp: int = 0,
-    ) -> bytes:
-        if not 2 <= chunk_stream_id <= 63:
-            raise ValueError("the server only uses one-byte chunk stream ids")
-        extended = timestamp >= _EXTENDED
-        ext = timestamp.to_bytes(4, "big") if extended else b""
-        out = bytearray()
-        out.append(chunk_stream_id)  # type 0
-        out += min(timestamp, _EXTENDED).to_bytes(3, "big")
-        out += len(payload).to_bytes(3, "big")
-        out.append(type_id)
-        out += stream_id.to_bytes(4, "little")
-        out += ext
-        for start in range(0, max(len(payload), 1), self.chunk_size):
-            if start:
-                out.append(0xC0 | chunk_stream_id)  # type 3
-                out += ext
-            out += payload[start : start + self.chunk_size]
-        return bytes(out)
-
-
-def split_aggregate(message: Message) -> list[Message]:
-    """The audio/video/data messages packed in an aggregate message.
-
-    Its body is FLV tags; their timestamps are made relative to the first and
-    then offset by the aggregate's own timestamp."""
-    out: list[Message] = []
-    body, p, base = message.payload, 0, None
-    while p + 11 <= len(body):
-        tag_type = body[p]
-        size = int.from_bytes(body[p + 1 : p + 4], "big")
-        ts = int.from_bytes(body[p + 4 : p + 7], "big") | (body[p + 7] << 24)
-        if p + 11 + size > len(body):
-            raise ProtocolError("aggregate message truncated")
-        base = ts if base is None else base
-        timestamp = (message.timestamp + ts - base) & 0xFFFFFFFF
-        out.append(Message(tag_type, timestamp, message.stream_id, body[p + 11 : p + 11 + size]))
-        p += 11 + size + 4  # tag, then its back pointer
-    return out

@@ -21,7 +21,8 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping
 from types import MappingProxyType
 
-from media.rtmp.connection import ConnectionLimits, PublisherConnection, Refusal, redact
+from media.rtmp.commands import Refusal, redact
+from media.rtmp.connection import ConnectionLimits, PublisherConnection
 from media.rtmp.session import IngestSession, SessionStats
 
 __all__ = ["DEFAULT_PORT", "Authorize", "OnSession", "RtmpIngestServer"]

@@ -3,6 +3,8 @@
 The connection feeds RTMP messages in (event-loop thread only); any number of
 readers take FLV out: `async for data in session` on the loop, or
 `session.reader()`, a blocking file-like object for PyAV in a worker thread.
+The readers are in `media.rtmp.flv_reader`, the sending to them (and the GOP
+cache for late readers) in `media.rtmp.fanout`.
 
 Invariants:
 - Every reader's bytes form a valid FLV file: header, then the latest
@@ -13,20 +15,21 @@ Invariants:
 - A slow reader never slows the ingest or other readers: past its buffer limit
   it is cut off with `SubscriberLaggedError`.
 - When the publish ends, each reader drains what it has and then reads EOF.
+- `stats` counts every message fed in, whether or not anyone reads.
 """
 
 from __future__ import annotations
 
 import asyncio
-import threading
 import time
-from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 from media.rtmp import amf0, flv
-from media.rtmp.errors import ProtocolError, SubscriberLaggedError
+from media.rtmp.errors import ProtocolError
+from media.rtmp.fanout import FlvFanout
+from media.rtmp.flv_reader import AsyncFlvQueue, FlvReader
 
 __all__ = ["FlvReader", "IngestSession", "SessionStats"]
 
@@ -68,140 +71,6 @@ class SessionStats:
         return (self.video_frames - 1) * 1000 / span if span > 0 else None
 
 
-class _Subscriber(Protocol):
-    def push(self, data: bytes) -> bool:
-        """Take bytes; False once this subscriber is gone (closed or cut off)."""
-
-    def finish(self) -> None:
-        """No more bytes will come."""
-
-
-class _Buffer:
-    """The bytes a subscriber has not read yet, bounded."""
-
-    def __init__(self, limit: int) -> None:
-        self._limit = limit
-        self._chunks: deque[bytes] = deque()
-        self._size = 0
-        self._finished = False
-        self._closed = False
-        self._error: SubscriberLaggedError | None = None
-
-    def _append(self, data: bytes) -> bool:
-        if self._closed or self._error is not None:
-            return False
-        if self._size + len(data) > self._limit:
-            self._error = SubscriberLaggedError(
-                f"reader fell more than {self._limit} bytes behind the live stream"
-            )
-            self._chunks.clear()
-            self._size = 0
-            return False
-        self._chunks.append(data)
-        self._size += len(data)
-        return True
-
-    def _take(self, size: int) -> bytes:
-        """Up to `size` buffered bytes (all of them if size < 0); b"" at the end."""
-        if self._error is not None:
-            raise self._error
-        if size < 0 or size >= self._size:
-            data = b"".join(self._chunks)
-            self._chunks.clear()
-            self._size = 0
-            return data
-        parts, need = [], size
-        while need:
-            chunk = self._chunks.popleft()
-            if len(chunk) > need:
-                self._chunks.appendleft(chunk[need:])
-                chunk = chunk[:need]
-            parts.append(chunk)
-            need -= len(chunk)
-        self._size -= size
-        return b"".join(parts)
-
-
-class FlvReader(_Buffer):
-    """Blocking, file-like FLV reader for a worker thread:
-    `av.open(session.reader(), format="flv")`.
-
-    `read(n)` returns as soon as any bytes are buffered (at most n), so a demuxer
-    sees media with no added latency; b"" means the publish ended. It has no
-    seek/tell, so PyAV treats it as the live, unseekable stream it is."""
-
-    def __init__(self, limit: int) -> None:
-        super().__init__(limit)
-        self._cond = threading.Condition()
-
-    def read(self, size: int = -1) -> bytes:
-        with self._cond:
-            while not self._chunks and not (self._finished or self._closed or self._error):
-                self._cond.wait()
-            if self._closed:
-                return b""
-            return self._take(size)
-
-    def readable(self) -> bool:
-        return True
-
-    @property
-    def closed(self) -> bool:
-        return self._closed
-
-    def close(self) -> None:
-        """Stop reading: the session drops this reader; a blocked read returns b""."""
-        with self._cond:
-            self._closed = True
-            self._chunks.clear()
-            self._size = 0
-            self._cond.notify_all()
-
-    def __enter__(self) -> FlvReader:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def push(self, data: bytes) -> bool:
-        with self._cond:
-            kept = self._append(data)
-            self._cond.notify_all()
-            return kept
-
-    def finish(self) -> None:
-        with self._cond:
-            self._finished = True
-            self._cond.notify_all()
-
-
-class _AsyncQueue(_Buffer):
-    """The subscriber behind `async for data in session`; event-loop thread only."""
-
-    def __init__(self, limit: int) -> None:
-        super().__init__(limit)
-        self._ready = asyncio.Event()
-
-    async def get(self) -> bytes:
-        while not self._chunks and not (self._finished or self._closed or self._error):
-            self._ready.clear()
-            await self._ready.wait()
-        return b"" if self._closed else self._take(-1)
-
-    def close(self) -> None:
-        self._closed = True
-        self._chunks.clear()
-
-    def push(self, data: bytes) -> bool:
-        kept = self._append(data)
-        self._ready.set()
-        return kept
-
-    def finish(self) -> None:
-        self._finished = True
-        self._ready.set()
-
-
 class IngestSession:
     """An accepted publish: who it is, its stats, and its media as FLV."""
 
@@ -222,17 +91,8 @@ class IngestSession:
         self.metadata: dict[str, Any] = {}  # the publisher's onMetaData, if it sent one
         self.end_reason: str | None = None  # unpublished, disconnected, idle_timeout, …
         self._reader_buffer_bytes = reader_buffer_bytes
-        self._gop_cache_bytes = gop_cache_bytes
-        self._subscribers: list[_Subscriber] = []
+        self._fanout = FlvFanout(gop_cache_bytes)
         self._ended = asyncio.Event()
-        # What a late reader needs before live tags: a valid FLV start.
-        self._file_header: bytes | None = None
-        self._script_tag: bytes | None = None
-        self._video_config: bytes | None = None
-        self._audio_config: bytes | None = None
-        self._gop: list[bytes] = []
-        self._gop_bytes = 0
-        self._gop_open = gop_cache_bytes > 0  # caching until the cache overflows
         # Counters behind `stats`.
         self._started_at = time.time()
         self._bytes_in = 0
@@ -256,7 +116,7 @@ class IngestSession:
     def reader(self) -> FlvReader:
         """A new blocking reader of this session's FLV (see `FlvReader`)."""
         reader = FlvReader(self._reader_buffer_bytes)
-        self._subscribe(reader)
+        self._fanout.subscribe(reader)
         return reader
 
     def __aiter__(self) -> AsyncIterator[bytes]:
@@ -264,8 +124,8 @@ class IngestSession:
         return self._iterate()
 
     async def _iterate(self) -> AsyncIterator[bytes]:
-        queue = _AsyncQueue(self._reader_buffer_bytes)
-        self._subscribe(queue)
+        queue = AsyncFlvQueue(self._reader_buffer_bytes)
+        self._fanout.subscribe(queue)
         try:
             while data := await queue.get():
                 yield data
@@ -296,24 +156,6 @@ class IngestSession:
             last_media_at=self._last_media_at,
         )
 
-    def _subscribe(self, subscriber: _Subscriber) -> None:
-        start = b"".join(
-            part
-            for part in (
-                self._file_header,
-                self._script_tag,
-                self._video_config,
-                self._audio_config,
-            )
-            if part
-        ) + b"".join(self._gop)
-        if start:
-            subscriber.push(start)
-        if self.closed:
-            subscriber.finish()
-        else:
-            self._subscribers.append(subscriber)
-
     # -- the connection's side (event-loop thread) --------------------------
 
     def count_bytes_in(self, n: int) -> None:
@@ -327,9 +169,9 @@ class IngestSession:
             values = []
         if len(values) >= 2 and values[0] == "onMetaData" and isinstance(values[1], dict):
             self.metadata = values[1]
-            self._script_tag = self._emit(flv.SCRIPT, timestamp, body)
+            self._fanout.send_script(timestamp, body, self.metadata)
         else:
-            self._emit(flv.SCRIPT, timestamp, body)
+            self._fanout.send_script(timestamp, body, None)
 
     def feed_media(self, kind: int, timestamp: int, body: bytes) -> None:
         """An audio (flv.AUDIO) or video (flv.VIDEO) message body."""
@@ -338,43 +180,22 @@ class IngestSession:
         if self._first_ts is None:
             self._first_ts = timestamp
         self._last_ts = timestamp if self._last_ts is None else max(self._last_ts, timestamp)
-        data = self._emit(kind, timestamp, body)
+        self._fanout.send_media(kind, timestamp, body)
         if kind == flv.VIDEO:
-            config = self._on_video(timestamp, body, data)
+            self._count_video(timestamp, body)
         else:
-            config = self._on_audio(body, data)
-        if self._gop_open and not config:
-            self._gop.append(data)
-            self._gop_bytes += len(data)
-            if self._gop_bytes > self._gop_cache_bytes:
-                self._gop, self._gop_bytes, self._gop_open = [], 0, False
+            self._audio_messages += 1
 
-    def _on_video(self, timestamp: int, body: bytes, tag: bytes) -> bool:
-        """Count a video message; True if it is the decoder configuration (kept for
-        late readers apart from the GOP)."""
+    def _count_video(self, timestamp: int, body: bytes) -> None:
         self._video_messages += 1
-        if flv.is_video_sequence_header(body):
-            self._video_config = tag
-            return True
-        if flv.is_video_frame(body):
-            self._video_frames += 1
-            if self._first_video_ts is None:
-                self._first_video_ts = timestamp
-            self._last_video_ts = timestamp
-            if flv.is_keyframe(body):
-                self._keyframes += 1
-                # A keyframe starts a new GOP: a late reader starts here.
-                self._gop, self._gop_bytes = [], 0
-                self._gop_open = self._gop_cache_bytes > 0
-        return False
-
-    def _on_audio(self, body: bytes, tag: bytes) -> bool:
-        """Count an audio message; True if it is the decoder configuration."""
-        self._audio_messages += 1
-        if flv.is_audio_sequence_header(body):
-            self._audio_config = tag
-            return True
-        return False
+        if flv.is_video_sequence_header(body) or not flv.is_video_frame(body):
+            return
+        self._video_frames += 1
+        if self._first_video_ts is None:
+            self._first_video_ts = timestamp
+        self._last_video_ts = timestamp
+        if flv.is_keyframe(body):
+            self._keyframes += 1
 
     def end(self, reason: str) -> None:
         """The publish is over: readers get EOF after what they buffered. Idempotent."""
@@ -382,32 +203,4 @@ class IngestSession:
             return
         self.end_reason = reason
         self._ended.set()
-        for subscriber in self._subscribers:
-            subscriber.finish()
-        self._subscribers.clear()
-        self._gop, self._gop_bytes = [], 0
-
-    def _emit(self, tag_type: int, timestamp: int, body: bytes) -> bytes:
-        """Build the tag and send it (after the file header, first time) to every reader."""
-        data = flv.tag(tag_type, timestamp, body)
-        if self.closed:
-            return data
-        if self._file_header is None:
-            self._file_header = self._make_file_header(tag_type)
-            self._broadcast(self._file_header)
-        self._broadcast(data)
-        return data
-
-    def _make_file_header(self, first_tag_type: int) -> bytes:
-        # Metadata (normally the first tag) says which tracks exist; the flags let
-        # a demuxer stop probing for a track that will never come.
-        has_audio = "audiocodecid" in self.metadata
-        has_video = "videocodecid" in self.metadata
-        if first_tag_type != flv.SCRIPT or not (has_audio or has_video):
-            has_audio = has_video = True
-        return flv.file_header(has_audio=has_audio, has_video=has_video)
-
-    def _broadcast(self, data: bytes) -> None:
-        alive = [subscriber for subscriber in self._subscribers if subscriber.push(data)]
-        if len(alive) != len(self._subscribers):  # closed or cut off: forget them
-            self._subscribers = alive
+        self._fanout.finish()

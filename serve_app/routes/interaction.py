@@ -13,7 +13,7 @@ from fastapi import APIRouter, Query, Request
 
 from lumalive.errors import Conflict, NotFound, Unprocessable
 from lumalive.status import StreamStatus
-from lumalive.store import activity, analytics, media, users
+from lumalive.store import activity, analytics, users
 from serve_app.deps import (
     AccessDep,
     CurrentUser,
@@ -145,7 +145,7 @@ async def stream_analytics(
     async with db.acting(user) as conn:
         return {
             **await analytics.for_stream(conn, stream),
-            "media": await media.summary(conn, stream_id),
+            "media": await analytics.media(conn, stream_id),
         }
 
 

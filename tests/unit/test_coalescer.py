@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from lumalive.store.activity import EventRow
-from serve_app.fanout import Coalescer, Message
+from serve_app.coalescer import Coalescer, Message
 
 SID = uuid.uuid4()
 

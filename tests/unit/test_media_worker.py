@@ -8,8 +8,8 @@ from typing import Any
 
 import av
 
-from actors.media_pipeline import ladder_for
 from actors.media_worker import SegmentJob, SegmentWorker
+from actors.segment_publisher import ladder_for
 from lumalive.settings import Settings
 from media.storage import LocalStorage
 from models.nsfw import NsfwModelMissingError

@@ -1,0 +1,297 @@
+"""What one published segment writes: its quality row, the moderation decision, its
+segment and rendition rows, all in one transaction that first checks the stream is live.
+
+Invariants:
+- Every publish locks the stream row and checks it is live, so an `end` cannot commit
+  between the check and the rows; once it is not live, nothing is written and the
+  pipeline is told (`on_not_live`), inside that transaction.
+- HLS media sequence numbers are dense over the published segments; a segment that
+  was dropped (corrupt), withheld (moderation) or lost (its transaction failed) makes
+  the next published one a discontinuity.
+- The ladder is fixed by the stream's first segment; its rendition rows are written
+  with the first published segment.
+- What the next segment continues from (sequence, target duration, discontinuities,
+  the ladder) is read back from Postgres after an ingest actor restart (`restore`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from actors.media_worker import ModerationResult, SegmentOutcome, SegmentResult
+from lumalive.db import Database
+from lumalive.settings import Settings
+from lumalive.status import StreamStatus
+from lumalive.store import activity, media
+from media.ladder import Rendition, build_ladder
+from media.segmenter import SourceSegment
+
+__all__ = ["SegmentPublisher", "Cut", "Verdict", "ladder_for"]
+
+
+@dataclass(frozen=True, slots=True)
+class Cut:
+    """A segment as it was cut: what publishing it needs besides the worker's outcome."""
+
+    segment: SourceSegment
+    cut_at: float  # time.time(): the segment's last byte is in
+    wall_start: float  # time.time() of its first frame, for EXT-X-PROGRAM-DATE-TIME
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """What moderation decided for one segment."""
+
+    moderation: ModerationResult | None  # None: not moderated
+    flagged: bool  # scored over `nsfw_threshold`
+    end: bool  # ... and so withheld, and the stream ended for it (`nsfw_end_stream`)
+
+
+def ladder_for(
+    stream: dict[str, Any], settings: Settings, width: int, height: int, fps: float
+) -> tuple[tuple[Rendition, ...], str | None]:
+    """The stream's renditions for a source size: its quality tier on top, rungs above
+    the source only with AI enhancement, none above `media_max_height`."""
+    ai = stream.get("ai_features") or {}
+    renditions, reason = build_ladder(
+        width, height, stream["quality"], bool(ai.get("enhancement")), fps=fps or 30.0
+    )
+    cap = settings.media_max_height
+    if cap:
+        kept = [r for r in renditions if min(r.width, r.height) <= cap] or [renditions[-1]]
+        if len(kept) < len(renditions):
+            reason = "; ".join(filter(None, [reason, f"capped at {cap}p (media_max_height)"]))
+        renditions = tuple(kept)
+    return renditions, reason
+
+
+class SegmentPublisher:
+    """Publishes a stream's segments, one at a time and in order, and keeps what the
+    next one continues from."""
+
+    def __init__(
+        self,
+        stream: dict[str, Any],
+        settings: Settings,
+        db: Database,
+        *,
+        on_not_live: Callable[[], None],
+    ) -> None:
+        self.stream_id: UUID = stream["id"]
+        self.owner_id: UUID = stream["user_id"]
+        self._stream = stream
+        self._settings = settings
+        self._db = db
+        # Called before the transaction that found the stream not live ends, so the
+        # pipeline stops before anything else runs.
+        self._on_not_live = on_not_live
+        self.renditions: tuple[Rendition, ...] | None = None  # None: no segment yet
+        self._ladder_reason: str | None = None
+        self._renditions_stored = False
+        self._next_sequence = 0
+        self._target_duration = 0
+        self._discontinuities = 0
+        self._discontinuity_next = False
+        self.published = 0
+        self.dropped = 0
+
+    def restore(self, resume: media.Resume, renditions: Sequence[dict[str, Any]]) -> None:
+        """Continue where an earlier publish of the stream left off."""
+        self._next_sequence = resume.next_sequence
+        self._target_duration = resume.target_duration
+        self._discontinuities = resume.discontinuities
+        if renditions:  # the ladder is fixed by the stream's first segment
+            self.renditions = tuple(Rendition.from_row(r) for r in renditions)
+            self._ladder_reason = renditions[0]["ladder_reason"]
+            self._renditions_stored = True
+
+    def ladder(self, segment: SourceSegment) -> tuple[Rendition, ...]:
+        """The renditions to encode a segment to: fixed by the stream's first segment."""
+        if self.renditions is None:
+            self.renditions, self._ladder_reason = ladder_for(
+                self._stream, self._settings, segment.width, segment.height, segment.fps
+            )
+        return self.renditions
+
+    def lost(self) -> None:
+        """A segment's publish failed: nothing of it was committed."""
+        self._discontinuity_next = True
+
+    async def publish(self, cut: Cut, outcome: SegmentOutcome) -> Verdict | None:
+        """One segment's rows in one transaction that first checks the stream is live;
+        once committed, the state the next segment continues from. None: the stream
+        is not live, nothing was written."""
+        quality = _quality(cut, outcome)
+        verdict = self._verdict(outcome.result.moderation)
+        async with self._db.acting(self.owner_id) as conn:
+            if await media.lock_status(conn, self.stream_id) != StreamStatus.LIVE:
+                self._on_not_live()
+                return None
+            rows = await self._write(conn, cut, outcome, quality, verdict)
+        self._advance(rows)
+        return verdict
+
+    def _verdict(self, moderation: ModerationResult | None) -> Verdict:
+        score = moderation.max_score if moderation is not None else None
+        flagged = score is not None and score > self._settings.nsfw_threshold
+        # A stream its owner declared NSFW is scored and flagged, never ended for it.
+        end = flagged and self._settings.nsfw_end_stream and not self._stream.get("is_nsfw")
+        return Verdict(moderation, flagged, end)
+
+    async def _write(
+        self,
+        conn: AsyncConnection,
+        cut: Cut,
+        outcome: SegmentOutcome,
+        quality: media.NewQuality,
+        verdict: Verdict,
+    ) -> list[media.NewSegment] | None:
+        """The segment's rows: moderation, then the segment itself (published, dropped
+        or withheld) and its quality, then the moderation action. The published
+        segment rows, or None if it was dropped or withheld."""
+        sequence, result = cut.segment.sequence, outcome.result
+        if verdict.moderation is not None:
+            await media.add_moderation(conn, self.stream_id, _moderation_row(sequence, verdict))
+        rows = None
+        if result.error is not None:
+            await media.add_quality(conn, self.stream_id, quality)
+            await activity.add_event(
+                conn,
+                self.stream_id,
+                "segment_dropped",
+                {"source_sequence": sequence, "error": result.error},
+            )
+        elif verdict.end:
+            await media.add_quality(conn, self.stream_id, _withheld(quality))
+        else:
+            if not self._renditions_stored:
+                await media.add_renditions(conn, self.stream_id, self._rendition_rows(result))
+            rows = self._segment_rows(cut, result, outcome)
+            await media.add_segments(conn, self.stream_id, rows)
+            await media.add_quality(conn, self.stream_id, quality)
+        if verdict.flagged:
+            await activity.add_event(
+                conn, self.stream_id, "moderation_action", self._action(sequence, verdict)
+            )
+        return rows
+
+    def _action(self, sequence: int, verdict: Verdict) -> dict[str, Any]:
+        """The `moderation_action` event of a flagged segment."""
+        assert verdict.moderation is not None
+        return {
+            "action": "stream_ended" if verdict.end else "segment_flagged",
+            "source_sequence": sequence,
+            "score": round(verdict.moderation.max_score or 0.0, 4),
+            "threshold": self._settings.nsfw_threshold,
+            "model": verdict.moderation.model,
+        }
+
+    def _advance(self, rows: list[media.NewSegment] | None) -> None:
+        """Committed: advance what the next segment continues from (None: nothing was
+        published, so the next published segment is a discontinuity)."""
+        if rows is None:
+            self.dropped += 1
+            self._discontinuity_next = True
+            return
+        self._renditions_stored = True
+        self.published += 1
+        last = rows[-1]
+        self._next_sequence = last.sequence + 1
+        self._target_duration = max(row.target_duration for row in rows)
+        self._discontinuities = last.discontinuity_sequence + int(last.discontinuity)
+        self._discontinuity_next = False
+
+    def _segment_rows(
+        self, cut: Cut, result: SegmentResult, outcome: SegmentOutcome
+    ) -> list[media.NewSegment]:
+        seg, sequence = cut.segment, self._next_sequence
+        # Not on the very first segment: there is nothing before it to be discontinuous with.
+        discontinuity = (seg.discontinuity or self._discontinuity_next) and sequence > 0
+        pdt = datetime.fromtimestamp(cut.wall_start, UTC)
+        timings = {**result.timings, "retries": outcome.retries}
+        return [
+            media.NewSegment(
+                rendition=e.name,
+                sequence=sequence,
+                source_sequence=seg.sequence,
+                duration=e.duration,
+                bytes=e.size,
+                frames=e.frames,
+                path=e.key,
+                discontinuity=discontinuity,
+                program_date_time=pdt,
+                target_duration=max(self._target_duration, math.ceil(e.duration), 1),
+                discontinuity_sequence=self._discontinuities,
+                timings=timings,
+            )
+            for e in result.renditions
+        ]
+
+    def _rendition_rows(self, result: SegmentResult) -> list[media.NewRendition]:
+        assert self.renditions is not None
+        codecs = {e.name: e.codecs for e in result.renditions}
+        return [
+            media.NewRendition(
+                name=r.name,
+                position=i,
+                width=r.width,
+                height=r.height,
+                frame_rate=r.fps,
+                video_codec=r.codec,
+                video_kbps=r.video_kbps,
+                audio_kbps=r.audio_kbps,
+                bandwidth=r.bandwidth,
+                average_bandwidth=r.average_bandwidth,
+                codecs=codecs.get(r.name) or r.codecs,
+                needs_upscale=r.needs_upscale,
+                ladder_reason=self._ladder_reason,
+            )
+            for i, r in enumerate(self.renditions)
+        ]
+
+
+def _quality(cut: Cut, outcome: SegmentOutcome) -> media.NewQuality:
+    """The segment's `stream_quality` row (as published or dropped)."""
+    seg, error = cut.segment, outcome.result.error
+    return media.NewQuality(
+        source_sequence=seg.sequence,
+        start_time=seg.start_pts_seconds,
+        duration=seg.duration,
+        frames=seg.frames,
+        input_fps=round(seg.frames / seg.duration, 3) if seg.duration else None,
+        input_kbps=round(seg.size * 8 / seg.duration / 1000, 1) if seg.duration else None,
+        latency_ms=round((time.time() - cut.cut_at) * 1000, 1),
+        retries=outcome.retries,
+        dropped=error is not None,
+        error=error,
+    )
+
+
+def _moderation_row(sequence: int, verdict: Verdict) -> media.NewModeration:
+    mod = verdict.moderation
+    assert mod is not None
+    return media.NewModeration(
+        sequence,
+        mod.frames_scored,
+        list(mod.scores),
+        mod.max_score,
+        verdict.flagged,
+        mod.model,
+        mod.error,
+    )
+
+
+def _withheld(q: media.NewQuality) -> media.NewQuality:
+    """A withheld segment's quality row: counted as dropped, with the reason."""
+    return dataclasses.replace(
+        q, dropped=True, error="withheld: moderation score over the threshold"
+    )

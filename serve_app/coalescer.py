@@ -1,0 +1,149 @@
+"""Messages to real-time subscribers, and the coalescing rule that makes them.
+
+Each message is encoded once per replica (for SSE and for WebSocket), not once per
+subscriber: the hub (`serve_app.fanout`) hands the same `Message` to all of them.
+
+Coalescing (so thousands of reactions/s do not become thousands of messages/s
+per viewer):
+- `reaction` events are never sent one by one: consecutive reactions are summed
+  into one `reaction_batch` (counts by reaction, and the seq range it covers).
+  A batch is sent every `tick_s` (250 ms) and just before any other event, so
+  messages stay in seq order and its `id` (the last seq it covers) is a valid
+  resume point. Messages per viewer per second are therefore at most the rate
+  of the other events plus 1/tick_s (4/s), whatever the reaction rate.
+- `viewer_count` is sent at most once per tick, when the count changed (and
+  once on subscribe). It carries no id: it is state, not an event.
+- Everything else (stream_started, stream_ended, viewer_joined, viewer_left,
+  chat_message, moderation_action, report, ...) is sent as it commits.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID
+
+from lumalive.store.activity import EventRow
+
+__all__ = ["Message", "Coalescer", "reaction_batch", "viewer_count"]
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, default=str, ensure_ascii=False, separators=(",", ":"))
+
+
+class Message:
+    """One message to subscribers, encoded once for SSE and once for WebSocket."""
+
+    __slots__ = ("id", "type", "data", "first_seq", "items", "sse", "ws")
+
+    def __init__(
+        self,
+        stream_id: UUID,
+        type_: str,
+        data: dict[str, Any],
+        *,
+        id_: int | None,
+        created_at: datetime | None = None,
+        first_seq: int | None = None,
+        items: tuple[tuple[int, str], ...] = (),
+    ) -> None:
+        self.id = id_
+        self.type = type_
+        self.data = data
+        self.first_seq = first_seq  # reaction_batch: the first seq it covers
+        self.items = items  # reaction_batch: (seq, reaction), to cut a partial batch
+        body = _json(
+            {
+                "id": id_,
+                "type": type_,
+                "stream_id": stream_id,
+                "data": data,
+                "created_at": created_at,
+            }
+        )
+        self.ws = body
+        head = f"id: {id_}\n" if id_ is not None else ""
+        self.sse = f"{head}event: {type_}\ndata: {body}\n\n".encode()
+
+
+def reaction_batch(
+    stream_id: UUID, items: list[tuple[int, str]] | tuple[tuple[int, str], ...]
+) -> Message:
+    """Consecutive reactions as one message; its id is the last seq it covers."""
+    counts = Counter(r for _, r in items)
+    return Message(
+        stream_id,
+        "reaction_batch",
+        {
+            "reactions": dict(counts),
+            "total": len(items),
+            "first_seq": items[0][0],
+            "last_seq": items[-1][0],
+        },
+        id_=items[-1][0],
+        created_at=datetime.now(UTC),
+        first_seq=items[0][0],
+        items=tuple(items),
+    )
+
+
+def viewer_count(stream_id: UUID, viewers: int) -> Message:
+    """State, not an event: no id, so it is never a resume point."""
+    return Message(
+        stream_id, "viewer_count", {"viewers": viewers}, id_=None, created_at=datetime.now(UTC)
+    )
+
+
+class Coalescer:
+    """Turns a stream's event rows, in seq order, into messages (see the module's rules).
+
+    `feed` each row as it commits; call `tick` every `tick_s` (and at stream_ended)
+    for the pending reaction batch and the viewer count if it changed. `viewers` is
+    the count as of the rows fed so far, starting from `viewers` (already sent).
+    """
+
+    def __init__(self, stream_id: UUID, viewers: int = 0) -> None:
+        self.stream_id = stream_id
+        self.viewers = viewers
+        self._viewers_sent = viewers
+        self._pending: list[tuple[int, str]] = []
+
+    def feed(self, row: EventRow) -> list[Message]:
+        if row.event_type == "reaction":
+            self._pending.append((row.seq, str(row.event_data.get("reaction", ""))))
+            return []
+        if row.event_type == "viewer_joined":
+            self.viewers += 1
+        elif row.event_type == "viewer_left":
+            self.viewers = max(0, self.viewers - 1)
+        elif row.event_type == "stream_ended":
+            self.viewers = 0
+        out = self.flush()
+        out.append(
+            Message(
+                self.stream_id,
+                row.event_type,
+                row.event_data,
+                id_=row.seq,
+                created_at=row.created_at,
+            )
+        )
+        return out
+
+    def flush(self) -> list[Message]:
+        """The pending reactions as one batch (nothing if none are pending)."""
+        if not self._pending:
+            return []
+        batch, self._pending = self._pending, []
+        return [reaction_batch(self.stream_id, batch)]
+
+    def tick(self) -> list[Message]:
+        """`flush`, then a `viewer_count` if the count changed since the last one sent."""
+        out = self.flush()
+        if self.viewers != self._viewers_sent:
+            self._viewers_sent = self.viewers
+            out.append(viewer_count(self.stream_id, self.viewers))
+        return out
