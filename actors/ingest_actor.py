@@ -9,12 +9,16 @@ is given, from `Settings`: Postgres (`PostgresIngestRecords`), the stream actors
 `num_cpus=0` (it waits on sockets and Postgres; the pool workers do the CPU work),
 restarted by Ray if it dies (it serves again on its own and each stream's pipeline
 resumes from Postgres when its publisher reconnects).
+
+`finish(stream_id, drain_s)` is the API's typed call into it: before its owner ends a
+stream, what the publisher sent is published (`IngestService.finish`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import Callable
 from concurrent.futures import Executor, ThreadPoolExecutor
 from typing import Any
@@ -22,10 +26,17 @@ from uuid import UUID
 
 import ray
 from ray.actor import ActorHandle
+from ray.exceptions import RayError
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from actors import stream_actor
-from actors.ingest_service import EndStream, IngestService, KeyedStream, PipelineFactory
+from actors.ingest_service import (
+    EndStream,
+    Finished,
+    IngestService,
+    KeyedStream,
+    PipelineFactory,
+)
 from actors.media_pipeline import RunSegment, StreamPipeline
 from actors.media_pool import MediaPool
 from actors.stream_gateway import StreamGateway
@@ -34,6 +45,7 @@ from lumalive.errors import Conflict
 from lumalive.settings import Settings
 from lumalive.status import StreamStatus
 from lumalive.store import activity, streams
+from media.rtmp import IngestLimits
 
 __all__ = [
     "ClusterIngest",
@@ -41,13 +53,20 @@ __all__ = [
     "NAME",
     "PostgresIngestRecords",
     "RayStreamControl",
+    "finish",
     "lookup",
     "pipeline_factory",
+    "rtmp_limits",
     "start",
     "stop",
 ]
 
 NAME = "ingest"
+# How long `finish` waits for the ingest beyond its drain bound (a Ray round trip, an
+# actor that is restarting) before the stream is ended without it.
+_FINISH_SLACK_S = 5.0
+
+log = logging.getLogger(__name__)
 
 
 class PostgresIngestRecords:
@@ -113,6 +132,26 @@ def pipeline_factory(
     return open_pipeline
 
 
+def rtmp_limits(settings: Settings) -> IngestLimits:
+    """What publishers may do, from the `LUMALIVE_RTMP_*` settings."""
+    return IngestLimits(
+        max_connections=settings.rtmp_max_connections,
+        max_connections_per_ip=settings.rtmp_max_connections_per_ip,
+        setup_timeout_s=settings.rtmp_setup_timeout_s,
+        idle_timeout_s=settings.rtmp_idle_timeout_s,
+        setup_message_bytes=settings.rtmp_setup_message_bytes,
+        setup_pending_bytes=settings.rtmp_setup_pending_bytes,
+        media_message_bytes=settings.rtmp_media_message_bytes,
+        media_pending_bytes=settings.rtmp_media_pending_bytes,
+        max_chunk_size=settings.rtmp_max_chunk_size,
+        amf0_max_values=settings.rtmp_amf0_max_values,
+        amf0_max_depth=settings.rtmp_amf0_max_depth,
+        refused_keys_per_ip=settings.rtmp_refused_keys_per_ip,
+        refused_keys_window_s=settings.rtmp_refused_keys_window_s,
+        refused_keys_block_s=settings.rtmp_refused_keys_block_s,
+    )
+
+
 class ClusterIngest(IngestService):
     """`IngestService` with Postgres, the Ray media pool and the stream actors, from
     `settings`. It owns these and releases them in `stop`."""
@@ -132,6 +171,7 @@ class ClusterIngest(IngestService):
             reconnect_grace_s=settings.reconnect_grace_s,
             host=settings.rtmp_host,
             port=settings.rtmp_port,
+            rtmp_limits=rtmp_limits(settings),
         )
 
     async def stop(self) -> None:
@@ -183,6 +223,22 @@ def lookup() -> ActorHandle[Any] | None:
         return handle
     except ValueError:
         return None
+
+
+async def finish(stream_id: UUID, drain_s: float) -> Finished | None:
+    """Before its owner ends a stream: the ingest publishes what the stream's publisher
+    sent, for at most `drain_s` (`IngestService.finish`). None: there is no ingest actor
+    in this deployment, or it did not answer; the stream then ends as it is."""
+    handle = lookup()
+    if handle is None:
+        return None
+    try:
+        async with asyncio.timeout(drain_s + _FINISH_SLACK_S):
+            finished: Finished = await handle.finish.remote(str(stream_id), drain_s)
+    except (RayError, TimeoutError) as e:
+        log.warning("stream %s: the ingest could not finish it: %r", stream_id, e)
+        return None
+    return finished
 
 
 def stop(handle: ActorHandle[Any], timeout_s: float = 30.0) -> None:

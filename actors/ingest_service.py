@@ -4,7 +4,8 @@ and what happens when a publisher drops.
 `IngestService` runs an `RtmpIngestServer` and decides who may publish by the key's
 stream (`IngestRecords.stream_for_key`):
 - unknown key, or an app other than "live": refused;
-- ended stream: refused, and an `ingest_refused` event is recorded on it;
+- ended stream, or one its owner is ending (`finish`): refused, and an
+  `ingest_refused` event is recorded on it;
 - created stream: started (`StreamControl.start`: publishing starts a stream);
 - live stream: accepted. A stream or key already publishing is refused by the server.
 
@@ -13,6 +14,14 @@ within `reconnect_grace_s`, and its stream's pipeline continues (the playlists g
 after an EXT-X-DISCONTINUITY). Once the grace period passes without a publisher and
 what the last one sent is published, the stream is ended with reason
 `publisher_timeout`.
+
+Its owner ending a stream goes the same way, at once: before the API ends it, it asks
+`finish(stream_id, drain_s)`, which takes no more of the publisher's bytes, lets the
+segmenter cut what arrived (the last segment is partial) and waits, at most `drain_s`,
+until every segment is published; then it closes the pipeline. So the stream ends only
+after its last frame is in the playlists, and the VOD has every frame the publisher
+sent; what the bound cuts off is not published. Moderation (`policy_violation`) does
+not wait: the pipeline stops first, then ends the stream.
 
 No Ray and no database here. What the service needs from the cluster is three seams,
 wired from `Settings` in `actors.ingest_actor`: `IngestRecords` (Postgres),
@@ -23,6 +32,9 @@ Invariants:
 - At most one pipeline per stream; a reconnect within the grace period reuses it and
   cancels the grace timer.
 - A stream is ended for `publisher_timeout` only after its pipeline drained.
+- While a stream is being finished, its key is refused and its pipeline gets no grace
+  period; afterwards it has no pipeline (a publish that comes back because ending it
+  failed opens a new one, which continues from Postgres).
 - Stopping the service cuts off the publishers and closes every pipeline; it does not
   end streams (a restarted ingest resumes them when their publishers reconnect).
 """
@@ -31,17 +43,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, Protocol
 from uuid import UUID
 
 from lumalive.status import StreamStatus
-from media.rtmp import FlvReader, IngestSession, RtmpIngestServer
+from media.rtmp import FlvReader, IngestLimits, IngestSession, RtmpIngestServer
 from media.segmenter import InvalidSourceError
 
 __all__ = [
     "EndStream",
+    "Finished",
     "IngestRecords",
     "IngestService",
     "KeyedStream",
@@ -105,11 +119,21 @@ class Pipeline(Protocol):
 
     async def ingest(self, source: Any, *, started_at: float | None = None) -> None: ...
 
-    async def drain(self) -> None: ...
+    async def drain(self) -> None:
+        """Wait until the input being read has ended and every segment cut is published."""
+        ...
 
     async def close(self) -> None: ...
 
     def status(self) -> dict[str, Any]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Finished:
+    """What `IngestService.finish` did before the stream ends."""
+
+    drained: bool  # everything the publisher sent is published (or there was no pipeline)
+    waited_s: float
 
 
 class PipelineFactory(Protocol):
@@ -132,18 +156,23 @@ class IngestService:
         reconnect_grace_s: float,
         host: str = "127.0.0.1",
         port: int = 0,
+        rtmp_limits: IngestLimits | None = None,
     ) -> None:
-        """`port` 0 picks a free port (`start()` returns it)."""
+        """`port` 0 picks a free port (`start()` returns it); `rtmp_limits` bound what
+        publishers may do (`IngestLimits()` when None)."""
         self._records = records
         self._streams = streams
         self._pipeline_factory = pipelines
         self._grace_s = reconnect_grace_s
-        self._server = RtmpIngestServer(host, port, self.authorize, self.on_session)
+        self._server = RtmpIngestServer(
+            host, port, self.authorize, self.on_session, limits=rtmp_limits
+        )
         self._owners: dict[str, UUID] = {}
         self._pipelines: dict[str, Pipeline] = {}
         self._sessions: dict[str, IngestSession] = {}
         self._readers: dict[str, FlvReader] = {}
         self._grace: dict[str, asyncio.Task[None]] = {}
+        self._finishing: dict[str, asyncio.Task[Finished]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
 
     async def start(self) -> int:
@@ -154,9 +183,10 @@ class IngestService:
     async def stop(self) -> None:
         """Stop listening (publishers are cut off), then the pipelines."""
         await self._server.stop()
-        for task in [*self._grace.values(), *self._tasks]:
+        pending = [*self._grace.values(), *self._finishing.values(), *self._tasks]
+        for task in pending:
             task.cancel()
-        await asyncio.gather(*self._tasks, *self._grace.values(), return_exceptions=True)
+        await asyncio.gather(*pending, return_exceptions=True)
         await asyncio.gather(*(p.close() for p in self._pipelines.values()), return_exceptions=True)
         self._pipelines.clear()
 
@@ -167,7 +197,22 @@ class IngestService:
             "sessions": {sid: s.stats for sid, s in self._sessions.items()},
             "pipelines": {sid: p.status() for sid, p in self._pipelines.items()},
             "grace": sorted(self._grace),
+            "finishing": sorted(self._finishing),
         }
+
+    async def finish(self, stream_id: str, drain_s: float) -> Finished:
+        """Its owner is ending the stream: take no more of its publisher's bytes and
+        publish what it sent (at most `drain_s`), then close its pipeline. The caller
+        ends the stream afterwards. Concurrent calls share one drain."""
+        task = self._finishing.get(stream_id)
+        if task is None:
+            pipeline = self._pipelines.get(stream_id)
+            if pipeline is None:  # not publishing, nor waiting for its publisher
+                return Finished(drained=True, waited_s=0.0)
+            task = asyncio.create_task(self._finish(stream_id, pipeline, drain_s))
+            self._finishing[stream_id] = task
+            task.add_done_callback(lambda _: self._finishing.pop(stream_id, None))
+        return await asyncio.shield(task)  # a caller that gives up leaves the drain running
 
     # --- admission ------------------------------------------------------------------
 
@@ -187,6 +232,11 @@ class IngestService:
         if status == StreamStatus.CREATED:
             status = await self._start_stream(stream.id, stream.owner_id)
         if status != StreamStatus.LIVE:
+            return None
+        if str(stream.id) in self._finishing:  # its owner is ending it
+            await self._records.add_event(
+                stream.id, stream.owner_id, "ingest_refused", {"reason": "stream_ending"}
+            )
             return None
         self._owners[str(stream.id)] = stream.owner_id
         return str(stream.id)
@@ -247,7 +297,9 @@ class IngestService:
             del self._sessions[sid]
             self._readers.pop(sid, None)
         await self._event(sid, owner, "ingest_disconnected", {"reason": session.end_reason})
-        if pipeline.stopped:
+        if sid in self._finishing:
+            return  # `finish` closes the pipeline once it drained
+        if pipeline.stopped or self._pipelines.get(sid) is not pipeline:
             self._forget_pipeline(sid, pipeline)
         elif sid not in self._sessions and sid not in self._grace:
             self._grace[sid] = asyncio.create_task(self._grace_period(sid, pipeline))
@@ -267,6 +319,26 @@ class IngestService:
         await self._end_stream(sid, "publisher_timeout")
         self._forget_pipeline(sid, pipeline)
 
+    async def _finish(self, sid: str, pipeline: Pipeline, drain_s: float) -> Finished:
+        began = time.monotonic()
+        grace = self._grace.pop(sid, None)
+        if grace is not None:  # the publisher had dropped: nothing more to wait for
+            grace.cancel()
+        self._finish_input(sid)
+        drained = True
+        try:
+            async with asyncio.timeout(drain_s):
+                await pipeline.drain()
+        except TimeoutError:
+            drained = False
+            log.warning(
+                "stream %s: ending it before its last segments were published (%.0f s)",
+                sid,
+                drain_s,
+            )
+        self._forget_pipeline(sid, pipeline)  # the stream ends next: nothing more to publish
+        return Finished(drained, round(time.monotonic() - began, 3))
+
     async def _end_stream(self, sid: str, reason: str) -> None:
         """End the stream (as the API does), unless it is not live any more."""
         owner = self._owners.get(sid)
@@ -283,6 +355,13 @@ class IngestService:
         reader = self._readers.get(sid)
         if reader is not None:
             reader.close()
+
+    def _finish_input(self, sid: str) -> None:
+        """Take no more of a stream's publisher's bytes, but read what arrived: the
+        segmenter reads EOF after it and cuts the last, partial, segment."""
+        reader = self._readers.get(sid)
+        if reader is not None:
+            reader.finish()
 
     def _forget_pipeline(self, sid: str, pipeline: Pipeline) -> None:
         if self._pipelines.get(sid) is pipeline:

@@ -15,7 +15,8 @@ Invariants:
   source numbering and the timeline, and its first segment is a discontinuity.
 - Once a publish finds the stream not live (the owner ended it, the grace period ran
   out, moderation ended it), the pipeline stops: it writes nothing more and asks for
-  its input to be closed (`on_stop`).
+  its input to be closed (`on_stop`). Its owner ending it does not get here: the
+  ingest first finishes the input and awaits `drain` (`IngestService.finish`).
 - State that must survive an ingest actor restart is read back from Postgres
   (`lumalive.store.media.resume`); nothing else is kept only in memory.
 """
@@ -138,7 +139,11 @@ class StreamPipeline:
                 self._timeline_end = end_time
 
     async def drain(self) -> None:
-        """Wait until every segment cut so far is published (or dropped)."""
+        """Wait until the input being read (if any) has ended, its last segment cut,
+        and every segment cut so far is published (or dropped). Close or finish the
+        input first: a live publisher's input does not end on its own."""
+        async with self._input_lock:  # held by `ingest` until its input ends
+            pass
         await self._queue.join()
 
     async def close(self) -> None:

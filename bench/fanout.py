@@ -320,6 +320,7 @@ def main() -> int:
         ray_address=None,
         api_replicas=args.replicas,
         max_ongoing_requests=max_ongoing,
+        max_realtime_per_user=0,  # every subscriber is the same viewer: no per-user cap
     )
     system = System(settings)
     print(

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import httpx
 
+from cluster.processes import Port, PortInUseError, check_free
 from lumalive.settings import Settings
 
 __all__ = ["main"]
@@ -31,7 +32,30 @@ def _print_urls(settings: Settings) -> None:
     print(f"Data directory    {settings.data_dir}")
 
 
+def _ports(settings: Settings) -> list[Port]:
+    """What `up` will listen on (the dashboard only when it starts Ray itself)."""
+    ports = [
+        Port("API", settings.api_host, settings.api_port, "LUMALIVE_API_PORT"),
+        Port("RTMP ingest", settings.rtmp_host, settings.rtmp_port, "LUMALIVE_RTMP_PORT"),
+    ]
+    if not settings.ray_address:
+        ports.append(
+            Port(
+                "Ray dashboard",
+                settings.dashboard_host,
+                settings.dashboard_port,
+                "LUMALIVE_DASHBOARD_PORT",
+            )
+        )
+    return ports
+
+
 def cmd_up(settings: Settings, detach: bool) -> int:
+    try:
+        check_free(_ports(settings))
+    except PortInUseError as e:
+        print(f"lumalive up: {e}", file=sys.stderr)
+        return 2
     if detach:
         return _up_detached(settings)
     from cluster.launcher import System  # imports Ray; keep `lumalive --help` fast
@@ -49,7 +73,7 @@ def cmd_up(settings: Settings, detach: bool) -> int:
         stop.wait()
         print("Stopping…", flush=True)
     finally:
-        system.stop()
+        system.stop(everything=True)
         _pid_file(settings).unlink(missing_ok=True)
     return 0
 
@@ -71,7 +95,11 @@ def _up_detached(settings: Settings) -> int:
             print(f"lumalive up exited with {proc.returncode}; see {log}", file=sys.stderr)
             return 1
         try:
-            if httpx.get(f"{settings.api_url}/healthz", timeout=2).status_code == 200:
+            # Ours answering, not some other server that took the port meanwhile: the
+            # child writes its pid file before it starts anything.
+            ours = _pid_file(settings).exists() and _pid_file(settings).read_text() == str(proc.pid)
+            healthy = httpx.get(f"{settings.api_url}/healthz", timeout=2).status_code == 200
+            if ours and healthy:
                 _print_urls(settings)
                 print(
                     f"Running in the background (pid {proc.pid}, log {log});"

@@ -15,6 +15,7 @@ import ray
 from ray import serve
 
 from actors import ingest_actor
+from cluster import processes
 from cluster.postgres import EmbeddedPostgres
 from lumalive.settings import Settings
 from serve_app.deployment import build_app
@@ -84,9 +85,12 @@ class System:
             time.sleep(0.3)
         raise TimeoutError(f"API did not answer at {self.settings.api_url} in {timeout_s} s")
 
-    def stop(self) -> None:
+    def stop(self, *, everything: bool = False) -> None:
         """Drain the API, stop Ray if we started it, then Postgres. Acknowledged
-        writes are already committed, so nothing is lost."""
+        writes are already committed, so nothing is lost. `everything=True` (`lumalive
+        up` stopping) also reaps what Ray left behind and stops the embedded Postgres
+        even if another process holds a handle on it (see `cluster.processes`)."""
+        started = processes.descendants() if everything and self.started_ray else []
         if ray.is_initialized():
             ingest = ingest_actor.lookup()
             if ingest is not None:
@@ -102,5 +106,8 @@ class System:
                 serve.shutdown()
                 ray.shutdown()
         if self._pg is not None:
-            self._pg.stop()
+            self._pg.stop(everyone=everything)
             self._pg = None
+        leftover = processes.reap(started)
+        if leftover:
+            log.info("stopped %d processes Ray left behind", len(leftover))

@@ -8,6 +8,7 @@ and never touch this module.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 __all__ = ["EmbeddedPostgres"]
 
@@ -28,7 +29,24 @@ class EmbeddedPostgres:
         self._server = pgserver.get_server(self.root, cleanup_mode="stop")
         return self._server.get_uri().replace("postgresql://", "postgresql+psycopg://", 1)
 
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.cleanup()
-            self._server = None
+    def stop(self, *, everyone: bool = False) -> None:
+        """Release our handle; Postgres stops when it was the last one. `everyone=True`
+        (what `lumalive down` means) stops it even if another process still holds a
+        handle (a `lumalive token` left hanging, a stale entry in pgserver's list)."""
+        server, self._server = self._server, None
+        if server is not None:
+            server.cleanup()
+        if everyone:
+            self._stop_postmaster(server)
+
+    def _stop_postmaster(self, server: Any) -> None:
+        import pgserver
+        from pgserver.postgres_server import PostmasterInfo
+
+        info = PostmasterInfo.read_from_pgdata(self.root)
+        if info is None or not info.is_running():
+            return
+        # As the user pgserver runs Postgres as (it does not run as root).
+        user = getattr(server, "system_user", None) if server is not None else None
+        kwargs = {"user": user} if user else {}
+        pgserver.pg_ctl(["-w", "-m", "fast", "stop"], pgdata=self.root, **kwargs)

@@ -4,21 +4,32 @@ Invariant: every connection from the application runs as the RLS-bound role
 (`SET ROLE lumalive_app` on connect), and every transaction names its acting
 user with `set_config('lumalive.user_id', …, true)` before any statement, so
 Postgres — not Python — decides what a user may see or change.
+
+A database that is down or slow costs a request a bounded time: connecting gives up
+after `db_connect_timeout_s`, a statement after `db_statement_timeout_s`, and
+`as_unavailable` names such faults as 503s the client may retry. Bound parameters
+never reach logs or error messages (`hide_parameters`): they include stream keys.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import event, text
+import psycopg
+from sqlalchemy import event, exc, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
+from lumalive.errors import Unavailable
 from lumalive.settings import Settings
 
-__all__ = ["Database", "set_actor"]
+__all__ = ["Database", "set_actor", "as_unavailable", "RETRY_AFTER_S"]
+
+# What a client is told to wait before retrying after a database fault.
+RETRY_AFTER_S = 5.0
 
 _SET_ACTOR = text("SELECT set_config('lumalive.user_id', :uid, true)")
 _PING = text("SELECT 1")
@@ -41,13 +52,20 @@ class Database:
             pool_size=pool_size or settings.db_pool_size,
             max_overflow=pool_size or settings.db_pool_size,
             pool_pre_ping=False,
+            hide_parameters=True,
+            # libpq counts whole seconds (and at least 2).
+            connect_args={"connect_timeout": max(2, math.ceil(settings.db_connect_timeout_s))},
         )
-        role = settings.app_role
+        # Set per connection (not as a startup option), so poolers such as PgBouncer accept it.
+        setup = (
+            f'SET ROLE "{settings.app_role}";'
+            f" SET statement_timeout = {round(settings.db_statement_timeout_s * 1000)}"
+        )
 
         @event.listens_for(self.engine.sync_engine, "connect")
         def _bind_role(dbapi_conn: Any, _record: Any) -> None:  # a SQLAlchemy hook
             cur = dbapi_conn.cursor()
-            cur.execute(f'SET ROLE "{role}"')
+            cur.execute(setup)
             cur.close()
             dbapi_conn.commit()
 
@@ -70,3 +88,21 @@ class Database:
 async def set_actor(conn: AsyncConnection, user_id: UUID | str | None) -> None:
     """Name the acting user for the rest of this transaction."""
     await conn.execute(_SET_ACTOR, {"uid": str(user_id) if user_id else ""})
+
+
+def as_unavailable(error: BaseException) -> Unavailable | None:
+    """The 503 a database fault means to a client (the database is down, unreachable,
+    overloaded or too slow), with a Retry-After; None if `error` is not one. Raw
+    psycopg errors count too: the event hub's LISTEN connection is psycopg's own."""
+    if isinstance(error, exc.TimeoutError):  # no pooled connection came free in time
+        return Unavailable("the database is busy; retry", "database_busy", RETRY_AFTER_S)
+    cause = error.orig if isinstance(error, exc.DBAPIError) else error
+    if isinstance(cause, psycopg.errors.QueryCanceled):  # statement_timeout
+        return Unavailable("the database took too long; retry", "database_timeout", RETRY_AFTER_S)
+    if isinstance(cause, psycopg.OperationalError | psycopg.InterfaceError) or (
+        isinstance(error, exc.DBAPIError) and error.connection_invalidated
+    ):
+        return Unavailable(
+            "the database is not answering; retry", "database_unavailable", RETRY_AFTER_S
+        )
+    return None

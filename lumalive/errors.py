@@ -10,7 +10,8 @@
     ├── PayloadTooLarge      413
     ├── Unprocessable        422
     ├── RateLimited          429  (carries retry_after seconds)
-    └── Unavailable          503
+    └── Unavailable          503  (may carry retry_after; a database fault is one,
+                                   see `lumalive.db.as_unavailable`)
 """
 
 from __future__ import annotations
@@ -83,4 +84,15 @@ class RateLimited(LumaError):
 
 
 class Unavailable(LumaError):
+    """Retry later; `retry_after` (seconds), when known, becomes the Retry-After header."""
+
     status_code, default_code = 503, "unavailable"
+
+    def __init__(
+        self, message: str, code: str | None = None, retry_after: float | None = None
+    ) -> None:
+        super().__init__(message, code)
+        self.retry_after = retry_after
+
+    def __reduce__(self) -> tuple[type[LumaError], tuple[object, ...]]:
+        return (type(self), (self.message, self.code, self.retry_after))

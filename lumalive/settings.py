@@ -29,9 +29,27 @@ class Settings(BaseSettings):
     api_port: int = 8000
     dashboard_host: str = "127.0.0.1"
     dashboard_port: int = 8265
-    rtmp_host: str = "0.0.0.0"
+    # Loopback unless exposed on purpose (README: "Exposing the RTMP ingest");
+    # public_host is what the API tells broadcasters to connect to.
+    rtmp_host: str = "127.0.0.1"
     rtmp_port: int = 1935
     public_host: str = "127.0.0.1"
+    # RTMP ingest limits (media.rtmp.limits.IngestLimits): "setup" is before a publish
+    # is admitted with a valid key, "media" after it; per-IP ones count an IPv6 /64.
+    rtmp_max_connections: int = Field(default=256, ge=1)
+    rtmp_max_connections_per_ip: int = Field(default=16, ge=0)  # 0: no per-IP limit
+    rtmp_setup_timeout_s: float = Field(default=15.0, gt=0)  # connect → publishing
+    rtmp_idle_timeout_s: float = Field(default=30.0, gt=0)
+    rtmp_setup_message_bytes: int = Field(default=65_536, ge=1024)
+    rtmp_setup_pending_bytes: int = Field(default=1 << 20, ge=1024)
+    rtmp_media_message_bytes: int = Field(default=16 << 20, ge=1024)
+    rtmp_media_pending_bytes: int = Field(default=64 << 20, ge=1024)
+    rtmp_max_chunk_size: int = Field(default=65_536, ge=128)
+    rtmp_amf0_max_values: int = Field(default=1024, ge=16)  # per command, nested included
+    rtmp_amf0_max_depth: int = Field(default=8, ge=2, le=32)
+    rtmp_refused_keys_per_ip: int = Field(default=10, ge=0)  # 0: never block an address
+    rtmp_refused_keys_window_s: float = Field(default=60.0, gt=0)
+    rtmp_refused_keys_block_s: float = Field(default=60.0, ge=0)
     app_role: str = "lumalive_app"
     api_replicas: int = 1
     max_ongoing_requests: int = 1000
@@ -43,6 +61,26 @@ class Settings(BaseSettings):
     visibility_cache_s: float = 2.0
     max_body_bytes: int = 65_536
     db_pool_size: int = 10
+    # A database that does not answer costs a request at most these (then 503 + Retry-After).
+    db_connect_timeout_s: float = Field(default=5.0, gt=0)
+    db_statement_timeout_s: float = Field(default=15.0, ge=0)  # 0: no limit
+    # How long an API replica trusts that a token's user still has its row.
+    user_cache_s: float = Field(default=5.0, ge=0)
+    # Quotas and rate limits per user (0 turns a quota off). The rate limits are token
+    # buckets per API replica: with N replicas a user may get up to N times the rate.
+    max_live_streams_per_user: int = Field(default=5, ge=0)
+    max_streams_created_per_hour: int = Field(default=30, ge=0)  # counted in Postgres
+    stream_rate_per_s: float = Field(default=0.2, gt=0)  # create, and start, each
+    stream_burst: int = Field(default=10, ge=1)
+    join_rate_per_s: float = Field(default=1.0, gt=0)  # join and leave together
+    join_burst: int = Field(default=30, ge=1)
+    friend_rate_per_s: float = Field(default=0.1, gt=0)  # friend requests and accepts
+    friend_burst: int = Field(default=20, ge=1)
+    report_rate_per_s: float = Field(default=1 / 60, gt=0)
+    report_burst: int = Field(default=5, ge=1)
+    # Open SSE/WebSocket connections per client and replica: a user, or an anonymous IP.
+    max_realtime_per_user: int = Field(default=10, ge=0)
+    max_realtime_per_ip: int = Field(default=50, ge=0)
     # Media pipeline (RTMP ingest -> segments -> moderation/enhancement/encoding -> HLS).
     media_workers: int = Field(default=2, ge=1)  # pool actors, one segment at a time each
     media_gpu_share: float = Field(default=0.5, gt=0, le=1)  # GPU per worker, on GPU clusters
@@ -59,6 +97,9 @@ class Settings(BaseSettings):
     nsfw_threshold: float = Field(default=0.8, ge=0, le=1)
     nsfw_end_stream: bool = True  # a segment over the threshold ends the stream
     reconnect_grace_s: float = Field(default=30.0, ge=0)
+    # Ending a publishing stream first publishes what its publisher sent, for at most this
+    # long (the end request waits for it); 0: end at once, dropping what is in flight.
+    end_drain_s: float = Field(default=30.0, ge=0)
     playback_ttl_s: int = Field(default=7200, gt=0)
     live_window_segments: int = Field(default=6, ge=1)
 

@@ -1,7 +1,13 @@
 """Messages to real-time subscribers, and the coalescing rule that makes them.
 
-Each message is encoded once per replica (for SSE and for WebSocket), not once per
-subscriber: the hub (`serve_app.fanout`) hands the same `Message` to all of them.
+Audiences: the owner, signed-in viewers and anonymous callers may each see a
+different part of an event (sql/0005 `redact_event`; `lumalive.store.activity.Audience`).
+The coalescer turns each event into a `Broadcast`: per audience class, the `Message`
+that class gets, or None where it may not see the event. Each message is encoded
+once per replica and per distinct content (for SSE and for WebSocket), not once per
+subscriber: classes that see the same data share one encoding, and the hub
+(`serve_app.fanout`) hands the same `Message` to every subscriber of a class.
+Reaction batches and viewer counts carry only counts, which every class may see.
 
 Coalescing (so thousands of reactions/s do not become thousands of messages/s
 per viewer):
@@ -14,7 +20,8 @@ per viewer):
 - `viewer_count` is sent at most once per tick, when the count changed (and
   once on subscribe). It carries no id: it is state, not an event.
 - Everything else (stream_started, stream_ended, viewer_joined, viewer_left,
-  chat_message, moderation_action, report, ...) is sent as it commits.
+  chat_message, moderation_action, report, ...) is sent as it commits, to the
+  classes that may see it.
 """
 
 from __future__ import annotations
@@ -25,9 +32,9 @@ from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
-from lumalive.store.activity import EventRow
+from lumalive.store.activity import Audience, EventRow
 
-__all__ = ["Message", "Coalescer", "reaction_batch", "viewer_count"]
+__all__ = ["Message", "Broadcast", "Coalescer", "reaction_batch", "viewer_count"]
 
 
 def _json(value: Any) -> str:
@@ -35,7 +42,8 @@ def _json(value: Any) -> str:
 
 
 class Message:
-    """One message to subscribers, encoded once for SSE and once for WebSocket."""
+    """One message as one audience class gets it, encoded once for SSE and once for
+    WebSocket."""
 
     __slots__ = ("id", "type", "data", "first_seq", "items", "sse", "ws")
 
@@ -67,6 +75,48 @@ class Message:
         self.ws = body
         head = f"id: {id_}\n" if id_ is not None else ""
         self.sse = f"{head}event: {type_}\ndata: {body}\n\n".encode()
+
+
+class Broadcast:
+    """One message for every audience class: each class's `Message`, or None where the
+    class may not see it (at least one class gets it). `id`, `type` and `first_seq`
+    are the same for all."""
+
+    __slots__ = ("id", "type", "first_seq", "_by_audience")
+
+    def __init__(self, by_audience: dict[Audience, Message | None]) -> None:
+        sent = next(m for m in by_audience.values() if m is not None)
+        self.id = sent.id
+        self.type = sent.type
+        self.first_seq = sent.first_seq
+        self._by_audience = by_audience
+
+    @classmethod
+    def to_all(cls, msg: Message) -> Broadcast:
+        """The same message for every class."""
+        return cls(dict.fromkeys(Audience, msg))
+
+    @classmethod
+    def of_event(cls, stream_id: UUID, row: EventRow) -> Broadcast:
+        """An event as each class may see it, encoded once per distinct content."""
+        encoded: list[Message] = []
+        by_audience: dict[Audience, Message | None] = {}
+        for audience in Audience:
+            data = row.data_for(audience)
+            msg = None
+            if data is not None:
+                msg = next((m for m in encoded if m.data == data), None)
+                if msg is None:
+                    msg = Message(
+                        stream_id, row.event_type, data, id_=row.seq, created_at=row.created_at
+                    )
+                    encoded.append(msg)
+            by_audience[audience] = msg
+        return cls(by_audience)
+
+    def to(self, audience: Audience) -> Message | None:
+        """What `audience` gets (None: nothing)."""
+        return self._by_audience[audience]
 
 
 def reaction_batch(
@@ -111,7 +161,7 @@ class Coalescer:
         self._viewers_sent = viewers
         self._pending: list[tuple[int, str]] = []
 
-    def feed(self, row: EventRow) -> list[Message]:
+    def feed(self, row: EventRow) -> list[Broadcast]:
         if row.event_type == "reaction":
             self._pending.append((row.seq, str(row.event_data.get("reaction", ""))))
             return []
@@ -122,28 +172,20 @@ class Coalescer:
         elif row.event_type == "stream_ended":
             self.viewers = 0
         out = self.flush()
-        out.append(
-            Message(
-                self.stream_id,
-                row.event_type,
-                row.event_data,
-                id_=row.seq,
-                created_at=row.created_at,
-            )
-        )
+        out.append(Broadcast.of_event(self.stream_id, row))
         return out
 
-    def flush(self) -> list[Message]:
+    def flush(self) -> list[Broadcast]:
         """The pending reactions as one batch (nothing if none are pending)."""
         if not self._pending:
             return []
         batch, self._pending = self._pending, []
-        return [reaction_batch(self.stream_id, batch)]
+        return [Broadcast.to_all(reaction_batch(self.stream_id, batch))]
 
-    def tick(self) -> list[Message]:
+    def tick(self) -> list[Broadcast]:
         """`flush`, then a `viewer_count` if the count changed since the last one sent."""
         out = self.flush()
         if self.viewers != self._viewers_sent:
             self._viewers_sent = self.viewers
-            out.append(viewer_count(self.stream_id, self.viewers))
+            out.append(Broadcast.to_all(viewer_count(self.stream_id, self.viewers)))
         return out

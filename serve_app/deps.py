@@ -8,7 +8,7 @@ thread pool. They take an `HTTPConnection`, so WebSocket routes use them too.
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 from uuid import UUID
 
 from fastapi import Depends, Query
@@ -24,6 +24,7 @@ from models.moderation import ChatModerator
 from serve_app.callers import Callers
 from serve_app.embeddings import StreamEmbeddings
 from serve_app.fanout import EventHub
+from serve_app.limits import Action, ConnectionLimits
 from serve_app.replica import Replica
 from serve_app.stream_access import StreamAccess
 
@@ -38,11 +39,13 @@ __all__ = [
     "ModeratorDep",
     "MediaStorageDep",
     "EmbeddingsDep",
+    "ConnectionsDep",
     "MaybeUser",
     "CurrentUser",
     "Limit",
     "bearer_token",
     "maybe_user",
+    "rate_limited",
 ]
 
 
@@ -98,6 +101,10 @@ async def _embeddings(replica: _ReplicaDep) -> StreamEmbeddings:
     return replica.embeddings
 
 
+async def _connections(replica: _ReplicaDep) -> ConnectionLimits:
+    return replica.connections
+
+
 SettingsDep = Annotated[Settings, Depends(_settings)]
 DbDep = Annotated[Database, Depends(_db)]
 TokensDep = Annotated[TokenService, Depends(_tokens)]
@@ -108,6 +115,7 @@ EventsDep = Annotated[EventHub, Depends(_events)]
 ModeratorDep = Annotated[ChatModerator, Depends(_moderator)]
 MediaStorageDep = Annotated[SegmentStorage, Depends(_media)]
 EmbeddingsDep = Annotated[StreamEmbeddings, Depends(_embeddings)]
+ConnectionsDep = Annotated[ConnectionLimits, Depends(_connections)]
 
 
 def bearer_token(conn: HTTPConnection) -> str | None:
@@ -142,3 +150,21 @@ async def _current_user(user: Annotated[UUID | None, Depends(maybe_user)]) -> UU
 MaybeUser = Annotated[UUID | None, Depends(maybe_user)]
 CurrentUser = Annotated[UUID, Depends(_current_user)]
 Limit = Annotated[int, Query(ge=1, le=100, description="page size")]
+
+
+class _RateLimited:
+    """A class, not a closure: Serve pickles the app to its replicas, and a closure's
+    string annotations (`from __future__ import annotations`) do not survive that."""
+
+    def __init__(self, action: Action) -> None:
+        self.action: Action = action
+
+    async def __call__(self, user: CurrentUser, replica: _ReplicaDep) -> None:
+        replica.limits.take(self.action, user)
+
+
+def rate_limited(action: Action) -> Any:
+    """A route dependency (`dependencies=[rate_limited("join")]`): counts the request
+    against the calling user's `action` bucket (`serve_app.limits`), 429 when empty.
+    Needs a token first: an anonymous request is 401 before it is counted."""
+    return Depends(_RateLimited(action))

@@ -4,8 +4,9 @@ How an event travels: a stream actor commits a row in `live_stream_events`; a
 trigger (sql/0002) sends `NOTIFY lumalive_events '<stream_id>:<seq>'`; every API
 replica holds one LISTEN connection (`EventHub`), and for a stream that has
 subscribers on this replica it fetches the new rows once (`seq > last`, acting
-as the stream's owner), coalesces them (`serve_app.coalescer`) and hands the same
-encoded message to each subscriber (`serve_app.subscription`).
+as the stream's owner, with what a signed-in viewer and an anonymous caller may
+see of each: sql/0005), coalesces them (`serve_app.coalescer`) and hands each
+subscriber the message encoded for its audience class (`serve_app.subscription`).
 
 Invariants:
 - Per stream, seq order is commit order (sql/0002), so "everything after seq N"
@@ -14,6 +15,8 @@ Invariants:
   rest on it.
 - Moderated chat produces only a `moderation_action` event (no text), so the
   text never reaches other viewers.
+- A subscriber gets of each event only what its audience class may see; replay
+  reads as the subscriber, so the database redacts it for them.
 """
 
 from __future__ import annotations
@@ -34,10 +37,18 @@ from lumalive.db import Database
 from lumalive.errors import Unavailable
 from lumalive.store import activity
 from lumalive.store.activity import EventRow
-from serve_app.coalescer import Coalescer, Message, viewer_count
+from serve_app.coalescer import Broadcast, Coalescer, Message, viewer_count
 from serve_app.subscription import Subscription
 
-__all__ = ["EventHub", "Message", "Subscription", "Coalescer", "CHANNEL", "viewer_count"]
+__all__ = [
+    "EventHub",
+    "Broadcast",
+    "Message",
+    "Subscription",
+    "Coalescer",
+    "CHANNEL",
+    "viewer_count",
+]
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +113,7 @@ class EventHub:
         sub.resume_from(channel.last_seq, after)
         channel.subs.add(sub)
         self._count(transport, 1)
-        sub.offer(viewer_count(channel.stream_id, channel.coalescer.viewers))
+        sub.offer(Broadcast.to_all(viewer_count(channel.stream_id, channel.coalescer.viewers)))
         return sub
 
     def unsubscribe(self, sub: Subscription) -> None:
@@ -152,8 +163,8 @@ class EventHub:
     async def replay(
         self, sub: Subscription, after: int, until: int
     ) -> AsyncIterator[list[Message]]:
-        """What a reconnecting client missed, read as that client (RLS), coalesced
-        by the same rule as live delivery."""
+        """What a reconnecting client missed, read as that client (RLS, and redacted
+        for them), coalesced by the same rule as live delivery."""
         coalescer = Coalescer(sub.stream_id)
         while after < until:
             async with self._db.acting(sub.actor) as conn:
@@ -163,9 +174,10 @@ class EventHub:
             if not rows:
                 break
             after = rows[-1].seq
-            page = [m for r in rows for m in coalescer.feed(r)]
+            out = [b for r in rows for b in coalescer.feed(r)]
             if after >= until or len(rows) < _PAGE:
-                page += coalescer.flush()
+                out += coalescer.flush()
+            page = [m for b in out if (m := b.to(sub.audience)) is not None]
             if any(m.type == "stream_ended" for m in page):
                 sub.ended = True
             if page:
@@ -243,18 +255,18 @@ class EventHub:
         for row in rows:
             lag.observe(max(0.0, (now - row.created_at.timestamp()) * 1000))
             channel.last_seq = row.seq
-            for msg in channel.coalescer.feed(row):
-                self._send(channel, msg)
+            for out in channel.coalescer.feed(row):
+                self._send(channel, out)
         if any(r.event_type == "stream_ended" for r in rows):
             self._flush(channel)
 
-    def _send(self, channel: _Channel, msg: Message) -> None:
+    def _send(self, channel: _Channel, out: Broadcast) -> None:
         for sub in list(channel.subs):
-            sub.offer(msg)
+            sub.offer(out)
 
     def _flush(self, channel: _Channel) -> None:
-        for msg in channel.coalescer.tick():
-            self._send(channel, msg)
+        for out in channel.coalescer.tick():
+            self._send(channel, out)
 
     async def _tick(self) -> None:
         last_keepalive = time.monotonic()

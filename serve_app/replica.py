@@ -16,6 +16,7 @@ from models.moderation import ChatModerator
 from serve_app.callers import Callers
 from serve_app.embeddings import StreamEmbeddings
 from serve_app.fanout import EventHub
+from serve_app.limits import ConnectionLimits, RequestLimits
 from serve_app.stream_access import StreamAccess
 
 __all__ = ["Replica"]
@@ -23,7 +24,7 @@ __all__ = ["Replica"]
 
 class Replica:
     """The database, token checks, stream access and actors, realtime fan-out, chat
-    moderation, segment storage and stream embeddings of one API replica."""
+    moderation, segment storage, stream embeddings and rate limits of one API replica."""
 
     def __init__(self, settings: Settings) -> None:
         assert settings.jwt_secret, "Settings.with_secret() must run before the API starts"
@@ -31,7 +32,7 @@ class Replica:
         self.settings = settings
         self.db = Database(settings)
         self.tokens = TokenService(settings.jwt_secret, settings.jwt_audience)
-        self.callers = Callers(self.tokens, self.db)
+        self.callers = Callers(self.tokens, self.db, settings.user_cache_s)
         self.access = StreamAccess(self.db, settings.visibility_cache_s)
         self.gateway = StreamGateway(settings, self.access.status, on_change=self.access.invalidate)
         # One LISTEN connection, opened on the first subscriber.
@@ -41,6 +42,11 @@ class Replica:
         self.media: SegmentStorage = LocalStorage(settings.media_root)
         # Stream embeddings for recommendations (the model is loaded on first use).
         self.embeddings = StreamEmbeddings(self.db)
+        # Rate limits and realtime connection caps, per replica (`serve_app.limits`).
+        self.limits = RequestLimits(settings)
+        self.connections = ConnectionLimits(
+            settings.max_realtime_per_user, settings.max_realtime_per_ip
+        )
 
     async def close(self) -> None:
         await self.events.close()

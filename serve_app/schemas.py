@@ -1,14 +1,38 @@
-"""Request bodies. Field names follow the spec's client (camelCase config)."""
+"""Request bodies. Field names follow the spec's client (camelCase config).
+
+Every string a client sends must be storable as Postgres text: no NUL characters
+and no unpaired surrogates (JSON can spell both, `\u0000` and `\ud800`). Bodies
+are checked by `_Strict`, query parameters by `Storable`; either way it is a 422
+here, not a database error later.
+"""
 
 from __future__ import annotations
 
 import re
-from typing import Annotated, Literal
+from typing import Annotated, Literal, TypeVar
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+)
 
-__all__ = ["StreamConfig", "ChatIn", "ReactionIn", "InviteIn", "ReportIn", "STANDARD_REACTIONS"]
+__all__ = [
+    "StreamConfig",
+    "ChatIn",
+    "ReactionIn",
+    "InviteIn",
+    "ReportIn",
+    "STANDARD_REACTIONS",
+    "Storable",
+    "storable",
+]
+
+T = TypeVar("T")
 
 Quality = Literal["1080p", "4K", "8K", "20K"]
 Privacy = Literal["public", "friends", "private"]
@@ -18,8 +42,37 @@ STANDARD_REACTIONS = frozenset({"🔥", "❤️", "👍", "😂", "😮", "😢"
 _CUSTOM_REACTION = re.compile(r"^:[a-z0-9_+\-]{1,48}:$")
 
 
+def storable(value: T) -> T:
+    """`value` unchanged if every string in it (list items, dict keys and values too)
+    can be stored as Postgres text; ValueError otherwise."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise ValueError("text must not contain NUL (\\u0000) characters")
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueError("text must be valid Unicode (no unpaired surrogates)") from None
+    elif isinstance(value, list | tuple):
+        for item in value:
+            storable(item)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            storable(key)
+            storable(item)
+    return value
+
+
+# For query parameters: `Annotated[str | None, Query(...), Storable]`.
+Storable = AfterValidator(storable)
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+    @field_validator("*")
+    @classmethod
+    def _storable(cls, v: T) -> T:
+        return storable(v)
 
 
 class StreamConfig(_Strict):

@@ -5,6 +5,9 @@ Invariants:
   stream, checked when it subscribes. A stream's privacy never changes, and
   friendships and invites are never revoked, so the check holds while the
   connection lasts; a reconnect checks again.
+- Of each event it gets only what its audience class (owner, signed-in viewer,
+  anonymous) may see: its class's `Message` of each `Broadcast`, and nothing of
+  those its class does not get.
 - `cursor` is the last seq handed to the client; anything at or below it is
   dropped, so a message is never delivered twice (a reaction batch straddling it
   is cut to what the client has not seen).
@@ -23,7 +26,8 @@ from uuid import UUID
 
 from lumalive import metrics
 from lumalive.status import StreamStatus
-from serve_app.coalescer import Message, reaction_batch
+from lumalive.store.activity import Audience
+from serve_app.coalescer import Broadcast, Message, reaction_batch
 
 __all__ = ["Subscription", "Hub"]
 
@@ -53,6 +57,7 @@ class Subscription:
         self.hub = hub
         self.stream_id: UUID = stream["id"]
         self.actor = actor
+        self.audience = Audience.of(actor, stream["user_id"])
         self.transport = transport
         self.cursor = 0
         self.replay_after: int | None = None
@@ -77,9 +82,10 @@ class Subscription:
         elif after is not None:
             self.cursor = after  # the client is ahead of this replica: skip what it has
 
-    def offer(self, msg: Message) -> None:
+    def offer(self, out: Broadcast) -> None:
         """Called by the hub (synchronously, in seq order)."""
-        if self.overflowed:
+        msg = out.to(self.audience)
+        if self.overflowed or msg is None:
             return
         if msg.id is not None:
             if msg.id <= self.cursor:

@@ -5,12 +5,17 @@ the API. Every write that a client can observe also appends an event row.
 The event log's `seq` is commit order per stream (sql/0002), so "the events
 after seq N" is complete and duplicate-free: paging, replay and the realtime
 fan-out (`events_between`, `feed_head`) all rest on it.
+
+Events are read only through the database function `stream_events`, which gives
+each reader what their `Audience` may see (sql/0005 `redact_event`, the one place
+that says so); the application role cannot read `event_data` itself.
 """
 
 from __future__ import annotations
 
 import json
 from datetime import datetime
+from enum import StrEnum
 from typing import Any, NamedTuple
 from uuid import UUID
 
@@ -18,6 +23,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 __all__ = [
+    "Audience",
     "EventRow",
     "add_event",
     "list_events",
@@ -36,27 +42,65 @@ __all__ = [
 
 CHAT_COLUMNS = "id, seq, stream_id, user_id, message, is_deleted, is_moderated, created_at"
 
+_LAST_SEQ = 2**63 - 1  # "no upper bound" for stream_events
+
 # The realtime fan-out runs these for every batch of notifications: built once.
+# Besides the reader's own view of each event, what a signed-in viewer and an
+# anonymous caller may see of it, redacted from the reader's view (so never more
+# than the reader may see), for the hub to hand each audience its own.
 _EVENTS_BETWEEN = text(
-    "SELECT seq, event_type, event_data, created_at FROM live_stream_events"
-    " WHERE stream_id = :s AND seq > :after AND seq <= :until ORDER BY seq LIMIT :limit"
+    "SELECT seq, event_type, event_data, created_at,"
+    " redact_event(event_type, event_data, 'viewer'),"
+    " redact_event(event_type, event_data, 'anonymous')"
+    " FROM stream_events(:s, CAST(:after AS bigint), CAST(:until AS bigint),"
+    " CAST(:limit AS integer))"
+)
+_LIST_EVENTS = text(
+    "SELECT id, seq, stream_id, event_type, event_data, created_at"
+    " FROM stream_events(:s, CAST(:since AS bigint), CAST(:until AS bigint),"
+    " CAST(:limit AS integer), CAST(:t AS text))"
 )
 _FEED_HEAD = text(
     "SELECT s.viewers, (SELECT COALESCE(max(seq), 0) FROM live_stream_events e"
     " WHERE e.stream_id = s.id) AS last_seq FROM live_streams s WHERE s.id = :s"
 )
 _HAS_EVENTS_AFTER = text(
-    "SELECT EXISTS (SELECT 1 FROM live_stream_events WHERE stream_id = :s AND seq > :a)"
+    "SELECT EXISTS (SELECT 1 FROM stream_events(:s, CAST(:a AS bigint), CAST(:until AS bigint), 1))"
 )
 
 
+class Audience(StrEnum):
+    """Who reads a stream's events; each class sees its own redaction of them."""
+
+    OWNER = "owner"  # the stream's owner: everything
+    VIEWER = "viewer"  # any other signed-in user who may see the stream
+    ANONYMOUS = "anonymous"
+
+    @classmethod
+    def of(cls, user_id: UUID | None, owner_id: UUID) -> Audience:
+        """The class of `user_id` (None: anonymous) for a stream owned by `owner_id`;
+        the same rule as `stream_events` in sql/0005."""
+        if user_id is None:
+            return cls.ANONYMOUS
+        return cls.OWNER if user_id == owner_id else cls.VIEWER
+
+
 class EventRow(NamedTuple):
-    """One event of a stream's log, as the realtime fan-out reads it."""
+    """One event of a stream's log as the realtime fan-out reads it: `event_data` as
+    the reader may see it, and what the lesser audiences may (None: not shown to them)."""
 
     seq: int
     event_type: str
     event_data: dict[str, Any]
     created_at: datetime
+    viewer_data: dict[str, Any] | None
+    anonymous_data: dict[str, Any] | None
+
+    def data_for(self, audience: Audience) -> dict[str, Any] | None:
+        """What `audience` may see of this event (never more than the reader could)."""
+        if audience is Audience.OWNER:
+            return self.event_data
+        return self.viewer_data if audience is Audience.VIEWER else self.anonymous_data
 
 
 async def add_event(
@@ -81,14 +125,11 @@ async def add_event(
 async def list_events(
     conn: AsyncConnection, stream_id: UUID, *, since: int, limit: int, event_type: str | None = None
 ) -> list[dict[str, Any]]:
-    """Events after sequence number `since`, oldest first."""
-    extra = " AND event_type = :t" if event_type else ""
+    """Events after sequence number `since`, oldest first, as the acting user may see
+    them (none if they may not see the stream)."""
     rows = await conn.execute(
-        text(
-            "SELECT id, seq, stream_id, event_type, event_data, created_at FROM live_stream_events"
-            f" WHERE stream_id = :s AND seq > :since{extra} ORDER BY seq LIMIT :limit"
-        ),
-        {"s": stream_id, "since": since, "limit": limit, "t": event_type},
+        _LIST_EVENTS,
+        {"s": stream_id, "since": since, "until": _LAST_SEQ, "limit": limit, "t": event_type},
     )
     return [dict(r) for r in rows.mappings()]
 
@@ -96,7 +137,8 @@ async def list_events(
 async def events_between(
     conn: AsyncConnection, stream_id: UUID, *, after: int, until: int, limit: int
 ) -> list[EventRow]:
-    """Events with `after < seq <= until`, oldest first, at most `limit` of them."""
+    """Events with `after < seq <= until` that the acting user may see, oldest first,
+    at most `limit` of them."""
     rows = await conn.execute(
         _EVENTS_BETWEEN, {"s": stream_id, "after": after, "until": until, "limit": limit}
     )
@@ -111,8 +153,10 @@ async def feed_head(conn: AsyncConnection, stream_id: UUID) -> tuple[int, int]:
 
 
 async def has_events_after(conn: AsyncConnection, stream_id: UUID, after: int) -> bool:
-    """Whether the stream has an event with seq above `after` (visible to the actor)."""
-    found: bool = (await conn.execute(_HAS_EVENTS_AFTER, {"s": stream_id, "a": after})).scalar_one()
+    """Whether the stream has an event with seq above `after` that the actor may see."""
+    found: bool = (
+        await conn.execute(_HAS_EVENTS_AFTER, {"s": stream_id, "a": after, "until": _LAST_SEQ})
+    ).scalar_one()
     return found
 
 

@@ -1,7 +1,8 @@
 """Streams: create, read what the acting user may see, and lifecycle transitions.
 
-`stream_key` is not readable by the application role; the owner gets it
-through the database function `owner_stream_key`.
+`stream_key` and `analytics` are not readable by the application role; the owner
+gets them through the database functions `owner_stream_key` and `owner_analytics`
+(sql/0005), and everyone else sees `analytics` as None.
 """
 
 from __future__ import annotations
@@ -28,11 +29,13 @@ __all__ = [
     "for_key",
 ]
 
+# Plain columns only (others prefix them with a table alias); `_ROW` adds analytics.
 COLUMNS = (
     "id, user_id, title, description, quality, bitrate, status, is_live, viewers, peak_viewers,"
-    " duration, privacy, category, tags, is_nsfw, ai_features, analytics, end_reason,"
+    " duration, privacy, category, tags, is_nsfw, ai_features, end_reason,"
     " created_at, started_at, ended_at, updated_at"
 )
+_ROW = f"{COLUMNS}, CASE WHEN user_id = app_user_id() THEN owner_analytics(id) END AS analytics"
 
 
 @dataclass(frozen=True)
@@ -59,7 +62,9 @@ async def insert(conn: AsyncConnection, s: NewStream) -> dict[str, Any]:
                     " privacy,"
                     " category, tags, is_nsfw, ai_features, stream_key) VALUES (:user_id, :title,"
                     " :description, :quality, :bitrate, :privacy, :category, :tags, :is_nsfw,"
-                    f" CAST(:ai AS jsonb), :stream_key) RETURNING {COLUMNS}"
+                    # a new stream's counters are empty (and only its owner inserts it)
+                    f" CAST(:ai AS jsonb), :stream_key) RETURNING {COLUMNS},"
+                    " CAST('{}' AS jsonb) AS analytics"
                 ),
                 {**s.__dict__, "ai": json.dumps(s.ai_features)},
             )
@@ -75,7 +80,7 @@ async def get(conn: AsyncConnection, stream_id: UUID) -> dict[str, Any] | None:
     row = (
         (
             await conn.execute(
-                text(f"SELECT {COLUMNS} FROM live_streams WHERE id = :id"), {"id": stream_id}
+                text(f"SELECT {_ROW} FROM live_streams WHERE id = :id"), {"id": stream_id}
             )
         )
         .mappings()
@@ -110,14 +115,14 @@ async def list_live(
         where.append(":tag = ANY(tags)")
         params["tag"] = tag
     if after:
-        ts, sid = cursor.decode(after, 2)
+        ts, sid = cursor.decode_time_id(after)
         where.append("(started_at, id) < (CAST(:ts AS timestamptz), CAST(:sid AS uuid))")
         params.update(ts=ts, sid=sid)
     rows = (
         (
             await conn.execute(
                 text(
-                    f"SELECT {COLUMNS} FROM live_streams WHERE {' AND '.join(where)}"
+                    f"SELECT {_ROW} FROM live_streams WHERE {' AND '.join(where)}"
                     " ORDER BY started_at DESC, id DESC LIMIT :limit"
                 ),
                 params,
@@ -136,14 +141,14 @@ async def list_by_user(
     params: dict[str, Any] = {"uid": user_id, "limit": limit + 1}
     where = "user_id = :uid"
     if after:
-        ts, sid = cursor.decode(after, 2)
+        ts, sid = cursor.decode_time_id(after)
         where += " AND (created_at, id) < (CAST(:ts AS timestamptz), CAST(:sid AS uuid))"
         params.update(ts=ts, sid=sid)
     rows = (
         (
             await conn.execute(
                 text(
-                    f"SELECT {COLUMNS} FROM live_streams WHERE {where}"
+                    f"SELECT {_ROW} FROM live_streams WHERE {where}"
                     " ORDER BY created_at DESC, id DESC LIMIT :limit"
                 ),
                 params,
@@ -176,7 +181,7 @@ async def transition(
                 text(
                     "UPDATE live_streams SET status = :to,"
                     " end_reason = COALESCE(:reason, end_reason)"
-                    f" WHERE id = :id AND status = :frm RETURNING {COLUMNS}"
+                    f" WHERE id = :id AND status = :frm RETURNING {_ROW}"
                 ),
                 {"id": stream_id, "to": to_status, "frm": from_status, "reason": end_reason},
             )

@@ -19,11 +19,21 @@ __all__ = [
 ]
 
 
-async def ensure_user(conn: AsyncConnection, user_id: UUID) -> None:
-    """Provision a row for a token's subject (Supabase users arrive without one)."""
-    await conn.execute(
-        text("INSERT INTO users (id) VALUES (:id) ON CONFLICT DO NOTHING"), {"id": user_id}
-    )
+async def ensure_user(conn: AsyncConnection, user_id: UUID) -> bool:
+    """Provision a row for a token's subject (Supabase users arrive without one),
+    unless the user was deleted (sql/0004). Whether the user has a row now."""
+    exists: bool = (
+        await conn.execute(
+            text(
+                "WITH made AS (INSERT INTO users (id) SELECT :id WHERE NOT user_deleted(:id)"
+                " ON CONFLICT DO NOTHING RETURNING id)"
+                " SELECT EXISTS (SELECT 1 FROM made)"
+                " OR EXISTS (SELECT 1 FROM users WHERE id = :id)"
+            ),
+            {"id": user_id},
+        )
+    ).scalar_one()
+    return exists
 
 
 async def create_named_user(conn: AsyncConnection, username: str) -> UUID:

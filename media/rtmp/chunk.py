@@ -12,22 +12,32 @@ Invariants worth knowing (RTMP spec 5.3.1; ffmpeg and librtmp write this way):
   audio by one frame each time two same-size frames follow each other.
 - When a header used the extended timestamp, its type-3 chunks carry it too.
 
+Limits, which a connection raises once its publish is admitted: a message is
+refused on its header when it is longer than `max_message_bytes` or when the
+lengths of the unfinished messages, its own included, would pass
+`max_pending_bytes` — so a peer never makes the reader hold more than that, and
+is cut off before it sends the bytes. A Set Chunk Size over `max_chunk_size`, and
+more than `max_chunk_streams` chunk stream ids, are refused too. The bytes of
+the one chunk being received are held besides (at most a chunk, i.e. a message).
+
 The messages themselves are in `media.rtmp.message`, the writing side in
 `media.rtmp.writer`; both are re-exported here, where callers have imported them.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
-from media.rtmp.errors import ProtocolError
+from media.rtmp.errors import LimitExceededError, ProtocolError
 from media.rtmp.message import EXTENDED_TIMESTAMP, Message, MessageType, split_aggregate
 from media.rtmp.writer import ChunkWriter
 
 __all__ = ["ChunkReader", "ChunkWriter", "Message", "MessageType", "split_aggregate"]
 
 _HEADER_SIZE = (11, 7, 3, 0)  # message header bytes for chunk types 0..3
-_MAX_CHUNK_SIZE = 0xFFFFFF  # a message is at most 24-bit long, so bigger chunks change nothing
+_MAX_MESSAGE_SIZE = 0xFFFFFF  # a message's length field is 24-bit
+_MAX_CHUNK_SIZE = _MAX_MESSAGE_SIZE  # so bigger chunks change nothing
 
 
 class _ChunkStream:
@@ -93,12 +103,23 @@ class _Cursor:
 
 
 class ChunkReader:
-    """Reassembles messages from the chunks a peer sends."""
+    """Reassembles messages from the chunks a peer sends, within limits (see module
+    docstring); the defaults are the protocol's own."""
 
-    def __init__(self, max_pending_bytes: int = 64 << 20) -> None:
+    def __init__(
+        self,
+        *,
+        max_message_bytes: int = _MAX_MESSAGE_SIZE,
+        max_pending_bytes: int = 64 << 20,
+        max_chunk_size: int = _MAX_CHUNK_SIZE,
+        max_chunk_streams: int = 64,
+    ) -> None:
         self.chunk_size = 128  # until the peer sends Set Chunk Size
         self.bytes_received = 0
-        self._max_pending_bytes = max_pending_bytes
+        self.max_message_bytes = max_message_bytes
+        self.max_pending_bytes = max_pending_bytes
+        self._max_chunk_size = max_chunk_size
+        self._max_chunk_streams = max_chunk_streams
         self._pending_bytes = 0
         self._buf = bytearray()
         self._pos = 0
@@ -106,21 +127,29 @@ class ChunkReader:
 
     def feed(self, data: bytes) -> list[Message]:
         """Take bytes from the peer; return every message they complete, in order."""
+        self.receive(data)
+        return list(self.messages())
+
+    def receive(self, data: bytes) -> None:
+        """Take bytes from the peer; `messages()` parses them."""
         self.bytes_received += len(data)
-        self._buf += data
-        messages: list[Message] = []
-        try:
-            while True:
-                progressed, message = self._next_chunk()
-                if not progressed:
-                    break
-                if message is not None:
-                    self._control(message)
-                    messages.append(message)
-        finally:
+        if self._pos:
             del self._buf[: self._pos]
             self._pos = 0
-        return messages
+        self._buf += data
+
+    def messages(self) -> Iterator[Message]:
+        """Each message the bytes received complete, in order. Parsed one at a time, so a
+        limit the caller changes on seeing one message applies to the chunks after it."""
+        while True:
+            progressed, message = self._next_chunk()
+            if not progressed:
+                break
+            if message is not None:
+                self._control(message)
+                yield message
+        del self._buf[: self._pos]
+        self._pos = 0
 
     def _control(self, message: Message) -> None:
         if message.type_id == MessageType.SET_CHUNK_SIZE:
@@ -129,11 +158,15 @@ class ChunkReader:
             size = int.from_bytes(message.payload[:4], "big") & 0x7FFFFFFF
             if size < 1:
                 raise ProtocolError("chunk size 0")
+            if size > self._max_chunk_size:
+                raise LimitExceededError(
+                    f"chunk size {size} is over the limit of {self._max_chunk_size}"
+                )
             self.chunk_size = min(size, _MAX_CHUNK_SIZE)
         elif message.type_id == MessageType.ABORT and len(message.payload) >= 4:
             stream = self._streams.get(int.from_bytes(message.payload[:4], "big"))
             if stream is not None and stream.pending is not None:
-                self._pending_bytes -= len(stream.pending)
+                self._pending_bytes -= stream.length
                 stream.pending = None
 
     def _next_chunk(self) -> tuple[bool, Message | None]:
@@ -149,6 +182,8 @@ class ChunkReader:
             continuing = fmt == 3 and stream.pending is not None
             ext_value = _extended_timestamp(cursor, header, stream, continuing)
             received = len(stream.pending or b"") if continuing else 0
+            if not continuing:
+                self._check_message(stream, header.length)
             payload = cursor.take(min(self.chunk_size, header.length - received))
         except _Incomplete:
             return False, None
@@ -158,9 +193,26 @@ class ChunkReader:
             self._begin_message(stream, header, ext_value)
         return True, self._add_payload(stream, payload)
 
+    def _check_message(self, stream: _ChunkStream, length: int) -> None:
+        """A message starts: refuse it on its header, before its bytes arrive, when it
+        is too long or would take the unfinished messages' lengths over the limit."""
+        if length > self.max_message_bytes:
+            raise LimitExceededError(
+                f"a message of {length} bytes is over the limit of {self.max_message_bytes}"
+            )
+        abandoned = stream.length if stream.pending is not None else 0
+        pending = self._pending_bytes - abandoned + length
+        if pending > self.max_pending_bytes:
+            raise LimitExceededError(
+                f"unfinished messages of {pending} bytes are over the limit of"
+                f" {self.max_pending_bytes}"
+            )
+
     def _stream(self, csid: int) -> _ChunkStream:
         stream = self._streams.get(csid)
         if stream is None:
+            if len(self._streams) >= self._max_chunk_streams:
+                raise LimitExceededError(f"more than {self._max_chunk_streams} chunk streams")
             # Lenient like nginx-rtmp: a first header of type 1-3 inherits zeros.
             stream = self._streams[csid] = _ChunkStream()
         return stream
@@ -168,7 +220,8 @@ class ChunkReader:
     def _begin_message(self, stream: _ChunkStream, header: _Header, ext_value: int | None) -> None:
         """A chunk that starts a message: its header becomes the chunk stream's state."""
         if stream.pending is not None:  # a new header abandons a half-sent message
-            self._pending_bytes -= len(stream.pending)
+            self._pending_bytes -= stream.length
+        self._pending_bytes += header.length
         stream.timestamp, stream.delta = _timing(header, stream, ext_value)
         stream.length, stream.type_id = header.length, header.type_id
         stream.stream_id, stream.extended = header.stream_id, header.extended
@@ -181,9 +234,6 @@ class ChunkReader:
         pending = stream.pending
         assert pending is not None
         pending += payload
-        self._pending_bytes += len(payload)
-        if self._pending_bytes > self._max_pending_bytes:
-            raise ProtocolError("too many bytes of unfinished messages")
         if len(pending) < stream.length:
             return None
         stream.pending = None

@@ -14,6 +14,8 @@ Invariants:
 - Policy (who may publish which key) lives in the `Admission`; this module only
   speaks RTMP. Every admitted session is released to it exactly once, when it ends.
 - Stream keys are passwords: logs get `redact(key)` only.
+- A command is decoded within the AMF0 limits of `IngestLimits` whether or not its
+  sender is authenticated yet; over them, the connection is closed.
 """
 
 from __future__ import annotations
@@ -24,7 +26,9 @@ from typing import Any, Protocol
 
 from media.rtmp import amf0
 from media.rtmp.errors import ProtocolError
+from media.rtmp.limits import IngestLimits
 from media.rtmp.message import Message, MessageType
+from media.rtmp.peer import Peer
 from media.rtmp.session import IngestSession
 from media.rtmp.writer import MessageWriter
 
@@ -47,7 +51,7 @@ class Refusal:
 class Admission(Protocol):
     """The server's side of a publish: routing by key, authorization, the registry."""
 
-    async def admit(self, app: str, stream_key: str, peer: str) -> IngestSession | Refusal: ...
+    async def admit(self, app: str, stream_key: str, peer: Peer) -> IngestSession | Refusal: ...
 
     def release(self, session: IngestSession) -> None: ...
 
@@ -61,11 +65,17 @@ class CommandHandler:
     """One connection's command dialogue: its app, its publish and the session it made."""
 
     def __init__(
-        self, out: MessageWriter, admission: Admission, peer: str, chunk_size: int
+        self,
+        out: MessageWriter,
+        admission: Admission,
+        peer: Peer,
+        limits: IngestLimits,
+        chunk_size: int,
     ) -> None:
         self._out = out
         self._admission = admission
         self._peer = peer
+        self._limits = limits
         self._chunk_size = chunk_size  # for what the server sends, from connect on
         self._app: str | None = None
         self._next_stream_id = 0
@@ -76,7 +86,11 @@ class CommandHandler:
     async def handle(self, message: Message) -> None:
         """A command message (AMF0, or AMF3-typed with AMF0 inside)."""
         amf3 = message.type_id == MessageType.COMMAND_AMF3
-        values = amf0.decode_all(message.payload[1:] if amf3 else message.payload)
+        values = amf0.decode_all(
+            message.payload[1:] if amf3 else message.payload,
+            max_values=self._limits.amf0_max_values,
+            max_depth=self._limits.amf0_max_depth,
+        )
         if not values or not isinstance(values[0], str):
             raise ProtocolError("command without a name")
         name = values[0]

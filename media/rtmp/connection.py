@@ -12,8 +12,13 @@ Invariants:
 - Policy (who may publish which key) lives in the `Admission`; this module and
   `commands` only speak RTMP. One connection publishes at most one stream, as
   every encoder does.
-- A connection that has not asked to publish within `setup_timeout_s` of its
-  accept (handshake included), or is silent for `idle_timeout_s`, is closed;
+- Until a publish is admitted, the peer is a stranger: it must be publishing
+  within `setup_timeout_s` of its accept, and that deadline bounds every read
+  *and write* (a peer that sends slowly, or never reads our answers, is closed
+  on time); its messages are held to the setup limits of `IngestLimits`. Once
+  admitted, the media limits apply and `idle_timeout_s` bounds reads and writes.
+  The admission itself is never cut short: `on_session` may be mid-way.
+- A connection over a limit is closed at once with one log line (no stream key);
   whatever ends it, its session ends (with the reason) before the socket closes.
 - What arrives is acknowledged once per window the publisher asked for.
 """
@@ -24,29 +29,27 @@ import asyncio
 import contextlib
 import logging
 import os
-from dataclasses import dataclass
 
 from media.rtmp import amf0, flv
 from media.rtmp.chunk import ChunkReader
 from media.rtmp.commands import Admission, CommandHandler, Refusal, redact
-from media.rtmp.errors import ProtocolError
+from media.rtmp.errors import LimitExceededError, ProtocolError
+from media.rtmp.limits import IngestLimits
 from media.rtmp.message import Message, MessageType, split_aggregate
+from media.rtmp.peer import Peer
 from media.rtmp.writer import MessageWriter
 
-__all__ = ["Admission", "ConnectionLimits", "PublisherConnection", "Refusal", "redact"]
+__all__ = ["Admission", "PublisherConnection", "Refusal", "redact"]
 
 log = logging.getLogger(__name__)
 
 _USER_PING_REQUEST, _USER_PING_RESPONSE = 6, 7
 _HANDSHAKE_SIZE = 1536
 _READ_SIZE = 64 * 1024
-
-
-@dataclass(frozen=True, slots=True)
-class ConnectionLimits:
-    setup_timeout_s: float = 15.0  # from accept to an admitted publish (handshake included)
-    idle_timeout_s: float = 30.0  # no bytes for this long: the publisher is gone
-    chunk_size: int = 4096  # for what the server sends (small anyway)
+_OUT_CHUNK_SIZE = 4096  # for what the server sends (small anyway)
+_CLOSE_TIMEOUT_S = 2.0  # to say goodbye to a peer before the socket is dropped
+# What an aggregate message may carry; another aggregate would let a peer nest them.
+_AGGREGATED = (MessageType.AUDIO, MessageType.VIDEO, MessageType.DATA_AMF0, MessageType.DATA_AMF3)
 
 
 class PublisherConnection:
@@ -55,16 +58,22 @@ class PublisherConnection:
         reader: asyncio.StreamReader,
         writer: asyncio.StreamWriter,
         admission: Admission,
-        limits: ConnectionLimits,
+        limits: IngestLimits,
+        peer: Peer,
     ) -> None:
         self._reader = reader
         self._writer = writer
         self._limits = limits
-        self._chunks = ChunkReader()
-        self._out = MessageWriter(writer)
-        peer = writer.get_extra_info("peername")
-        self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
-        self._commands = CommandHandler(self._out, admission, self.peer, limits.chunk_size)
+        self.peer = peer
+        self._chunks = ChunkReader(
+            max_message_bytes=limits.setup_message_bytes,
+            max_pending_bytes=limits.setup_pending_bytes,
+            max_chunk_size=limits.max_chunk_size,
+        )
+        self._out = MessageWriter(writer, drain_timeout=self._time_left)
+        self._commands = CommandHandler(self._out, admission, peer, limits, _OUT_CHUNK_SIZE)
+        self._setup_deadline = asyncio.get_running_loop().time() + limits.setup_timeout_s
+        self._media_limits = False  # raised to the media limits once a publish is admitted
         self._ack_window = 0
         self._acked = 0
 
@@ -74,9 +83,20 @@ class PublisherConnection:
         try:
             await self._serve()
         except TimeoutError:
-            reason = "idle_timeout" if self._commands.published else "setup_timeout"
+            if self._commands.published:
+                reason = "idle_timeout"
+            else:
+                reason = "setup_timeout"
+                log.info(
+                    "rtmp %s: closed: not publishing %g s after connecting",
+                    self.peer,
+                    self._limits.setup_timeout_s,
+                )
         except (ConnectionError, asyncio.IncompleteReadError):
             reason = "disconnected"
+        except LimitExceededError as e:
+            reason = "limit_exceeded"
+            log.warning("rtmp %s: closed: %s", self.peer, e)
         except ProtocolError as e:
             reason = "protocol_error"
             log.warning("rtmp %s: protocol error: %s", self.peer, e)
@@ -89,31 +109,40 @@ class PublisherConnection:
 
     async def _serve(self) -> None:
         """The handshake, then messages until the publisher leaves or we hang up."""
-        setup_deadline = asyncio.get_running_loop().time() + self._limits.setup_timeout_s
-        await asyncio.wait_for(self._handshake(), self._limits.setup_timeout_s)
+        await asyncio.wait_for(self._handshake(), self._time_left())
         while not self._commands.closing:
-            timeout = self._read_timeout(setup_deadline)
-            data = await asyncio.wait_for(self._reader.read(_READ_SIZE), timeout)
+            data = await asyncio.wait_for(self._reader.read(_READ_SIZE), self._time_left())
             if not data:
                 return
             await self._receive(data)
 
-    def _read_timeout(self, setup_deadline: float) -> float:
+    def _time_left(self) -> float:
+        """How long the next read or write may wait: until the setup deadline while no
+        publish was asked for, the idle timeout once one was."""
         timeout = self._limits.idle_timeout_s
         if not self._commands.published:  # no lingering on the port without publishing
             now = asyncio.get_running_loop().time()
-            timeout = min(timeout, max(0.0, setup_deadline - now))
+            timeout = min(timeout, max(0.0, self._setup_deadline - now))
         return timeout
 
     async def _receive(self, data: bytes) -> None:
         """Bytes from the socket: dispatch the messages they complete, then acknowledge."""
         if self._commands.session is not None:
             self._commands.session.count_bytes_in(len(data))
-        for message in self._chunks.feed(data):
+        self._chunks.receive(data)
+        for message in self._chunks.messages():  # parsed one by one: limits may change
             await self._dispatch(message)
             if self._commands.closing:
                 break
+            if self._commands.session is not None and not self._media_limits:
+                self._allow_media()
         await self._acknowledge()
+
+    def _allow_media(self) -> None:
+        """The publish was admitted: the chunks after it are held to the media limits."""
+        self._media_limits = True
+        self._chunks.max_message_bytes = self._limits.media_message_bytes
+        self._chunks.max_pending_bytes = self._limits.media_pending_bytes
 
     async def _handshake(self) -> None:
         c0c1 = await self._reader.readexactly(1 + _HANDSHAKE_SIZE)
@@ -141,7 +170,8 @@ class PublisherConnection:
             await self._commands.handle(message)
         elif kind == MessageType.AGGREGATE:
             for inner in split_aggregate(message):
-                await self._dispatch(inner)
+                if inner.type_id in _AGGREGATED:
+                    await self._dispatch(inner)
         elif kind == MessageType.WINDOW_ACK_SIZE and len(message.payload) >= 4:
             self._ack_window = int.from_bytes(message.payload[:4], "big")
         elif kind == MessageType.USER_CONTROL:
@@ -155,7 +185,7 @@ class PublisherConnection:
             self._out.control(
                 MessageType.USER_CONTROL, _USER_PING_RESPONSE.to_bytes(2, "big") + payload[2:6]
             )
-            await self._writer.drain()
+            await self._out.drain()
 
     def _on_data(self, message: Message) -> None:
         session = self._commands.session
@@ -180,25 +210,28 @@ class PublisherConnection:
             self._out.control(
                 MessageType.ACKNOWLEDGEMENT, (received & 0xFFFFFFFF).to_bytes(4, "big")
             )
-            await self._writer.drain()
+            await self._out.drain()
 
     # -- ending -----------------------------------------------------------------
 
     async def _close(self) -> None:
         """Hang up so that a final error status still reaches the publisher: send FIN,
         let it read and close, and only then close (closing with unread input would
-        send RST, which can drop the status before the publisher reads it)."""
+        send RST, which can drop the status before the publisher reads it). A peer
+        that reads nothing meanwhile is dropped: a close waits for unsent bytes."""
         writer = self._writer
         with contextlib.suppress(Exception):
             if self._commands.closing and not writer.is_closing() and writer.can_write_eof():
-                await writer.drain()
-                writer.write_eof()
-                async with asyncio.timeout(2.0):
+                async with asyncio.timeout(_CLOSE_TIMEOUT_S):
+                    await writer.drain()
+                    writer.write_eof()
                     while await self._reader.read(_READ_SIZE):
                         pass
         writer.close()
         with contextlib.suppress(Exception):
-            await writer.wait_closed()
+            async with asyncio.timeout(_CLOSE_TIMEOUT_S):
+                await writer.wait_closed()
+        writer.transport.abort()  # a no-op once closed; else drops what the peer left unread
 
 
 # Media message types are FLV tag types; the session relies on it.

@@ -3,13 +3,14 @@ status or a closed socket, never a Python error.
 
     IngestError
     ├── ProtocolError (ValueError)          a publisher sent bytes that are not RTMP/AMF0
+    │   └── LimitExceededError              … or more than the ingest's limits allow
     └── SubscriberLaggedError (BufferError) a reader fell too far behind the live stream
                                             and was cut off rather than stall the ingest
 """
 
 from __future__ import annotations
 
-__all__ = ["IngestError", "ProtocolError", "SubscriberLaggedError"]
+__all__ = ["IngestError", "LimitExceededError", "ProtocolError", "SubscriberLaggedError"]
 
 
 class IngestError(Exception):
@@ -18,6 +19,10 @@ class IngestError(Exception):
 
 class ProtocolError(IngestError, ValueError):
     """Malformed RTMP chunk stream or AMF0 value; the connection is closed."""
+
+
+class LimitExceededError(ProtocolError):
+    """A peer went over one of the `IngestLimits`; the connection is closed."""
 
 
 class SubscriberLaggedError(IngestError, BufferError):

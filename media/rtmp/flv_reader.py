@@ -7,8 +7,8 @@ Invariants:
 - A slow reader never slows the ingest or other readers: `push` never blocks, and
   past its buffer limit a reader is cut off (its buffer dropped, `push` returns
   False) and its next read raises `SubscriberLaggedError`.
-- After `finish`, a reader drains what it has buffered and then reads EOF (b"");
-  after `close`, it reads EOF at once.
+- After `finish`, a reader takes no more bytes (`push` returns False), drains what it
+  has buffered and then reads EOF (b""); after `close`, it reads EOF at once.
 """
 
 from __future__ import annotations
@@ -43,7 +43,9 @@ class _Buffer:
         self._error: SubscriberLaggedError | None = None
 
     def _append(self, data: bytes) -> bool:
-        if self._closed or self._error is not None:
+        # Finished: its reader reads up to here, e.g. the ingest ending a stream while
+        # its publisher is still sending.
+        if self._closed or self._finished or self._error is not None:
             return False
         if self._size + len(data) > self._limit:
             self._error = SubscriberLaggedError(

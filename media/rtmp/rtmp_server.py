@@ -10,6 +10,12 @@ second is refused with NetStream.Publish.BadName while the first lasts); a
 key is free again the moment its publisher disconnects or unpublishes; stream
 keys never appear in logs or in `sessions` (they are passwords).
 
+Abuse is bounded by `IngestLimits` (see `media.rtmp.limits`): connections over
+the total or per-address cap are closed on accept, before the handshake; an
+address refused too many unknown keys is refused without asking `authorize`
+until its block ends (other addresses publish as usual). Each is logged once:
+an address over its cap is logged again only after it was under it.
+
 Plain asyncio, no Ray: the stream actor runs it in its event loop.
 """
 
@@ -18,12 +24,17 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import time
 from collections.abc import Awaitable, Callable, Mapping
+from math import ceil
 from types import MappingProxyType
 
 from media.rtmp.commands import Refusal, redact
-from media.rtmp.connection import ConnectionLimits, PublisherConnection
+from media.rtmp.connection import PublisherConnection
+from media.rtmp.limits import IngestLimits
+from media.rtmp.peer import Peer
 from media.rtmp.session import IngestSession, SessionStats
+from media.rtmp.throttle import RefusalThrottle
 
 __all__ = ["DEFAULT_PORT", "Authorize", "OnSession", "RtmpIngestServer"]
 
@@ -46,31 +57,35 @@ class RtmpIngestServer:
         authorize: Authorize,
         on_session: OnSession,
         *,
-        idle_timeout_s: float = 30.0,
-        setup_timeout_s: float = 15.0,
-        authorize_timeout_s: float = 10.0,
+        limits: IngestLimits | None = None,
         reader_buffer_bytes: int = 64 << 20,
         gop_cache_bytes: int = 16 << 20,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         """`port` 0 picks a free port (see `.port` after `start()`).
 
-        idle_timeout_s: a publisher silent this long is dropped (its readers get EOF).
-        setup_timeout_s: a connection must be publishing this soon after it opens.
+        limits: what peers may do (`IngestLimits()`'s defaults when None).
         reader_buffer_bytes: how far one reader may fall behind before it is cut off.
         gop_cache_bytes: the current GOP kept for readers that join late (0: none).
+        clock: monotonic seconds, for blocking addresses that guess keys.
         """
         self._host = host
         self._port = port
         self._authorize = authorize
         self._on_session = on_session
-        self._authorize_timeout_s = authorize_timeout_s
+        self._limits = limits = limits or IngestLimits()
         self._reader_buffer_bytes = reader_buffer_bytes
         self._gop_cache_bytes = gop_cache_bytes
-        self._limits = ConnectionLimits(
-            setup_timeout_s=setup_timeout_s, idle_timeout_s=idle_timeout_s
+        self._throttle = RefusalThrottle(
+            limits.refused_keys_per_ip,
+            limits.refused_keys_window_s,
+            limits.refused_keys_block_s,
+            clock=clock,
         )
         self._server: asyncio.Server | None = None
         self._connections: set[asyncio.Task[None]] = set()
+        self._per_client: dict[str, int] = {}  # open connections by `Peer.client`
+        self._over_cap: set[str] = set()  # clients ("*": all) logged as over a cap
         self._claimed_keys: set[str] = set()  # publishing, or being authorized
         self._by_stream: dict[str, IngestSession] = {}
 
@@ -80,6 +95,11 @@ class RtmpIngestServer:
         if self._server is None or not self._server.sockets:
             return self._port
         return int(self._server.sockets[0].getsockname()[1])
+
+    @property
+    def connections(self) -> int:
+        """Open connections, publishing or not."""
+        return len(self._connections)
 
     @property
     def sessions(self) -> Mapping[str, IngestSession]:
@@ -118,9 +138,15 @@ class RtmpIngestServer:
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         assert task is not None
+        peer = Peer.of(writer)
+        if not self._accept(peer):
+            writer.transport.abort()  # before the handshake: costs nothing more
+            return
+        client = peer.client
         self._connections.add(task)
+        self._per_client[client] = self._per_client.get(client, 0) + 1
         try:
-            await PublisherConnection(reader, writer, self, self._limits).run()
+            await PublisherConnection(reader, writer, self, self._limits, peer).run()
         except asyncio.CancelledError:
             # stop() cancels connections; this task is their top level, and asyncio's
             # stream callback would log a task that ends cancelled as an error.
@@ -129,11 +155,36 @@ class RtmpIngestServer:
             log.exception("rtmp connection failed")
         finally:
             self._connections.discard(task)
+            self._per_client[client] -= 1
+            if not self._per_client[client]:
+                del self._per_client[client]
+            self._over_cap.discard(client)
+            self._over_cap.discard("*")
+
+    def _accept(self, peer: Peer) -> bool:
+        """Whether a new connection fits the caps; logs the first one that does not."""
+        limits, client = self._limits, peer.client
+        if len(self._connections) >= limits.max_connections:
+            over, why = "*", f"{limits.max_connections} connections are open"
+        elif 0 < limits.max_connections_per_ip <= self._per_client.get(client, 0):
+            over, why = client, f"{limits.max_connections_per_ip} connections from {client}"
+        else:
+            return True
+        if over not in self._over_cap:
+            self._over_cap.add(over)
+            log.warning("rtmp %s: connection refused: %s (logged once)", peer, why)
+        return False
 
     # -- Admission, for the connections ---------------------------------------
 
-    async def admit(self, app: str, stream_key: str, peer: str) -> IngestSession | Refusal:
+    async def admit(self, app: str, stream_key: str, peer: Peer) -> IngestSession | Refusal:
         """Route a publish by its key: refuse a busy or unknown key, else start a session."""
+        wait = self._throttle.blocked_for(peer.client)
+        if wait > 0:
+            return Refusal(
+                "NetStream.Publish.Denied",
+                f"too many unknown stream keys from this address: try again in {ceil(wait)} s",
+            )
         if stream_key in self._claimed_keys:
             return Refusal("NetStream.Publish.BadName", "this stream key is already publishing")
         self._claimed_keys.add(stream_key)
@@ -145,7 +196,9 @@ class RtmpIngestServer:
             if not isinstance(result, IngestSession):  # refused, failed or cancelled
                 self._claimed_keys.discard(stream_key)
 
-    async def _start_session(self, app: str, stream_key: str, peer: str) -> IngestSession | Refusal:
+    async def _start_session(
+        self, app: str, stream_key: str, peer: Peer
+    ) -> IngestSession | Refusal:
         stream_id = await self._stream_for(app, stream_key, peer)
         if isinstance(stream_id, Refusal):
             return stream_id
@@ -155,7 +208,7 @@ class RtmpIngestServer:
             stream_id=stream_id,
             stream_key=stream_key,
             app=app,
-            peer=peer,
+            peer=str(peer),
             reader_buffer_bytes=self._reader_buffer_bytes,
             gop_cache_bytes=self._gop_cache_bytes,
         )
@@ -172,10 +225,11 @@ class RtmpIngestServer:
         )
         return session
 
-    async def _stream_for(self, app: str, stream_key: str, peer: str) -> str | Refusal:
-        """The stream a key publishes to, as `authorize` says (in time, without failing)."""
+    async def _stream_for(self, app: str, stream_key: str, peer: Peer) -> str | Refusal:
+        """The stream a key publishes to, as `authorize` says (in time, without failing);
+        an unknown key counts against the peer's address."""
         try:
-            async with asyncio.timeout(self._authorize_timeout_s):
+            async with asyncio.timeout(self._limits.authorize_timeout_s):
                 stream_id = await self._authorize(app, stream_key)
         except TimeoutError:
             log.warning("rtmp %s: authorizing %s timed out", peer, redact(stream_key))
@@ -184,6 +238,15 @@ class RtmpIngestServer:
             log.exception("rtmp %s: authorizing %s failed", peer, redact(stream_key))
             return Refusal("NetStream.Publish.Denied", "authorization failed")
         if stream_id is None:
+            if self._throttle.refused(peer.client):
+                log.warning(
+                    "rtmp %s: %d unknown stream keys from %s within %g s: refusing it for %g s",
+                    peer,
+                    self._limits.refused_keys_per_ip,
+                    peer.client,
+                    self._limits.refused_keys_window_s,
+                    self._limits.refused_keys_block_s,
+                )
             return Refusal("NetStream.Publish.Denied", "unknown stream key")
         return str(stream_id)  # whatever the authorizer returned, keys are strings
 

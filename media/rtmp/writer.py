@@ -13,6 +13,7 @@ Invariants:
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 from media.rtmp import amf0
@@ -60,8 +61,15 @@ class ChunkWriter:
 class MessageWriter:
     """The server's messages to one publisher, written (not yet drained) to its socket."""
 
-    def __init__(self, writer: asyncio.StreamWriter) -> None:
+    def __init__(
+        self,
+        writer: asyncio.StreamWriter,
+        drain_timeout: Callable[[], float | None] = lambda: None,
+    ) -> None:
+        """`drain_timeout()`: how long a drain may wait for the peer to read, asked at
+        each drain (a peer that never reads must not hold its connection open)."""
         self._writer = writer
+        self._drain_timeout = drain_timeout
         self._chunks = ChunkWriter()
 
     def control(self, type_id: int, payload: bytes) -> None:
@@ -88,7 +96,9 @@ class MessageWriter:
         )
 
     async def drain(self) -> None:
-        await self._writer.drain()
+        """Wait until the socket takes what was written; TimeoutError past the timeout."""
+        async with asyncio.timeout(self._drain_timeout()):
+            await self._writer.drain()
 
     def _send(self, type_id: int, payload: bytes, csid: int, stream_id: int = 0) -> None:
         self._writer.write(

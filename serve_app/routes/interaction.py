@@ -24,13 +24,14 @@ from serve_app.deps import (
     ModeratorDep,
     SettingsDep,
     TokensDep,
+    rate_limited,
 )
-from serve_app.schemas import ChatIn, InviteIn, ReactionIn, ReportIn
+from serve_app.schemas import ChatIn, InviteIn, ReactionIn, ReportIn, Storable
 
 router = APIRouter(prefix="/api/live-streaming/{stream_id}", tags=["interaction"])
 
 
-@router.post("/join")
+@router.post("/join", dependencies=[rate_limited("join")])
 async def join(
     stream_id: UUID,
     user: CurrentUser,
@@ -48,7 +49,7 @@ async def join(
     return {**row, "playback_url": f"{url}?pt={token}"}
 
 
-@router.post("/leave")
+@router.post("/leave", dependencies=[rate_limited("join")])
 async def leave(
     stream_id: UUID, user: CurrentUser, access: AccessDep, gateway: GatewayDep
 ) -> dict[str, Any]:
@@ -125,7 +126,7 @@ async def events(
     db: DbDep,
     limit: Limit = 100,
     since: Annotated[int, Query(ge=0, description="seq cursor")] = 0,
-    type: Annotated[str | None, Query(max_length=50)] = None,
+    type: Annotated[str | None, Query(max_length=50), Storable] = None,
 ) -> dict[str, Any]:
     """Events oldest first after `since`; pass `next_cursor` as `since` to go on."""
     await access.visible(user, stream_id, fresh=True)
@@ -163,7 +164,7 @@ async def invite(
     return {"stream_id": stream_id, "user_id": body.userId, "invited": True, "new": created}
 
 
-@router.post("/report", status_code=201)
+@router.post("/report", status_code=201, dependencies=[rate_limited("report")])
 async def report(
     stream_id: UUID, body: ReportIn, user: CurrentUser, access: AccessDep, db: DbDep
 ) -> dict[str, Any]:

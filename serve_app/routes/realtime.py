@@ -12,20 +12,24 @@ The server then replays, from the table, exactly the events after that id.
 Each open connection is an ongoing request of its Serve replica, which accepts
 at most `max_ongoing_requests`; a replica therefore holds at most
 `realtime_capacity(settings)` subscriptions and answers 503 beyond that, so
-plain API calls always find room.
+plain API calls always find room. One client holds at most
+`max_realtime_per_user` of them per replica (anonymous callers:
+`max_realtime_per_ip` per IP address); past that it gets 429
+`too_many_connections` with Retry-After (WebSocket: close code 4429).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Annotated, Any
 from uuid import UUID
 
-from fastapi import APIRouter, Header, Query, WebSocket, WebSocketDisconnect
+from fastapi import APIRouter, Header, Query, Request, WebSocket, WebSocketDisconnect
 from fastapi.responses import Response, StreamingResponse
-from starlette.types import Receive
+from starlette.requests import HTTPConnection
+from starlette.types import Receive, Scope, Send
 
 from lumalive.db import Database
 from lumalive.errors import BadRequest, LumaError, Unavailable
@@ -35,6 +39,7 @@ from lumalive.store import activity
 from serve_app.deps import (
     AccessDep,
     CallersDep,
+    ConnectionsDep,
     DbDep,
     EventsDep,
     MaybeUser,
@@ -72,9 +77,30 @@ class EventStreamResponse(StreamingResponse):
 
     media_type = "text/event-stream"
 
+    def __init__(
+        self,
+        content: AsyncIterator[bytes],
+        status_code: int = 200,  # FastAPI reads the default for the OpenAPI document
+        headers: Mapping[str, str] | None = None,
+        on_close: Callable[[], None] | None = None,
+    ) -> None:
+        super().__init__(content, status_code, headers=headers)
+        self._on_close = on_close
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            if self._on_close is not None:
+                self._on_close()  # the connection no longer counts against its client
+
     async def listen_for_disconnect(self, receive: Receive) -> None:
         with contextlib.suppress(Exception):
             await super().listen_for_disconnect(receive)
+
+
+def _ip(conn: HTTPConnection) -> str | None:
+    return conn.client.host if conn.client else None
 
 
 def _resume_point(header: str | None, query: int | None) -> int | None:
@@ -109,9 +135,11 @@ async def _missed_any(db: Database, user: UUID | None, stream_id: UUID, after: i
 )
 async def event_stream(
     stream_id: UUID,
+    request: Request,
     user: MaybeUser,
     access: AccessDep,
     events: EventsDep,
+    connections: ConnectionsDep,
     db: DbDep,
     settings: SettingsDep,
     last_event_id: Annotated[
@@ -126,6 +154,7 @@ async def event_stream(
     if stream["status"] == StreamStatus.ENDED and not await _missed_any(db, user, stream_id, after):
         return Response(status_code=204)  # tells EventSource not to reconnect
     _check_capacity(events, settings)
+    closed = connections.open(user, _ip(request))  # 429 past the client's cap
 
     async def frames() -> AsyncIterator[bytes]:
         sub = await events.subscribe(stream, user, after=after, transport="sse")
@@ -138,7 +167,7 @@ async def event_stream(
         finally:
             sub.close()
 
-    return EventStreamResponse(frames(), headers=SSE_HEADERS)
+    return EventStreamResponse(frames(), headers=SSE_HEADERS, on_close=closed)
 
 
 @router.websocket("/ws")
@@ -148,24 +177,36 @@ async def event_socket(
     callers: CallersDep,
     access: AccessDep,
     events: EventsDep,
+    connections: ConnectionsDep,
     settings: SettingsDep,
     last_event_id: Annotated[int | None, Query(ge=0)] = None,
 ) -> None:
     """WebSocket: one JSON text message per event, shaped as the SSE `data:`.
-    Closes with 4401 (bad token), 4404 (not visible), 4503 (replica full), 1000
-    after stream_ended."""
+    Closes with 4401 (bad token), 4404 (not visible), 4429 (the client holds too many
+    connections), 4503 (replica full), 1000 after stream_ended."""
     try:
         # The HTTP routes' own check, called here so that a bad token gets a close code.
         user = await maybe_user(ws, callers)
         stream = await access.visible(user, stream_id, fresh=True)
         _check_capacity(events, settings)
+        closed = connections.open(user, _ip(ws))
     except LumaError as exc:
         await ws.accept()
         await ws.send_json({"type": "error", "error": {"code": exc.code, "message": exc.message}})
         await ws.close(code=4000 + exc.status_code, reason=exc.code)
         return
-    await ws.accept()
-    sub = await events.subscribe(stream, user, after=last_event_id, transport="ws")
+    try:
+        await ws.accept()
+        await _deliver(ws, events, stream, user, last_event_id)
+    finally:
+        closed()
+
+
+async def _deliver(
+    ws: WebSocket, events: EventHub, stream: dict[str, Any], user: UUID | None, after: int | None
+) -> None:
+    """The accepted socket's life: events until the stream ends or the client leaves."""
+    sub = await events.subscribe(stream, user, after=after, transport="ws")
     reader = asyncio.create_task(_drain_client(ws))
     reader.add_done_callback(lambda _: sub.keepalive())  # the client left: stop waiting
     try:

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import secrets
-from typing import Any
+from typing import Annotated, Any
 from uuid import UUID
 
 from fastapi import APIRouter, Query
 
+from actors import ingest_actor
 from lumalive.errors import Conflict, Unprocessable
 from lumalive.settings import Settings
 from lumalive.status import StreamStatus
@@ -22,8 +23,10 @@ from serve_app.deps import (
     Limit,
     MaybeUser,
     SettingsDep,
+    rate_limited,
 )
-from serve_app.schemas import StreamConfig
+from serve_app.quotas import check_create, check_start
+from serve_app.schemas import Storable, StreamConfig
 
 router = APIRouter(prefix="/api/live-streaming", tags=["streams"])
 
@@ -46,7 +49,7 @@ def _with_key(settings: Settings, stream: dict[str, Any], key: str | None) -> di
     return {**stream, "stream_key": key, "ingest": ingest}
 
 
-@router.post("/create", status_code=201)
+@router.post("/create", status_code=201, dependencies=[rate_limited("create")])
 async def create_stream(
     cfg: StreamConfig,
     user: CurrentUser,
@@ -54,7 +57,8 @@ async def create_stream(
     embeddings: EmbeddingsDep,
     settings: SettingsDep,
 ) -> dict[str, Any]:
-    """Create a stream; the response is the only one besides GET by its owner with the key."""
+    """Create a stream; the response is the only one besides GET by its owner with the key.
+    429 `too_many_streams_created` past `max_streams_created_per_hour`."""
     tier_max = QUALITY_BITRATE_KBPS[cfg.quality]
     bitrate = cfg.bitrate or tier_max
     if bitrate > tier_max:
@@ -76,30 +80,46 @@ async def create_stream(
         stream_key=key,
     )
     async with db.acting(user) as conn:
+        await check_create(conn, user, settings)
         row = await streams.insert(conn, new)
     embeddings.schedule(row)  # for recommendations; off the request's path
     return _with_key(settings, row, key)
 
 
-@router.post("/start/{stream_id}")
+@router.post("/start/{stream_id}", dependencies=[rate_limited("start")])
 async def start_stream(
-    stream_id: UUID, user: CurrentUser, access: AccessDep, gateway: GatewayDep
+    stream_id: UUID,
+    user: CurrentUser,
+    access: AccessDep,
+    gateway: GatewayDep,
+    db: DbDep,
+    settings: SettingsDep,
 ) -> dict[str, Any]:
+    """created → live; 429 `too_many_live_streams` at `max_live_streams_per_user`."""
     stream = await access.owned(user, stream_id)
     if stream["status"] != StreamStatus.CREATED:
         raise Conflict(
             f"stream is {stream['status']}; only a created stream can start", "invalid_transition"
         )
-    return await gateway.start(stream)
+    async with db.acting(user) as conn:
+        await check_start(conn, user, settings)  # the user's lock is held until it is live
+        return await gateway.start(stream)
 
 
 @router.post("/end/{stream_id}")
 async def end_stream(
-    stream_id: UUID, user: CurrentUser, access: AccessDep, gateway: GatewayDep
+    stream_id: UUID,
+    user: CurrentUser,
+    access: AccessDep,
+    gateway: GatewayDep,
+    settings: SettingsDep,
 ) -> dict[str, Any]:
+    """live → ended, once what the publisher sent is published (the VOD has every frame):
+    the answer waits for that, at most `end_drain_s`."""
     stream = await access.owned(user, stream_id)
     if stream["status"] != StreamStatus.LIVE:
         raise Conflict(f"stream is {stream['status']}, not live", "stream_not_live")
+    await ingest_actor.finish(stream_id, settings.end_drain_s)
     return await gateway.end(stream, "ended_by_owner")  # also stops the stream's actor
 
 
@@ -109,9 +129,9 @@ async def live_streams(
     db: DbDep,
     limit: Limit = 20,
     cursor: str | None = None,
-    category: str | None = Query(None, max_length=50),
+    category: Annotated[str | None, Query(max_length=50), Storable] = None,
     quality: str | None = Query(None, pattern="^(1080p|4K|8K|20K)$"),
-    tag: str | None = Query(None, max_length=50),
+    tag: Annotated[str | None, Query(max_length=50), Storable] = None,
 ) -> dict[str, Any]:
     """Live streams the caller may see, newest first."""
     async with db.acting(user) as conn:

@@ -278,8 +278,12 @@ async def test_report_once_per_user(client, make_user, make_stream):
         await client.post(f"{BASE}/{sid}/report", json={"reason": "boring"}, headers=viewer.auth),
         422,
     )
-    events = (await client.get(f"{BASE}/{sid}/events?type=report")).json()["items"]
+    events = (await client.get(f"{BASE}/{sid}/events?type=report", headers=owner.auth)).json()[
+        "items"
+    ]
     assert len(events) == 1 and events[0]["event_data"]["reason"] == "spam"
+    # reports are the owner's business (sql/0005): others do not get the event
+    assert (await client.get(f"{BASE}/{sid}/events?type=report")).json()["items"] == []
 
 
 async def test_invite_rules(client, make_user, make_stream):

@@ -73,3 +73,32 @@ def test_ingest_joins_a_running_cluster_idempotently(settings):
     assert f":{settings.rtmp_port}/live" in out.stdout
     after = ingest_actor.lookup()
     assert after is not None and after._actor_id == before._actor_id
+
+
+def test_up_refuses_a_taken_port_before_starting_anything(tmp_path):
+    """Another server on the API port: `up --detach` says so and exits, rather than
+    reporting the other server's health as its own."""
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = {
+            **os.environ,
+            "LUMALIVE_DATA_DIR": str(tmp_path),
+            "LUMALIVE_API_PORT": str(port),
+            "LUMALIVE_RTMP_PORT": "0",
+            "LUMALIVE_DASHBOARD_PORT": "0",
+        }
+        out = subprocess.run(
+            [sys.executable, "-m", "cluster.cli", "up", "--detach"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert f"127.0.0.1:{port} is in use" in out.stderr and "LUMALIVE_API_PORT" in out.stderr
+    assert not (tmp_path / "lumalive.pid").exists()
+    assert not (tmp_path / "pg").exists()  # nothing was started

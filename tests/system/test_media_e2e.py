@@ -261,6 +261,45 @@ async def test_a_publish_goes_live_and_plays_back_as_an_hls_ladder(
     assert r.status_code == 401
 
 
+async def test_ending_right_after_the_publisher_finishes_keeps_every_frame(
+    client: httpx.AsyncClient,
+    make_user: Any,
+    make_stream: Any,
+    settings: Settings,
+    db: Database,
+    tokens: TokenService,
+) -> None:
+    """The owner presses End the moment the publisher is done: the segments still being
+    cut and encoded are published before the stream ends, so the VOD has every frame."""
+    owner = await make_user("caster")
+    stream = await make_stream(owner)
+    sid = stream["id"]
+    # Three clips back to back, unpaced: three segments, all still in the pipeline (cut,
+    # queued or encoding) when the publisher is done.
+    publisher = await publish(settings, stream["stream_key"], realtime=False, loops=2)
+    code, err = await finished(publisher)
+    assert code == 0, err
+    assert await status_of(client, owner, sid) == "live"
+
+    began = time.monotonic()
+    r = await client.post(f"/api/live-streaming/end/{sid}", headers=owner.auth)
+    took = time.monotonic() - began
+    assert r.status_code == 200, r.text
+    assert r.json()["status"] == "ended" and r.json()["end_reason"] == "ended_by_owner"
+    assert took < settings.end_drain_s + 10  # bounded by the drain
+
+    pt = tokens.issue_playback(owner.id, uuid.UUID(sid), 600)
+    base = f"{settings.api_url}/api/live-streaming/{sid}/hls/"
+    for rendition in LADDER:
+        index = await client.get(f"{base}{rendition}/index.m3u8", params={"pt": pt})
+        assert index.status_code == 200, index.text
+        assert "#EXT-X-ENDLIST" in index.text  # the VOD: final, every segment
+    frames, _ = await asyncio.to_thread(play, f"{base}master.m3u8?pt={pt}")
+    assert frames == {size: 3 * CLIP_FRAMES for size in LADDER.values()}
+    q = await quality(db, owner, sid)
+    assert [(x["frames"], x["dropped"]) for x in q] == [(CLIP_FRAMES, False)] * 3
+
+
 # --- admission -------------------------------------------------------------------------
 
 

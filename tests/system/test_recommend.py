@@ -62,7 +62,7 @@ async def test_recommendations_follow_watch_history(client, settings, make_user,
     }
     hidden = (
         await make_stream(
-            owner,
+            await make_user("owner"),  # a sixth live stream would pass the owner's quota
             start=True,
             privacy="private",
             title="Secret pasta masterclass",

@@ -16,12 +16,12 @@ import pytest
 
 from media.rtmp import (
     FlvReader,
+    IngestLimits,
     IngestSession,
     RtmpIngestServer,
 )
-from models.train_superres import default_media_path
+from tests.utils.rtmp import ffmpeg_publish, finished
 
-SOURCE = default_media_path()
 SOURCE_VIDEO_FRAMES, SOURCE_AUDIO_FRAMES = 132, 249  # 1280x720 H.264 @ 25 fps, AAC
 TIMEOUT_S = 60
 
@@ -112,45 +112,6 @@ async def ingest() -> AsyncIterator[Ingest]:
     await box.server.start()
     yield box
     await box.server.stop()
-
-
-@dataclass
-class Published:
-    returncode: int
-    stderr: str
-
-
-async def ffmpeg_publish(
-    url: str, *, realtime: bool = True, loops: int = 0
-) -> asyncio.subprocess.Process:
-    """`loops` plays the clip that many extra times (a longer, still finite publish)."""
-    pace = ["-re"] if realtime else []
-    loop = ["-stream_loop", str(loops)] if loops else []
-    return await asyncio.create_subprocess_exec(
-        "ffmpeg",
-        "-hide_banner",
-        "-nostdin",
-        "-loglevel",
-        "error",
-        *pace,
-        *loop,
-        "-i",
-        str(SOURCE),
-        "-c",
-        "copy",
-        "-f",
-        "flv",
-        url,
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.PIPE,
-    )
-
-
-async def finished(process: asyncio.subprocess.Process) -> Published:
-    async with asyncio.timeout(TIMEOUT_S):
-        _, stderr = await process.communicate()
-    assert process.returncode is not None
-    return Published(process.returncode, stderr.decode(errors="replace"))
 
 
 def assert_whole_source(decoded: Decoded) -> None:
@@ -272,7 +233,8 @@ async def test_a_connection_that_never_publishes_is_closed():
     async def refuse_all(app: str, key: str) -> str | None:
         return None
 
-    server = RtmpIngestServer("127.0.0.1", 0, refuse_all, lambda session: None, setup_timeout_s=0.5)
+    limits = IngestLimits(setup_timeout_s=0.5)
+    server = RtmpIngestServer("127.0.0.1", 0, refuse_all, lambda session: None, limits=limits)
     async with server:
         reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
         writer.write(b"\x03" + bytes(1536))  # C0 C1, then nothing more

@@ -1,6 +1,7 @@
-"""The ingest's admission and publisher-drop policy, without Ray or Postgres: the
+"""The ingest's admission, publisher-drop and end policy, without Ray or Postgres: the
 service's seams (records, stream control, pipelines) are in-memory here; the RTMP
-sessions are real `IngestSession`s, handed over as the RTMP server hands them."""
+sessions are real `IngestSession`s, handed over as the RTMP server hands them, and
+their readers are read to the end in a thread, as the segmenter reads them."""
 
 from __future__ import annotations
 
@@ -13,9 +14,9 @@ from uuid import UUID
 
 import pytest
 
-from actors.ingest_service import EndStream, IngestService, KeyedStream
+from actors.ingest_service import EndStream, Finished, IngestService, KeyedStream
 from lumalive.status import StreamStatus
-from media.rtmp import IngestSession
+from media.rtmp import IngestSession, flv
 
 
 @dataclass
@@ -76,22 +77,36 @@ class Control:
 
 
 class Pipeline:
-    """A stream's pipeline that takes each input as it comes; `drain` waits for the
-    test to say what the last input sent is published."""
+    """A stream's pipeline that reads each input to its end in a thread (once
+    `may_read` is set) and keeps what it read; `drain`, like the real one, waits for
+    the input to end, then for the test to say what it sent is published."""
 
     def __init__(self, stream: dict[str, Any], end_stream: EndStream) -> None:
         self.owner_id: UUID = stream["user_id"]
         self.stopped = False
         self.closed = False
         self.inputs: list[Any] = []
+        self.received: list[bytes] = []  # what each input read, once it ended
         self.end_stream = end_stream
+        self.may_read = asyncio.Event()
+        self.may_read.set()
+        self.draining = False
+        self.drains = 0
         self.published = asyncio.Event()
         self.published.set()
+        self._input = asyncio.Lock()
 
     async def ingest(self, source: Any, *, started_at: float | None = None) -> None:
         self.inputs.append(source)
+        async with self._input:
+            await self.may_read.wait()
+            self.received.append(await asyncio.to_thread(read_to_end, source))
 
     async def drain(self) -> None:
+        self.draining = True
+        self.drains += 1
+        async with self._input:
+            pass
         await self.published.wait()
 
     async def close(self) -> None:
@@ -99,6 +114,18 @@ class Pipeline:
 
     def status(self) -> dict[str, Any]:
         return {"inputs": len(self.inputs)}
+
+
+def read_to_end(source: Any) -> bytes:
+    data = b""
+    while chunk := source.read(65536):
+        data += chunk
+    return data
+
+
+def send_audio(session: IngestSession, timestamp: int, payload: bytes) -> None:
+    """The publisher sends an AAC frame (raw, not a sequence header)."""
+    session.feed_media(flv.AUDIO, timestamp, b"\xaf\x01" + payload)
 
 
 @dataclass
@@ -144,13 +171,18 @@ async def ingest() -> AsyncIterator[Ingest]:
     await box.service.stop()
 
 
-async def until(check: Callable[[], bool], what: str) -> None:
-    """Let the service's tasks run until `check()` holds (no wall-clock waits)."""
-    for _ in range(1000):
-        if check():
-            return
-        await asyncio.sleep(0)
-    raise AssertionError(f"never happened: {what}")
+async def until(check: Callable[[], bool], what: str, timeout_s: float = 10.0) -> None:
+    """Let the service's tasks run until `check()` holds: a step of the event loop at a
+    time, then also time for the threads that read the inputs (the timeout only bounds
+    a test that would otherwise hang)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    steps = 0
+    while not check():
+        if loop.time() > deadline:
+            raise AssertionError(f"never happened: {what}")
+        steps += 1
+        await asyncio.sleep(0 if steps < 1000 else 0.001)
 
 
 # --- admission -------------------------------------------------------------------------
@@ -271,3 +303,177 @@ async def test_a_pipeline_stopped_by_the_stream_ending_gets_no_grace_period(
     assert ingest.service.status()["grace"] == []
     assert await ingest.service.authorize("live", "key") is None
     assert ingest.records.kinds(sid)[-1] == "ingest_refused"
+
+
+async def test_moderation_ends_the_stream_at_once_without_waiting_for_the_drain(
+    ingest: Ingest,
+) -> None:
+    sid = ingest.records.add("key", StreamStatus.LIVE)
+    await ingest.publish("key")
+    [pipeline] = ingest.pipelines.opened
+    pipeline.published.clear()  # segments still in the pool: they must not hold it up
+    await pipeline.end_stream("policy_violation")
+    assert ingest.control.ended == [(sid, "policy_violation")]
+    assert not pipeline.draining
+
+
+# --- its owner ending it ---------------------------------------------------------------
+
+
+async def test_finishing_reads_what_the_publisher_sent_and_nothing_after(
+    ingest: Ingest,
+) -> None:
+    """The publisher is still sending when its owner ends the stream: what arrived
+    before is read (the segmenter cuts it), what comes after is not, and `finish`
+    answers once that is published; the stream is left for the caller to end."""
+    sid = ingest.records.add("key", StreamStatus.LIVE)
+    session = await ingest.publish("key")
+    [pipeline] = ingest.pipelines.opened
+    pipeline.may_read.clear()  # the segmenter is behind: what came is still buffered
+    pipeline.published.clear()
+    send_audio(session, 0, b"BEFORE")
+
+    finishing = asyncio.create_task(ingest.service.finish(str(sid), 10.0))
+    await until(lambda: pipeline.draining, "the drain to start")
+    send_audio(session, 40, b"AFTER")  # the publisher is still sending
+    pipeline.may_read.set()
+    await until(lambda: bool(pipeline.received), "the input to end")
+    [got] = pipeline.received
+    assert b"BEFORE" in got and b"AFTER" not in got
+    assert not session.closed  # the publisher is still connected, just not read
+
+    # Meanwhile the key is refused (and that recorded) ...
+    assert await ingest.service.authorize("live", "key") is None
+    assert ingest.records.events[-1] == (sid, "ingest_refused", {"reason": "stream_ending"})
+    assert ingest.service.status()["finishing"] == [str(sid)]
+    # ... and `finish` waits for what was cut to be published.
+    for _ in range(20):
+        await asyncio.sleep(0)
+    assert not finishing.done() and not pipeline.closed
+
+    pipeline.published.set()
+    result = await finishing
+    assert result.drained and result.waited_s >= 0
+    await until(lambda: pipeline.closed, "the pipeline to close")
+    assert ingest.service.status()["pipelines"] == {}
+    assert ingest.service.status()["finishing"] == []
+    assert ingest.control.ended == []  # the caller ends it (through the stream actor)
+
+    session.end("unpublished")  # the publisher goes: no grace period for an ended stream
+    await until(lambda: "ingest_disconnected" in ingest.records.kinds(sid), "disconnect event")
+    assert ingest.service.status()["grace"] == []
+
+
+async def test_a_publisher_leaving_while_finishing_gets_no_grace_period(
+    ingest: Ingest,
+) -> None:
+    sid = ingest.records.add("key", StreamStatus.LIVE)
+    session = await ingest.publish("key")
+    [pipeline] = ingest.pipelines.opened
+    pipeline.published.clear()
+    finishing = asyncio.create_task(ingest.service.finish(str(sid), 10.0))
+    await until(lambda: pipeline.draining, "the drain to start")
+    session.end("unpublished")
+    await until(lambda: "ingest_disconnected" in ingest.records.kinds(sid), "disconnect event")
+    assert ingest.service.status()["grace"] == [] and not pipeline.closed
+
+    pipeline.published.set()
+    assert (await finishing).drained
+    await until(lambda: pipeline.closed, "the pipeline to close")
+    assert ingest.service.status()["grace"] == [] and ingest.control.ended == []
+
+
+async def test_finishing_is_bounded_by_the_drain_time(ingest: Ingest) -> None:
+    sid = ingest.records.add("key", StreamStatus.LIVE)
+    session = await ingest.publish("key")
+    [pipeline] = ingest.pipelines.opened
+    pipeline.published.clear()  # a segment that never finishes
+    async with asyncio.timeout(5):
+        result = await ingest.service.finish(str(sid), 0.05)
+    assert result == Finished(drained=False, waited_s=result.waited_s)
+    assert 0.05 <= result.waited_s < 5
+    await until(lambda: pipeline.closed, "the pipeline to close")
+    assert ingest.service.status()["pipelines"] == {} and ingest.control.ended == []
+    session.end("unpublished")
+
+
+async def test_finishing_a_stream_whose_publisher_dropped_cancels_its_grace_period(
+    ingest: Ingest,
+) -> None:
+    """The grace period would end it for `publisher_timeout`; its owner ends it first,
+    after what the last publisher sent is published."""
+    sid = ingest.records.add("key", StreamStatus.LIVE)
+    session = await ingest.publish("key")
+    [pipeline] = ingest.pipelines.opened
+    session.end("disconnected")
+    await until(lambda: ingest.service.status()["grace"] == [str(sid)], "the grace period")
+    grace = ingest.service._grace[str(sid)]
+    pipeline.published.clear()
+
+    finishing = asyncio.create_task(ingest.service.finish(str(sid), 10.0))
+    await until(grace.done, "the grace timer to stop")
+    assert ingest.service.status()["grace"] == [] and not finishing.done()
+    pipeline.published.set()
+    assert (await finishing).drained
+    await until(lambda: pipeline.closed, "the pipeline to close")
+    assert ingest.service.status()["grace"] == [] and ingest.control.ended == []
+
+
+async def test_finishing_twice_at_once_waits_for_one_drain(ingest: Ingest) -> None:
+    sid = ingest.records.add("key", StreamStatus.LIVE)
+    session = await ingest.publish("key")
+    [pipeline] = ingest.pipelines.opened
+    pipeline.published.clear()
+    first = asyncio.create_task(ingest.service.finish(str(sid), 10.0))
+    second = asyncio.create_task(ingest.service.finish(str(sid), 10.0))
+    await until(lambda: pipeline.draining, "the drain to start")
+    assert not first.done() and not second.done()
+    pipeline.published.set()
+    assert (await first).drained and (await second).drained
+    assert pipeline.drains == 1
+    session.end("unpublished")
+
+
+async def test_finishing_a_stream_without_a_pipeline_is_immediate(ingest: Ingest) -> None:
+    sid = ingest.records.add("key", StreamStatus.LIVE)  # started by the API, never published
+    assert await ingest.service.finish(str(sid), 10.0) == Finished(drained=True, waited_s=0.0)
+    assert await ingest.service.authorize("live", "key") == str(sid)  # may publish after all
+
+
+async def test_a_pipelines_drain_waits_for_its_input_to_end() -> None:
+    """`StreamPipeline.drain`, what `finish` waits for, first waits for the input being
+    read to end (its last segment is cut only then), not only for what was cut."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from actors.media_pipeline import StreamPipeline
+    from lumalive.settings import Settings
+    from media.rtmp import FlvReader
+    from media.segmenter import InvalidSourceError
+
+    async def run(job: Any, data: bytes) -> Any:
+        raise AssertionError("nothing is cut from an empty input")
+
+    async def end_stream(reason: str) -> None:
+        raise AssertionError("not ended")
+
+    stream = {"id": uuid.uuid4(), "user_id": uuid.uuid4(), "quality": "1080p"}
+    db: Any = None  # `drain` touches no database (`open` does, and is not called)
+    with ThreadPoolExecutor(1) as executor:
+        pipeline = StreamPipeline(
+            stream, Settings(), db, run, executor=executor, end_stream=end_stream
+        )
+        reader = FlvReader(1 << 20)
+        ingesting = asyncio.create_task(pipeline.ingest(reader))
+        try:
+            await asyncio.sleep(0)  # the segmenter waits for the publisher's first bytes
+            draining = asyncio.create_task(pipeline.drain())
+            for _ in range(20):
+                await asyncio.sleep(0.005)
+            assert not draining.done()
+
+            reader.finish()  # the input ends (here before any media: nothing to cut)
+            await until(draining.done, "the drain to finish")
+        finally:
+            reader.close()  # the segmenter's thread stops either way
+        with pytest.raises(InvalidSourceError):
+            await ingesting
