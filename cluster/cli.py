@@ -62,12 +62,19 @@ def cmd_up(settings: Settings, detach: bool) -> int:
 
     system = System(settings)
     stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
+
+    def on_signal() -> None:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: stop.set())
+
+    on_signal()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     _pid_file(settings).write_text(str(os.getpid()))
     try:
         system.start()
+        # Again: `ray.init` installs a crash handler for SIGTERM that aborts the process,
+        # which would skip the orderly stop below (and leave Ray's agents and Postgres).
+        on_signal()
         _print_urls(system.settings)
         print("Ready. Ctrl-C to stop.", flush=True)
         stop.wait()
