@@ -24,6 +24,11 @@ def _pid_file(settings: Settings) -> Path:
     return settings.data_dir / "lumalive.pid"
 
 
+def _ready_file(settings: Settings) -> Path:
+    """Written by `up` once everything (the ingest included) has started."""
+    return settings.data_dir / "lumalive.ready"
+
+
 def _print_urls(settings: Settings) -> None:
     print(f"LumaLive API      {settings.api_url}  (docs: {settings.api_url}/docs)")
     if not settings.ray_address:
@@ -70,17 +75,23 @@ def cmd_up(settings: Settings, detach: bool) -> int:
     on_signal()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     _pid_file(settings).write_text(str(os.getpid()))
+    _ready_file(settings).unlink(missing_ok=True)
     try:
-        system.start()
+        system.start_database()
+        system.start_ray()
         # Again: `ray.init` installs a crash handler for SIGTERM that aborts the process,
         # which would skip the orderly stop below (and leave Ray's agents and Postgres).
         on_signal()
+        system.deploy()
+        system.start_media()
+        _ready_file(settings).write_text(str(os.getpid()))
         _print_urls(system.settings)
         print("Ready. Ctrl-C to stop.", flush=True)
         stop.wait()
         print("Stopping…", flush=True)
     finally:
         system.stop(everything=True)
+        _ready_file(settings).unlink(missing_ok=True)
         _pid_file(settings).unlink(missing_ok=True)
     return 0
 
@@ -102,10 +113,11 @@ def _up_detached(settings: Settings) -> int:
             print(f"lumalive up exited with {proc.returncode}; see {log}", file=sys.stderr)
             return 1
         try:
-            # Ours answering, not some other server that took the port meanwhile: the
-            # child writes its pid file before it starts anything.
-            ours = _pid_file(settings).exists() and _pid_file(settings).read_text() == str(proc.pid)
-            healthy = httpx.get(f"{settings.api_url}/healthz", timeout=2).status_code == 200
+            # Ours, and all of it: the child writes this file once the API and the
+            # ingest are up (not some other server that took the port meanwhile).
+            ready = _ready_file(settings)
+            ours = ready.exists() and ready.read_text() == str(proc.pid)
+            healthy = ours and httpx.get(f"{settings.api_url}/healthz", timeout=2).is_success
             if ours and healthy:
                 _print_urls(settings)
                 print(

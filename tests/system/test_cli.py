@@ -102,3 +102,49 @@ def test_up_refuses_a_taken_port_before_starting_anything(tmp_path):
     assert f"127.0.0.1:{port} is in use" in out.stderr and "LUMALIVE_API_PORT" in out.stderr
     assert not (tmp_path / "lumalive.pid").exists()
     assert not (tmp_path / "pg").exists()  # nothing was started
+
+
+def test_down_stops_everything_up_started(tmp_path):
+    """`up --detach` then `down`: no Ray process (agents included) and no Postgres of
+    that instance is left. A separate instance: its own data dir, ports and Ray."""
+    import psutil
+
+    from tests.utils.api import free_port
+
+    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "DATABASE_URL")}
+    env.update(
+        LUMALIVE_DATA_DIR=str(tmp_path),
+        LUMALIVE_API_PORT=str(free_port()),
+        LUMALIVE_RTMP_PORT=str(free_port()),
+        LUMALIVE_DASHBOARD_PORT=str(free_port()),
+    )
+
+    def cli(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-m", "cluster.cli", *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+
+    up = cli("up", "--detach")
+    assert up.returncode == 0, up.stdout + up.stderr
+    started = psutil.Process(int((tmp_path / "lumalive.pid").read_text()))
+    tree = [started, *started.children(recursive=True)]
+    postmaster = int((tmp_path / "pg" / "postmaster.pid").read_text().split()[0])
+    tree.append(psutil.Process(postmaster))
+    names = " ".join(p.name() for p in tree)
+    assert "raylet" in names and "postgres" in names, names
+
+    down = cli("down")
+    assert down.returncode == 0 and "stopped" in down.stdout, down.stdout + down.stderr
+
+    def alive(p: psutil.Process) -> bool:
+        try:
+            return p.is_running() and p.status() != psutil.STATUS_ZOMBIE
+        except psutil.NoSuchProcess:
+            return False
+
+    left = [f"{p.pid}" for p in tree if alive(p)]
+    assert not left, f"still running after down: {left}"
