@@ -68,7 +68,7 @@ class ConnectionLimits:
     def open(self, user: UUID | None, ip: str | None) -> Callable[[], None]:
         """Count a new connection; returns the function that counts it closed (call it
         exactly once). RateLimited `too_many_connections` if the client is at its cap."""
-        key: UUID | str = user if user is not None else f"ip:{ip or 'unknown'}"
+        key = _client_key(user, ip)
         cap = self._per_user if user is not None else self._per_ip
         held = self._open.get(key, 0)
         if cap and held >= cap:
@@ -95,5 +95,9 @@ class ConnectionLimits:
         return close
 
     def held(self, user: UUID | None, ip: str | None = None) -> int:
-        key: UUID | str = user if user is not None else f"ip:{ip or 'unknown'}"
-        return self._open.get(key, 0)
+        return self._open.get(_client_key(user, ip), 0)
+
+
+def _client_key(user: UUID | None, ip: str | None) -> UUID | str:
+    """A signed-in client is its user id; an anonymous one its address."""
+    return user if user is not None else f"ip:{ip or 'unknown'}"
