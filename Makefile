@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 # would pull gigabytes of CUDA packages.
 TORCH ?= torch==2.13.0
 
-.PHONY: up test test-unit lint install install-test ffmpeg
+.PHONY: up test test-unit lint install install-test ffmpeg chromium web openapi
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -14,25 +14,44 @@ $(PY):
 install: $(PY)
 	$(PY) -m pip install -q $(TORCH) -e .
 
-install-test: $(PY) ffmpeg
+install-test: $(PY) ffmpeg chromium
 	$(PY) -m pip install -q $(TORCH) -e '.[test]'
 
 # The ffmpeg CLI is the real RTMP publisher in the ingest tests.
 ffmpeg:
 	@command -v ffmpeg >/dev/null || { apt-get update -qq && apt-get install -y -qq ffmpeg >/dev/null; }
 
-up: install
+# Debian's Chromium is the real browser of the web app's end-to-end tests (Playwright).
+chromium:
+	@command -v chromium >/dev/null || { apt-get update -qq && apt-get install -y -qq chromium >/dev/null; }
+
+# The web app the API serves at `/` (web/dist), from the lockfile; bundled, no CDN.
+web:
+	npm ci --prefix web --no-audit --no-fund
+	npm run build --prefix web
+
+# The API's OpenAPI document (web/openapi.json) and the TypeScript client's types
+# generated from it (web/src/api/schema.d.ts); both are committed, and a unit test
+# fails while they are stale.
+openapi: install
+	$(PY) -m cluster.openapi_dump
+	@test -d web/node_modules || npm ci --prefix web --no-audit --no-fund
+	npm run gen:api --prefix web
+
+up: install web
 	$(VENV)/bin/lumalive up
 
-test: install-test
+test: install-test web
 	$(PY) -m pytest
 
 # The fast layer only: plain classes and real FFmpeg/PyAV, no Postgres, no Ray.
 test-unit: install-test
 	$(PY) -m pytest tests/unit
 
-# What CI checks besides the tests: lint, formatting, types of the Ray-free packages.
-lint: install-test
+# What CI checks besides the tests: lint, formatting, types of the Ray-free packages
+# and of the TypeScript client and web app.
+lint: install-test web
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy media lumalive models
+	npm run typecheck --prefix web

@@ -40,8 +40,10 @@ from actors.ingest_service import (
 from actors.media_pipeline import RunSegment, StreamPipeline
 from actors.media_pool import MediaPool
 from actors.stream_gateway import StreamGateway
+from actors.whip_ingest import WhipIngest
 from lumalive.db import Database
 from lumalive.errors import Conflict
+from lumalive.quotas import check_start
 from lumalive.settings import Settings
 from lumalive.status import StreamStatus
 from lumalive.store import activity, streams
@@ -94,20 +96,27 @@ class PostgresIngestRecords:
 
 class RayStreamControl:
     """`StreamControl` through the streams' actors, by the same `StreamGateway` the API
-    uses; an ended stream's actor is stopped (the gateway does it)."""
+    uses; an ended stream's actor is stopped (the gateway does it). Starting applies
+    the live-stream quota the API's start applies (`lumalive.quotas.check_start`),
+    under the owner's lock until the stream is live, so a publish and an API start
+    cannot both take the last slot."""
 
-    def __init__(self, settings: Settings, records: PostgresIngestRecords) -> None:
+    def __init__(self, settings: Settings, records: PostgresIngestRecords, db: Database) -> None:
         async def status_now(stream_id: UUID, owner_id: UUID) -> str:
             row = await records.stream(stream_id, owner_id)
             return str(row["status"]) if row else StreamStatus.ENDED
 
+        self._settings = settings
+        self._db = db
         self._gateway = StreamGateway(settings, status_now)
 
     async def start(self, stream_id: UUID, owner_id: UUID) -> bool:
-        try:
-            await self._gateway.start({"id": stream_id, "user_id": owner_id})
-        except Conflict:
-            return False
+        async with self._db.acting(owner_id) as conn:
+            await check_start(conn, owner_id, self._settings)
+            try:
+                await self._gateway.start({"id": stream_id, "user_id": owner_id})
+            except Conflict:
+                return False
         return True
 
     async def end(self, stream_id: UUID, owner_id: UUID, reason: str) -> None:
@@ -166,7 +175,7 @@ class ClusterIngest(IngestService):
         records = PostgresIngestRecords(self._db)
         super().__init__(
             records,
-            RayStreamControl(settings, records),
+            RayStreamControl(settings, records, self._db),
             pipeline_factory(settings, self._db, self._pool.run, self._executor),
             reconnect_grace_s=settings.reconnect_grace_s,
             host=settings.rtmp_host,
@@ -187,8 +196,9 @@ class ClusterIngest(IngestService):
 
 
 @ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=0)
-class IngestActor(ClusterIngest):
-    """ClusterIngest as a Ray actor (see module docstring)."""
+class IngestActor(WhipIngest, ClusterIngest):
+    """ClusterIngest as a Ray actor (see module docstring), also taking browsers'
+    WHIP publishes (`actors.whip_ingest`)."""
 
     def __init__(self, settings: Settings) -> None:
         super().__init__(settings)
@@ -218,11 +228,7 @@ def start(settings: Settings, timeout_s: float = 60.0) -> ActorHandle[Any]:
 
 
 def lookup() -> ActorHandle[Any] | None:
-    try:
-        handle: ActorHandle[Any] = ray.get_actor(NAME, namespace=stream_actor.NAMESPACE)
-        return handle
-    except ValueError:
-        return None
+    return stream_actor.named(NAME)
 
 
 async def finish(stream_id: UUID, drain_s: float) -> Finished | None:

@@ -6,7 +6,9 @@ stream (`IngestRecords.stream_for_key`):
 - unknown key, or an app other than "live": refused;
 - ended stream, or one its owner is ending (`finish`): refused, and an
   `ingest_refused` event is recorded on it;
-- created stream: started (`StreamControl.start`: publishing starts a stream);
+- created stream: started (`StreamControl.start`: publishing starts a stream), under
+  the same live-stream quota as the API's start: over it, refused, logged, and an
+  `ingest_refused` event (reason `too_many_live_streams`) tells the owner why;
 - live stream: accepted. A stream or key already publishing is refused by the server.
 
 A publisher that drops does not end the stream: it may reconnect with the same key
@@ -49,6 +51,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 from uuid import UUID
 
+from lumalive.errors import RateLimited
 from lumalive.status import StreamStatus
 from media.rtmp import FlvReader, IngestLimits, IngestSession, RtmpIngestServer
 from media.segmenter import InvalidSourceError
@@ -103,7 +106,8 @@ class StreamControl(Protocol):
 
     async def start(self, stream_id: UUID, owner_id: UUID) -> bool:
         """created → live. False if the stream was not in `created` (a Conflict: e.g.
-        its owner started or ended it meanwhile)."""
+        its owner started or ended it meanwhile). Raises `RateLimited` if the owner
+        has as many streams live as the quota allows."""
         ...
 
     async def end(self, stream_id: UUID, owner_id: UUID, reason: str) -> None:
@@ -230,7 +234,17 @@ class IngestService:
             )
             return None
         if status == StreamStatus.CREATED:
-            status = await self._start_stream(stream.id, stream.owner_id)
+            try:
+                status = await self._start_stream(stream.id, stream.owner_id)
+            except RateLimited as refusal:  # the owner's live-stream quota
+                log.warning("stream %s: publish refused: %s", stream.id, refusal.message)
+                await self._records.add_event(
+                    stream.id,
+                    stream.owner_id,
+                    "ingest_refused",
+                    {"reason": refusal.code, "message": refusal.message},
+                )
+                return None
         if status != StreamStatus.LIVE:
             return None
         if str(stream.id) in self._finishing:  # its owner is ending it

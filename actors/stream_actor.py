@@ -40,11 +40,16 @@ def get_or_create(stream_id: UUID, owner_id: UUID, settings: Settings) -> ray.ac
     ).remote(stream_id, owner_id, settings)
 
 
-def lookup(stream_id: UUID) -> ray.actor.ActorHandle | None:
+def named(name: str) -> ray.actor.ActorHandle | None:
+    """The detached actor `name` in LumaLive's namespace, or None if it does not run."""
     try:
-        return ray.get_actor(actor_name(stream_id), namespace=NAMESPACE)
+        return ray.get_actor(name, namespace=NAMESPACE)
     except ValueError:
         return None
+
+
+def lookup(stream_id: UUID) -> ray.actor.ActorHandle | None:
+    return named(actor_name(stream_id))
 
 
 def stop(handle: ray.actor.ActorHandle) -> None:

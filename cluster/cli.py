@@ -1,4 +1,4 @@
-"""The `lumalive` command: up, down, token, migrate, analytics."""
+"""The `lumalive` command: up, down, token, grant-moderator, migrate, analytics."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from pathlib import Path
 
 import httpx
@@ -84,6 +85,7 @@ def cmd_up(settings: Settings, detach: bool) -> int:
         on_signal()
         system.deploy()
         system.start_media()
+        system.start_webhooks()
         _ready_file(settings).write_text(str(os.getpid()))
         _print_urls(system.settings)
         print("Ready. Ctrl-C to stop.", flush=True)
@@ -187,6 +189,33 @@ def cmd_token(settings: Settings, username: str, ttl: int) -> int:
     return 0
 
 
+def cmd_grant_moderator(settings: Settings, username: str, revoke: bool) -> int:
+    """Make a user a platform moderator (or no longer), as the schema owner."""
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    from lumalive.store import moderation
+
+    system, settings = _with_database(settings)
+
+    async def grant() -> str:
+        engine = create_async_engine(settings.database_url or "")
+        try:
+            async with engine.begin() as conn:  # no acting user: an operator session
+                return await moderation.grant_platform_moderator(conn, username, revoke)
+        finally:
+            await engine.dispose()
+
+    try:
+        outcome = asyncio.run(grant())
+    finally:
+        system.stop()
+    if outcome == "no_such_user":
+        print(f"no user named {username!r}", file=sys.stderr)
+        return 1
+    print(f"{username}: platform moderator {outcome}")
+    return 0
+
+
 def cmd_migrate(settings: Settings) -> int:
     system, _ = _with_database(settings)
     system.stop()
@@ -214,6 +243,55 @@ def cmd_ingest(settings: Settings) -> int:
     return 0
 
 
+def cmd_webhook(settings: Settings, args: argparse.Namespace) -> int:
+    """Platform-wide webhook endpoints (every stream's events, and report.created), as
+    the schema owner; or `dispatch`: start the dispatcher on an existing cluster."""
+    if args.webhook_command == "dispatch":
+        import ray
+
+        from actors import webhook_dispatcher
+
+        if not settings.app_url:
+            print("set DATABASE_URL: the webhook queue is in Postgres", file=sys.stderr)
+            return 2
+        ray.init(address=settings.ray_address or "auto", namespace="lumalive", log_to_driver=False)
+        webhook_dispatcher.start(settings)
+        print("webhook dispatcher running")
+        return 0
+    import psycopg
+
+    from lumalive import webhooks
+    from lumalive.errors import Unprocessable
+    from lumalive.store import webhooks as store
+
+    system, settings = _with_database(settings)
+    dsn = (settings.database_url or "").replace("postgresql+psycopg://", "postgresql://", 1)
+    try:
+        with psycopg.connect(dsn) as conn, conn.cursor() as cur:
+            if args.webhook_command == "add":
+                events = sorted({e.strip() for e in args.events.split(",") if e.strip()})
+                if not events or not webhooks.EVENT_TYPES.issuperset(events):
+                    print(f"--events: some of {sorted(webhooks.EVENT_TYPES)}", file=sys.stderr)
+                    return 2
+                allow = settings.webhook_allow_http, settings.webhook_allow_private
+                try:
+                    asyncio.run(webhooks.check_url(args.url, webhooks.UrlPolicy(*allow)))
+                except Unprocessable as e:
+                    print(f"lumalive webhook add: {e.message}", file=sys.stderr)
+                    return 2
+                secret = webhooks.new_secret()
+                print(f"{store.add_platform(cur, args.url, events, secret)}  secret {secret}")
+            elif args.webhook_command == "list":
+                for endpoint_id, url, events, created in store.list_platform(cur):
+                    print(f"{endpoint_id}  {url}  {','.join(events)}  {created:%Y-%m-%d %H:%M}")
+            elif not store.remove_platform(cur, args.id):
+                print(f"no platform webhook {args.id}", file=sys.stderr)
+                return 1
+    finally:
+        system.stop()
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="lumalive", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -224,7 +302,20 @@ def main(argv: list[str] | None = None) -> int:
     tok.add_argument("username")
     tok.add_argument("--ttl", type=int, default=3600, help="seconds until it expires")
     sub.add_parser("migrate", help="apply migrations to DATABASE_URL (or the embedded Postgres)")
+    mod = sub.add_parser("grant-moderator", help="make a user a platform moderator")
+    mod.add_argument("username")
+    mod.add_argument("--revoke", action="store_true", help="no longer a platform moderator")
     sub.add_parser("ingest", help="start the RTMP ingest on an existing Ray cluster (RAY_ADDRESS)")
+    hook = sub.add_parser("webhook", help="platform-wide webhook endpoints, and the dispatcher")
+    hook_sub = hook.add_subparsers(dest="webhook_command", required=True)
+    hook_add = hook_sub.add_parser("add", help="register an endpoint; prints its id and secret")
+    hook_add.add_argument("url")
+    hook_add.add_argument("--events", required=True, help="comma-separated, e.g. report.created")
+    hook_sub.add_parser("list", help="the platform-wide endpoints")
+    hook_sub.add_parser("remove", help="remove a platform-wide endpoint").add_argument(
+        "id", type=uuid.UUID
+    )
+    hook_sub.add_parser("dispatch", help="start the dispatcher on an existing Ray cluster")
     ana = sub.add_parser("analytics", help="batch analytics (Ray Data) into rollup tables")
     ana_sub = ana.add_subparsers(dest="analytics_command", required=True)
     ana_run = ana_sub.add_parser("run", help="compute the daily rollups (idempotent)")
@@ -240,10 +331,14 @@ def main(argv: list[str] | None = None) -> int:
         return cmd_up(settings, args.detach)
     if args.command == "down":
         return cmd_down(settings)
+    if args.command == "webhook":
+        return cmd_webhook(settings, args)
     if args.command == "ingest":
         return cmd_ingest(settings)
     if args.command == "token":
         return cmd_token(settings, args.username, args.ttl)
+    if args.command == "grant-moderator":
+        return cmd_grant_moderator(settings, args.username, args.revoke)
     if args.command == "analytics":
         from cluster import analytics_job  # imports Ray Data; keep `lumalive --help` fast
 

@@ -7,6 +7,7 @@ tests exercise exactly what a user starts.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from dataclasses import dataclass, field
 
@@ -14,7 +15,7 @@ import httpx
 import ray
 from ray import serve
 
-from actors import ingest_actor
+from actors import ingest_actor, webhook_dispatcher
 from cluster import processes
 from cluster.postgres import EmbeddedPostgres
 from lumalive.settings import Settings
@@ -33,13 +34,27 @@ class System:
     _pg: EmbeddedPostgres | None = field(default=None, repr=False)
 
     def start_database(self) -> Settings:
-        """Embedded Postgres unless DATABASE_URL is set; then migrate."""
+        """Embedded Postgres unless DATABASE_URL is set; then migrate (as DATABASE_URL:
+        the schema owner). The embedded one's app login is made here, after the
+        migrations made its role; an external one's is the operator's (README)."""
         self.settings = self.settings.with_secret()
         if not self.settings.database_url:
             self._pg = EmbeddedPostgres(self.settings.data_dir / "pg")
             url = self._pg.start()
             self.settings = self.settings.model_copy(update={"database_url": url})
         upgrade(self.settings.database_url)
+        if self._pg is not None:
+            app_url = self._pg.app_login(
+                self.settings.database_url,
+                self.settings.app_role,
+                self.settings.data_dir / "db_app_password",
+            )
+            self.settings = self.settings.model_copy(update={"app_database_url": app_url})
+        elif not self.settings.app_database_url:
+            log.warning(
+                "LUMALIVE_APP_DATABASE_URL is not set: the API connects as DATABASE_URL's"
+                " user (the schema owner), which a RESET ROLE takes out of row-level security"
+            )
         return self.settings
 
     def start_ray(self) -> None:
@@ -49,6 +64,11 @@ class System:
         if self.settings.ray_address:
             ray.init(address=self.settings.ray_address, namespace="lumalive")
         else:
+            # The Serve proxy's uvicorn would rewrite the client address from the
+            # X-Forwarded-For of any loopback peer; which proxies are believed is
+            # LUMALIVE_TRUSTED_PROXIES's to say (serve_app.callers). Ray's processes
+            # inherit this environment.
+            os.environ.setdefault("FORWARDED_ALLOW_IPS", "")
             ray.init(
                 namespace="lumalive",
                 include_dashboard=True,
@@ -67,11 +87,16 @@ class System:
         a stream that goes live on publish is at once playable from the API."""
         ingest_actor.start(self.settings)
 
+    def start_webhooks(self) -> None:
+        """The webhook dispatcher actor; its queue is in Postgres, so it may start late."""
+        webhook_dispatcher.start(self.settings)
+
     def start(self) -> Settings:
         self.start_database()
         self.start_ray()
         self.deploy()
         self.start_media()
+        self.start_webhooks()
         return self.settings
 
     def wait_healthy(self, timeout_s: float = 120.0) -> None:
@@ -92,6 +117,12 @@ class System:
         even if another process holds a handle on it (see `cluster.processes`)."""
         started = processes.descendants() if everything and self.started_ray else []
         if ray.is_initialized():
+            dispatcher = webhook_dispatcher.lookup()
+            if dispatcher is not None:
+                try:
+                    webhook_dispatcher.stop(dispatcher)
+                except Exception:  # noqa: BLE001 - best effort on shutdown
+                    log.warning("webhook dispatcher did not stop cleanly")
             ingest = ingest_actor.lookup()
             if ingest is not None:
                 try:

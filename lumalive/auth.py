@@ -40,6 +40,12 @@ class TokenService:
 
     def verify(self, token: str) -> UUID:
         """The user a token speaks for; Unauthorized if forged, expired or malformed."""
+        return self.verify_caller(token)[0]
+
+    def verify_caller(self, token: str) -> tuple[UUID, bool]:
+        """As `verify`, and whether the token makes its user a platform moderator:
+        `app_metadata.role == "moderator"`, a claim only the issuer (e.g. Supabase, whose
+        users cannot edit app_metadata) sets."""
         try:
             claims = jwt.decode(
                 token,
@@ -53,9 +59,11 @@ class TokenService:
         except jwt.PyJWTError as exc:
             raise Unauthorized(f"invalid token: {exc}", "invalid_token") from None
         try:
-            return UUID(claims["sub"])
+            user = UUID(claims["sub"])
         except (ValueError, TypeError):
             raise Unauthorized("token subject is not a user id", "invalid_token") from None
+        meta = claims.get("app_metadata")
+        return user, isinstance(meta, dict) and meta.get("role") == "moderator"
 
     def issue_playback(self, user_id: UUID, stream_id: UUID, ttl_s: int) -> str:
         """A token that lets `user_id` fetch `stream_id`'s playlists and segments."""

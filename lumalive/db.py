@@ -1,9 +1,14 @@
 """Database access under row-level security.
 
-Invariant: every connection from the application runs as the RLS-bound role
-(`SET ROLE lumalive_app` on connect), and every transaction names its acting
-user with `set_config('lumalive.user_id', …, true)` before any statement, so
-Postgres — not Python — decides what a user may see or change.
+Invariant: every connection from the application runs as the RLS-bound role, and
+every transaction names its acting user with `set_config('lumalive.user_id', …,
+true)` before any statement, so Postgres — not Python — decides what a user may see
+or change. The API and actors log in as that role itself (`Settings.app_url`: the
+app's own login, `lumalive_app` with a password; see `cluster.postgres`), which is
+neither superuser nor BYPASSRLS and a member of no role, so a statement that
+`RESET ROLE`s, or tries `SET ROLE` to the schema owner, gains nothing. The `SET ROLE`
+on connect is then a no-op; it still binds a deployment that connects as the owner
+(no `LUMALIVE_APP_DATABASE_URL`: the older setup, which a `RESET ROLE` escapes).
 
 A database that is down or slow costs a request a bounded time: connecting gives up
 after `db_connect_timeout_s`, a statement after `db_statement_timeout_s`, and
@@ -13,6 +18,7 @@ never reach logs or error messages (`hide_parameters`): they include stream keys
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -26,7 +32,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from lumalive.errors import Unavailable
 from lumalive.settings import Settings
 
-__all__ = ["Database", "set_actor", "as_unavailable", "RETRY_AFTER_S"]
+__all__ = ["APPLICATION_NAME", "Database", "set_actor", "as_unavailable", "RETRY_AFTER_S"]
 
 # What a client is told to wait before retrying after a database fault.
 RETRY_AFTER_S = 5.0
@@ -35,12 +41,17 @@ _SET_ACTOR = text("SELECT set_config('lumalive.user_id', :uid, true)")
 _PING = text("SELECT 1")
 
 
+# What the app's connections call themselves in pg_stat_activity.
+APPLICATION_NAME = "lumalive"
+
+
 def _require_url(settings: Settings) -> str:
-    if not settings.database_url:
+    url = settings.app_url
+    if not url:
         raise RuntimeError(
             "DATABASE_URL is not set (lumalive up sets it for the embedded Postgres)"
         )
-    return settings.database_url
+    return url
 
 
 class Database:
@@ -54,7 +65,10 @@ class Database:
             pool_pre_ping=False,
             hide_parameters=True,
             # libpq counts whole seconds (and at least 2).
-            connect_args={"connect_timeout": max(2, math.ceil(settings.db_connect_timeout_s))},
+            connect_args={
+                "connect_timeout": max(2, math.ceil(settings.db_connect_timeout_s)),
+                "application_name": APPLICATION_NAME,
+            },
         )
         # Set per connection (not as a startup option), so poolers such as PgBouncer accept it.
         setup = (
@@ -72,9 +86,29 @@ class Database:
     @asynccontextmanager
     async def acting(self, user_id: UUID | str | None) -> AsyncIterator[AsyncConnection]:
         """A transaction in which RLS sees `user_id` (None: anonymous). Commits on exit."""
-        async with self.engine.begin() as conn:
-            await set_actor(conn, user_id)
-            yield conn
+        async with contextlib.AsyncExitStack() as stack:
+            yield await self._begin_acting(stack, user_id)
+
+    async def _begin_acting(
+        self, stack: contextlib.AsyncExitStack, user_id: UUID | str | None
+    ) -> AsyncConnection:
+        """Begin, and name the actor. A pooled connection that died while idle (Postgres
+        restarted, failed over) is found out by this first statement, before the
+        transaction did anything: that costs a retry on a fresh connection (SQLAlchemy
+        drops the pool's other connections of that age with it), not a failed request."""
+        for attempt in (1, 2):
+            tx = contextlib.AsyncExitStack()
+            conn = await tx.enter_async_context(self.engine.begin())
+            try:
+                await set_actor(conn, user_id)
+            except exc.DBAPIError as error:
+                await tx.__aexit__(type(error), error, error.__traceback__)
+                if attempt == 2 or not error.connection_invalidated:
+                    raise
+                continue
+            stack.push_async_exit(tx)
+            return conn
+        raise AssertionError("unreachable")
 
     async def ping(self) -> None:
         """One round trip as the anonymous user: the database answers."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import secrets
 from pathlib import Path
 from typing import Literal
@@ -19,6 +20,9 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="LUMALIVE_", extra="ignore")
 
     database_url: str | None = Field(default=None, validation_alias="DATABASE_URL")
+    # The login the API and actors use (not the schema owner: it cannot leave RLS);
+    # unset with DATABASE_URL: that user, with SET ROLE app_role (see README).
+    app_database_url: str | None = None
     ray_address: str | None = Field(default=None, validation_alias="RAY_ADDRESS")
     data_dir: Path = Path(".lumalive")
     # Unset: a random secret is made once and kept in data_dir (see with_secret).
@@ -50,7 +54,17 @@ class Settings(BaseSettings):
     rtmp_refused_keys_per_ip: int = Field(default=10, ge=0)  # 0: never block an address
     rtmp_refused_keys_window_s: float = Field(default=60.0, gt=0)
     rtmp_refused_keys_block_s: float = Field(default=60.0, ge=0)
+    # WHIP ingest (browsers publish over WebRTC; README "Going live from a browser").
+    # Host addresses its ICE candidates offer (comma-separated; empty: every interface
+    # but loopback): loopback unless exposed on purpose, like the RTMP port.
+    whip_host_addresses: str = "127.0.0.1"
+    whip_ice_servers: str = ""  # STUN/TURN URLs, comma-separated (stun:host:3478, turn:…)
+    whip_turn_username: str | None = None
+    whip_turn_credential: str | None = None
+    whip_connect_timeout_s: float = Field(default=15.0, gt=0)  # answer → connected
     app_role: str = "lumalive_app"
+    # Peers (CIDRs, comma-separated) whose X-Forwarded-For names the client; empty: none.
+    trusted_proxies: str = ""
     api_replicas: int = 1
     max_ongoing_requests: int = 1000
     chat_rate_per_s: float = 5.0
@@ -102,8 +116,18 @@ class Settings(BaseSettings):
     end_drain_s: float = Field(default=30.0, ge=0)
     playback_ttl_s: int = Field(default=7200, gt=0)
     live_window_segments: int = Field(default=6, ge=1)
+    # Webhooks (lumalive.webhooks): the waits after each failed attempt (±20% jitter;
+    # one attempt more than waits, then failed), per-attempt bound, idle poll, per-user cap.
+    webhook_retry_s: tuple[float, ...] = (5.0, 30.0, 120.0, 600.0, 3600.0, 14400.0)
+    webhook_timeout_s: float = Field(default=10.0, gt=0)
+    webhook_poll_s: float = Field(default=5.0, gt=0)
+    webhook_max_per_user: int = Field(default=10, ge=0)  # 0: no limit
+    webhook_allow_http: bool = False  # plain http endpoints (tests, local receivers)
+    webhook_allow_private: bool = False  # endpoints on loopback/private/link-local (SSRF)
+    # The built web app the API serves at `/`; unset: web/dist beside the packages.
+    web_dist: Path | None = None
 
-    @field_validator("database_url")
+    @field_validator("database_url", "app_database_url")
     @classmethod
     def _normalise_dsn(cls, v: str | None) -> str | None:
         """Accept plain postgres:// URLs and pin SQLAlchemy to psycopg 3."""
@@ -112,6 +136,14 @@ class Settings(BaseSettings):
         for prefix in ("postgres://", "postgresql://", "postgresql+psycopg2://"):
             if v.startswith(prefix):
                 return "postgresql+psycopg://" + v[len(prefix) :]
+        return v
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, v: str) -> str:
+        """Refuse a malformed entry at startup, not on the first request."""
+        for entry in v.replace(",", " ").split():
+            ipaddress.ip_network(entry, strict=False)  # ValueError names it
         return v
 
     @field_validator("data_dir")
@@ -139,6 +171,11 @@ class Settings(BaseSettings):
             path.touch(mode=0o600)
             path.write_text(secrets.token_urlsafe(48))
         return self.model_copy(update={"jwt_secret": path.read_text().strip()})
+
+    @property
+    def app_url(self) -> str | None:
+        """Where the API and actors connect: the app's own login, else DATABASE_URL."""
+        return self.app_database_url or self.database_url
 
     @property
     def api_url(self) -> str:

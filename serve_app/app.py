@@ -13,7 +13,12 @@ from serve_app.body_limit import BodyLimit
 from serve_app.deps import DbDep
 from serve_app.latency import LatencyMiddleware
 from serve_app.replica import Replica
+from serve_app.responses import ERRORS
 from serve_app.routes import hls, interaction, overview, realtime, recommend, social, streams
+from serve_app.routes import moderation as moderation_routes
+from serve_app.routes import webhooks as webhook_routes
+from serve_app.routes import whip as whip_routes
+from serve_app.webapp import install as install_webapp
 
 __all__ = ["create_app"]
 
@@ -24,6 +29,7 @@ def create_app(settings: Settings, replica: Replica | None = None) -> FastAPI:
         title="LumaLive API",
         version="0.1.0",
         description="Live streaming backend: streams, chat, reactions, viewers, analytics.",
+        responses=ERRORS,  # the one error shape, documented for every route
     )
     app.state.settings = settings
     app.state.replica = replica
@@ -37,6 +43,9 @@ def create_app(settings: Settings, replica: Replica | None = None) -> FastAPI:
     app.include_router(social.router)
     app.include_router(realtime.router)
     app.include_router(overview.router)
+    app.include_router(webhook_routes.router)
+    app.include_router(moderation_routes.router)
+    app.include_router(whip_routes.router)
 
     @app.get(
         "/healthz",
@@ -58,4 +67,5 @@ def create_app(settings: Settings, replica: Replica | None = None) -> FastAPI:
             return errors.unavailable_response(fault, down=["database"])
         return {"status": "ok"}
 
+    install_webapp(app, settings.web_dist)  # last: its catch-all must follow every route
     return app

@@ -11,39 +11,50 @@ Reaction batches and viewer counts carry only counts, which every class may see.
 
 Coalescing (so thousands of reactions/s do not become thousands of messages/s
 per viewer):
-- `reaction` events are never sent one by one: consecutive reactions are summed
-  into one `reaction_batch` (counts by reaction, and the seq range it covers).
-  A batch is sent every `tick_s` (250 ms) and just before any other event, so
-  messages stay in seq order and its `id` (the last seq it covers) is a valid
-  resume point. Messages per viewer per second are therefore at most the rate
-  of the other events plus 1/tick_s (4/s), whatever the reaction rate.
-- `viewer_count` is sent at most once per tick, when the count changed (and
-  once on subscribe). It carries no id: it is state, not an event.
+- `reaction` events go out one by one, as they commit, while the stream is
+  quiet: the first `singles_per_tick` (4) reactions of each tick (250 ms). Past
+  that, until the next tick, consecutive reactions are summed into one
+  `reaction_batch` (`counts` by reaction, `total`, and the seq range it covers),
+  sent at the tick and just before any other event, so messages stay in seq
+  order and its `id` (the last seq it covers) is a valid resume point. Reaction
+  messages per viewer per second are therefore at most (4 + 1) per tick, 20/s,
+  whatever the reaction rate; a replay (no ticks) sends the first 4 one by one and
+  batches the rest.
+- `viewer_count` (`{"viewerCount": n}`) is sent at most once per tick, when the
+  count changed (and once on subscribe). It carries no id: it is state, not an event.
 - Everything else (stream_started, stream_ended, viewer_joined, viewer_left,
   chat_message, moderation_action, report, ...) is sent as it commits, to the
   classes that may see it.
+
+Every message is in the event contract's shape (`serve_app.events`).
 """
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
 from lumalive.store.activity import Audience, EventRow
+from serve_app.events import encode, envelope, event_data
 
-__all__ = ["Message", "Broadcast", "Coalescer", "reaction_batch", "viewer_count"]
+__all__ = [
+    "Message",
+    "Broadcast",
+    "Coalescer",
+    "reaction_batch",
+    "viewer_count",
+    "SINGLES_PER_TICK",
+]
 
-
-def _json(value: Any) -> str:
-    return json.dumps(value, default=str, ensure_ascii=False, separators=(",", ":"))
+# Reactions per tick delivered one by one before the rest are batched (see above).
+SINGLES_PER_TICK = 4
 
 
 class Message:
     """One message as one audience class gets it, encoded once for SSE and once for
-    WebSocket."""
+    WebSocket. `data` is in client form (`serve_app.events.event_data`)."""
 
     __slots__ = ("id", "type", "data", "first_seq", "items", "sse", "ws")
 
@@ -63,15 +74,7 @@ class Message:
         self.data = data
         self.first_seq = first_seq  # reaction_batch: the first seq it covers
         self.items = items  # reaction_batch: (seq, reaction), to cut a partial batch
-        body = _json(
-            {
-                "id": id_,
-                "type": type_,
-                "stream_id": stream_id,
-                "data": data,
-                "created_at": created_at,
-            }
-        )
+        body = encode(envelope(id_, type_, stream_id, created_at, data))
         self.ws = body
         head = f"id: {id_}\n" if id_ is not None else ""
         self.sse = f"{head}event: {type_}\ndata: {body}\n\n".encode()
@@ -102,9 +105,10 @@ class Broadcast:
         encoded: list[Message] = []
         by_audience: dict[Audience, Message | None] = {}
         for audience in Audience:
-            data = row.data_for(audience)
+            stored = row.data_for(audience)
             msg = None
-            if data is not None:
+            if stored is not None:
+                data = event_data(stored, row.username)
                 msg = next((m for m in encoded if m.data == data), None)
                 if msg is None:
                     msg = Message(
@@ -128,10 +132,10 @@ def reaction_batch(
         stream_id,
         "reaction_batch",
         {
-            "reactions": dict(counts),
+            "counts": dict(counts),
             "total": len(items),
-            "first_seq": items[0][0],
-            "last_seq": items[-1][0],
+            "firstSeq": items[0][0],
+            "lastSeq": items[-1][0],
         },
         id_=items[-1][0],
         created_at=datetime.now(UTC),
@@ -143,7 +147,7 @@ def reaction_batch(
 def viewer_count(stream_id: UUID, viewers: int) -> Message:
     """State, not an event: no id, so it is never a resume point."""
     return Message(
-        stream_id, "viewer_count", {"viewers": viewers}, id_=None, created_at=datetime.now(UTC)
+        stream_id, "viewer_count", {"viewerCount": viewers}, id_=None, created_at=datetime.now(UTC)
     )
 
 
@@ -155,14 +159,23 @@ class Coalescer:
     the count as of the rows fed so far, starting from `viewers` (already sent).
     """
 
-    def __init__(self, stream_id: UUID, viewers: int = 0) -> None:
+    def __init__(
+        self, stream_id: UUID, viewers: int = 0, *, singles_per_tick: int = SINGLES_PER_TICK
+    ) -> None:
         self.stream_id = stream_id
         self.viewers = viewers
         self._viewers_sent = viewers
         self._pending: list[tuple[int, str]] = []
+        self._singles_per_tick = singles_per_tick
+        self._singles_left = singles_per_tick
 
     def feed(self, row: EventRow) -> list[Broadcast]:
         if row.event_type == "reaction":
+            # One by one while quiet; once one is pending, the rest of the tick joins
+            # it, so order is kept.
+            if not self._pending and self._singles_left > 0:
+                self._singles_left -= 1
+                return [Broadcast.of_event(self.stream_id, row)]
             self._pending.append((row.seq, str(row.event_data.get("reaction", ""))))
             return []
         if row.event_type == "viewer_joined":
@@ -183,8 +196,10 @@ class Coalescer:
         return [Broadcast.to_all(reaction_batch(self.stream_id, batch))]
 
     def tick(self) -> list[Broadcast]:
-        """`flush`, then a `viewer_count` if the count changed since the last one sent."""
+        """`flush`, then a `viewer_count` if the count changed since the last one sent;
+        a new tick's reactions go out one by one again."""
         out = self.flush()
+        self._singles_left = self._singles_per_tick
         if self.viewers != self._viewers_sent:
             self._viewers_sent = self.viewers
             out.append(Broadcast.to_all(viewer_count(self.stream_id, self.viewers)))

@@ -257,8 +257,18 @@ class EventHub:
             channel.last_seq = row.seq
             for out in channel.coalescer.feed(row):
                 self._send(channel, out)
+            if row.event_type == "user_banned":
+                self._cut_off(channel, str(row.event_data.get("user_id")))
         if any(r.event_type == "stream_ended" for r in rows):
             self._flush(channel)
+
+    def _cut_off(self, channel: _Channel, user_id: str) -> None:
+        """A user banned from the stream (sql/0006): end their subscriptions here, as
+        for a subscriber too far behind; a reconnect is refused (403 banned_from_stream)."""
+        for sub in list(channel.subs):
+            if str(sub.actor) == user_id:
+                sub.overflowed = True
+                sub.keepalive()  # wakes its `batches()`, which then ends
 
     def _send(self, channel: _Channel, out: Broadcast) -> None:
         for sub in list(channel.subs):

@@ -3,7 +3,7 @@
 Both live in the memory of one API replica (no round trip per request): with N
 replicas a user may get up to N times a rate or cap, since Serve spreads one
 user's requests over them. The quotas that must hold across replicas (live
-streams, streams created per hour) are counted in Postgres (`serve_app.quotas`).
+streams, streams created per hour) are counted in Postgres (`lumalive.quotas`).
 Every refusal is a 429 with Retry-After.
 """
 

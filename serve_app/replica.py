@@ -36,7 +36,7 @@ class Replica:
         self.access = StreamAccess(self.db, settings.visibility_cache_s)
         self.gateway = StreamGateway(settings, self.access.status, on_change=self.access.invalidate)
         # One LISTEN connection, opened on the first subscriber.
-        self.events = EventHub(self.db, settings.database_url, role=settings.app_role)
+        self.events = EventHub(self.db, settings.app_url or "", role=settings.app_role)
         self.moderator = ChatModerator(settings.chat_moderation_threshold)
         # Where the media pool stored the HLS segments (the same root on every node).
         self.media: SegmentStorage = LocalStorage(settings.media_root)

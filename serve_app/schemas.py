@@ -12,6 +12,7 @@ import re
 from typing import Annotated, Literal, TypeVar
 from uuid import UUID
 
+import emoji
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -27,7 +28,7 @@ __all__ = [
     "ReactionIn",
     "InviteIn",
     "ReportIn",
-    "STANDARD_REACTIONS",
+    "is_reaction",
     "Storable",
     "storable",
 ]
@@ -38,8 +39,15 @@ Quality = Literal["1080p", "4K", "8K", "20K"]
 Privacy = Literal["public", "friends", "private"]
 Tag = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=50)]
 
-STANDARD_REACTIONS = frozenset({"🔥", "❤️", "👍", "😂", "😮", "😢", "👏", "🎉", "💯", "😍"})
-_CUSTOM_REACTION = re.compile(r"^:[a-z0-9_+\-]{1,48}:$")
+# A custom reaction's name: `:party_parrot:`.
+_CUSTOM_REACTION = re.compile(r"^:[a-z0-9_+\-]{1,32}:$")
+
+
+def is_reaction(value: str) -> bool:
+    """Whether `value` is one reaction: exactly one emoji (the `emoji` package's
+    Unicode emoji data: ZWJ sequences, skin tones, flags and keycaps included) or a
+    custom `:name:`. "🚀🚀", "ab" and markup are not."""
+    return emoji.is_emoji(value) or _CUSTOM_REACTION.fullmatch(value) is not None
 
 
 def storable(value: T) -> T:
@@ -114,16 +122,21 @@ class ChatIn(_Strict):
 
 
 class ReactionIn(_Strict):
-    reaction: str = Field(description="a standard emoji or a custom :name: reaction")
+    reaction: str = Field(
+        max_length=50,
+        description="one emoji (ZWJ sequences, skin tones, flags, keycaps included),"
+        " or a custom reaction `:name:` of 1-32 lowercase letters, digits, _ + -",
+        examples=["🔥", "🚀", "👍🏽", ":party_parrot:"],
+    )
 
     @field_validator("reaction")
     @classmethod
-    def _known(cls, v: str) -> str:
-        if v in STANDARD_REACTIONS or _CUSTOM_REACTION.match(v):
+    def _one_reaction(cls, v: str) -> str:
+        if is_reaction(v):
             return v
         raise ValueError(
-            f"reaction must be one of {' '.join(sorted(STANDARD_REACTIONS))}"
-            " or a custom :name: of lowercase letters, digits, _ + -"
+            "reaction must be exactly one emoji, or a custom :name: of 1-32 lowercase"
+            " letters, digits, _ + -"
         )
 
 

@@ -8,7 +8,9 @@ fan-out (`events_between`, `feed_head`) all rest on it.
 
 Events are read only through the database function `stream_events`, which gives
 each reader what their `Audience` may see (sql/0005 `redact_event`, the one place
-that says so); the application role cannot read `event_data` itself.
+that says so); the application role cannot read `event_data` itself. Each event
+comes with the `username` of the user its data names (`user_id`), for the event
+contract (`serve_app.events`), which shows it only where the id is shown.
 """
 
 from __future__ import annotations
@@ -44,21 +46,29 @@ CHAT_COLUMNS = "id, seq, stream_id, user_id, message, is_deleted, is_moderated, 
 
 _LAST_SEQ = 2**63 - 1  # "no upper bound" for stream_events
 
+# The username of the user an event's data names (users are readable by everyone);
+# the id is checked before the cast, so odd data never makes a read fail.
+_UUID_RE = "'^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$'"
+_WITH_USERNAME = (
+    " LEFT JOIN users u ON u.id = CASE WHEN e.event_data->>'user_id' ~ "
+    + _UUID_RE
+    + " THEN CAST(e.event_data->>'user_id' AS uuid) END"
+)
 # The realtime fan-out runs these for every batch of notifications: built once.
 # Besides the reader's own view of each event, what a signed-in viewer and an
 # anonymous caller may see of it, redacted from the reader's view (so never more
 # than the reader may see), for the hub to hand each audience its own.
 _EVENTS_BETWEEN = text(
-    "SELECT seq, event_type, event_data, created_at,"
-    " redact_event(event_type, event_data, 'viewer'),"
-    " redact_event(event_type, event_data, 'anonymous')"
+    "SELECT e.seq, e.event_type, e.event_data, e.created_at,"
+    " redact_event(e.event_type, e.event_data, 'viewer'),"
+    " redact_event(e.event_type, e.event_data, 'anonymous'), u.username"
     " FROM stream_events(:s, CAST(:after AS bigint), CAST(:until AS bigint),"
-    " CAST(:limit AS integer))"
+    " CAST(:limit AS integer)) e" + _WITH_USERNAME + " ORDER BY e.seq"
 )
 _LIST_EVENTS = text(
-    "SELECT id, seq, stream_id, event_type, event_data, created_at"
+    "SELECT e.id, e.seq, e.stream_id, e.event_type, e.event_data, e.created_at, u.username"
     " FROM stream_events(:s, CAST(:since AS bigint), CAST(:until AS bigint),"
-    " CAST(:limit AS integer), CAST(:t AS text))"
+    " CAST(:limit AS integer), CAST(:t AS text)) e" + _WITH_USERNAME + " ORDER BY e.seq"
 )
 _FEED_HEAD = text(
     "SELECT s.viewers, (SELECT COALESCE(max(seq), 0) FROM live_stream_events e"
@@ -87,7 +97,8 @@ class Audience(StrEnum):
 
 class EventRow(NamedTuple):
     """One event of a stream's log as the realtime fan-out reads it: `event_data` as
-    the reader may see it, and what the lesser audiences may (None: not shown to them)."""
+    the reader may see it, what the lesser audiences may (None: not shown to them),
+    and the username of the user it names."""
 
     seq: int
     event_type: str
@@ -95,6 +106,7 @@ class EventRow(NamedTuple):
     created_at: datetime
     viewer_data: dict[str, Any] | None
     anonymous_data: dict[str, Any] | None
+    username: str | None = None  # of the user the data names (`user_id`), if any
 
     def data_for(self, audience: Audience) -> dict[str, Any] | None:
         """What `audience` may see of this event (never more than the reader could)."""

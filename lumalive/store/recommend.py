@@ -14,7 +14,8 @@ additive blend would let any crowd outrank what the caller actually watches.
 
 e_* are sentence embeddings of title, description, tags and category
 (`models.embeddings`). Ties go to the stream that started last. The caller's
-own streams are left out. RLS decides what is a candidate: only streams the
+own streams are left out, and so are NSFW streams unless the caller opted in
+(sql/0006 `nsfw_listable`). RLS decides what is a candidate: only streams the
 caller may see, and only the caller's own viewings, are ever read.
 """
 
@@ -56,6 +57,7 @@ async def candidates(conn: AsyncConnection, *, limit: int) -> list[dict[str, Any
             f"SELECT {_S_COLUMNS}, e.embedding FROM live_streams s"
             " LEFT JOIN stream_embeddings e ON e.stream_id = s.id"
             " WHERE s.is_live AND s.user_id IS DISTINCT FROM app_user_id()"
+            " AND nsfw_listable(s.is_nsfw, s.id, s.user_id)"
             " ORDER BY s.viewers DESC, s.started_at DESC, s.id LIMIT :limit"
         ),
         {"limit": limit},

@@ -3,6 +3,11 @@
 `stream_key` and `analytics` are not readable by the application role; the owner
 gets them through the database functions `owner_stream_key` and `owner_analytics`
 (sql/0005), and everyone else sees `analytics` as None.
+
+Listings leave out NSFW streams (declared, or flagged by video moderation) unless the
+caller owns them or opted in (sql/0006 `nsfw_listable`); reading one by id does not.
+A suspended broadcaster's stream does not go live: the database refuses, and
+`transition` says so as 403 `suspended`.
 """
 
 from __future__ import annotations
@@ -12,9 +17,11 @@ from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import text
+import psycopg
+from sqlalchemy import exc, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from lumalive.errors import Forbidden
 from lumalive.store import cursor
 
 __all__ = [
@@ -27,6 +34,7 @@ __all__ = [
     "list_by_user",
     "transition",
     "for_key",
+    "NSFW_LISTABLE",
 ]
 
 # Plain columns only (others prefix them with a table alias); `_ROW` adds analytics.
@@ -35,6 +43,8 @@ COLUMNS = (
     " duration, privacy, category, tags, is_nsfw, ai_features, end_reason,"
     " created_at, started_at, ended_at, updated_at"
 )
+# The listings' NSFW filter (sql/0006), over live_streams' own columns.
+NSFW_LISTABLE = "nsfw_listable(is_nsfw, id, user_id)"
 _ROW = f"{COLUMNS}, CASE WHEN user_id = app_user_id() THEN owner_analytics(id) END AS analytics"
 
 
@@ -103,7 +113,7 @@ async def list_live(
     tag: str | None,
 ) -> tuple[list[dict[str, Any]], str | None]:
     """Live streams visible to the actor, newest first, keyset-paginated."""
-    where = ["is_live"]
+    where = ["is_live", NSFW_LISTABLE]
     params: dict[str, Any] = {"limit": limit + 1}
     if category:
         where.append("category = :category")
@@ -139,7 +149,7 @@ async def list_by_user(
 ) -> tuple[list[dict[str, Any]], str | None]:
     """A user's streams that the actor may see, newest first."""
     params: dict[str, Any] = {"uid": user_id, "limit": limit + 1}
-    where = "user_id = :uid"
+    where = f"user_id = :uid AND {NSFW_LISTABLE}"
     if after:
         ts, sid = cursor.decode_time_id(after)
         where += " AND (created_at, id) < (CAST(:ts AS timestamptz), CAST(:sid AS uuid))"
@@ -174,21 +184,25 @@ async def transition(
     end_reason: str | None = None,
 ) -> dict[str, Any] | None:
     """Move a stream the actor owns from one state to the next; None if it was not
-    in `from_status` (or not the actor's). Triggers stamp times and duration."""
-    row = (
-        (
-            await conn.execute(
-                text(
-                    "UPDATE live_streams SET status = :to,"
-                    " end_reason = COALESCE(:reason, end_reason)"
-                    f" WHERE id = :id AND status = :frm RETURNING {_ROW}"
-                ),
-                {"id": stream_id, "to": to_status, "frm": from_status, "reason": end_reason},
-            )
+    in `from_status` (or not the actor's). Triggers stamp times and duration.
+    Forbidden `suspended` if its broadcaster may not go live (sql/0006)."""
+    try:
+        result = await conn.execute(
+            text(
+                "UPDATE live_streams SET status = :to,"
+                " end_reason = COALESCE(:reason, end_reason)"
+                f" WHERE id = :id AND status = :frm RETURNING {_ROW}"
+            ),
+            {"id": stream_id, "to": to_status, "frm": from_status, "reason": end_reason},
         )
-        .mappings()
-        .first()
-    )
+    except exc.DBAPIError as e:
+        cause = e.orig
+        if isinstance(cause, psycopg.errors.InsufficientPrivilege) and (
+            cause.diag.message_primary == "suspended"
+        ):
+            raise Forbidden("this account is suspended from going live", "suspended") from None
+        raise
+    row = result.mappings().first()
     return dict(row) if row else None
 
 

@@ -57,9 +57,21 @@ async def user_exists(conn: AsyncConnection, user_id: UUID) -> bool:
     ).first() is not None
 
 
+# The first key of this module's advisory locks ("LF").
+_FRIEND_LOCK_SPACE = 0x4C46
+
+
 async def request_friend(conn: AsyncConnection, me: UUID, other: UUID) -> str:
     """Ask `other` for friendship; if they already asked me, that accepts it.
-    Returns the friendship's status."""
+    Returns the friendship's status. Idempotent, also when racing: requests of the
+    same pair, either way round, take the pair's lock until their transaction ends,
+    so a second one finds the first's row (one row per pair, never a unique
+    violation; the primary key alone would let A→B and B→A both insert)."""
+    low, high = sorted((str(me), str(other)))
+    await conn.execute(
+        text("SELECT pg_advisory_xact_lock(:space, hashtext(:pair))"),
+        {"space": _FRIEND_LOCK_SPACE, "pair": f"{low}:{high}"},
+    )
     row = (
         await conn.execute(
             text(
@@ -71,7 +83,10 @@ async def request_friend(conn: AsyncConnection, me: UUID, other: UUID) -> str:
     ).first()
     if row is None:
         await conn.execute(
-            text("INSERT INTO friendships (requester_id, addressee_id) VALUES (:me, :o)"),
+            text(
+                "INSERT INTO friendships (requester_id, addressee_id) VALUES (:me, :o)"
+                " ON CONFLICT DO NOTHING"
+            ),
             {"me": me, "o": other},
         )
         return "pending"

@@ -38,9 +38,12 @@ from serve_app.deps import (
     SettingsDep,
     TokensDep,
 )
+from serve_app.responses import ERRORS
 from serve_app.stream_access import StreamAccess
 
-router = APIRouter(prefix="/api/live-streaming/{stream_id}/hls", tags=["playback"])
+router = APIRouter(
+    prefix="/api/live-streaming/{stream_id}/hls", tags=["playback"], responses=ERRORS
+)
 
 PLAYLIST_TYPE = "application/vnd.apple.mpegurl"
 SEGMENT_TYPE = "video/mp2t"

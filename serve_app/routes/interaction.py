@@ -26,12 +26,26 @@ from serve_app.deps import (
     TokensDep,
     rate_limited,
 )
+from serve_app.events import from_row
+from serve_app.responses import (
+    ERRORS,
+    ChatMessage,
+    ChatPage,
+    EventPage,
+    Invited,
+    Joined,
+    Left,
+    Reaction,
+    Report,
+    SentChat,
+    StreamAnalytics,
+)
 from serve_app.schemas import ChatIn, InviteIn, ReactionIn, ReportIn, Storable
 
-router = APIRouter(prefix="/api/live-streaming/{stream_id}", tags=["interaction"])
+router = APIRouter(prefix="/api/live-streaming/{stream_id}", tags=["interaction"], responses=ERRORS)
 
 
-@router.post("/join", dependencies=[rate_limited("join")])
+@router.post("/join", response_model=Joined, dependencies=[rate_limited("join")])
 async def join(
     stream_id: UUID,
     user: CurrentUser,
@@ -49,7 +63,7 @@ async def join(
     return {**row, "playback_url": f"{url}?pt={token}"}
 
 
-@router.post("/leave", dependencies=[rate_limited("join")])
+@router.post("/leave", response_model=Left, dependencies=[rate_limited("join")])
 async def leave(
     stream_id: UUID, user: CurrentUser, access: AccessDep, gateway: GatewayDep
 ) -> dict[str, Any]:
@@ -59,7 +73,7 @@ async def leave(
     return await gateway.leave(stream, user)
 
 
-@router.post("/chat", status_code=201)
+@router.post("/chat", status_code=201, response_model=SentChat)
 async def send_chat(
     stream_id: UUID,
     body: ChatIn,
@@ -68,13 +82,13 @@ async def send_chat(
     gateway: GatewayDep,
     moderator: ModeratorDep,
 ) -> dict[str, Any]:
-    stream = await access.live(user, stream_id)
+    stream = await access.speaking(user, stream_id)
     score, moderated = moderator.score(body.message)
     row = await gateway.chat(stream, user, body.message, score, moderated)
     return {**row, "moderation_score": round(score, 4)}
 
 
-@router.get("/chat")
+@router.get("/chat", response_model=ChatPage)
 async def chat_history(
     stream_id: UUID,
     user: MaybeUser,
@@ -91,7 +105,7 @@ async def chat_history(
     return {"items": items, "next_cursor": nxt}
 
 
-@router.delete("/chat/{message_id}")
+@router.delete("/chat/{message_id}", response_model=ChatMessage)
 async def delete_chat(
     stream_id: UUID, message_id: UUID, user: CurrentUser, access: AccessDep, db: DbDep
 ) -> dict[str, Any]:
@@ -110,15 +124,25 @@ async def delete_chat(
     return row
 
 
-@router.post("/reaction", status_code=201)
+@router.post("/reaction", status_code=201, response_model=Reaction)
 async def react(
     stream_id: UUID, body: ReactionIn, user: CurrentUser, access: AccessDep, gateway: GatewayDep
 ) -> dict[str, Any]:
-    stream = await access.live(user, stream_id)
+    stream = await access.speaking(user, stream_id)
     return await gateway.react(stream, user, body.reaction)
 
 
-@router.get("/events")
+EVENTS_DOC = """Events oldest first after `since`; pass `next_cursor` as `since` to go on.
+
+Each item follows the event contract, as SSE and WebSocket messages do:
+`{"id": seq, "type", "streamId", "createdAt", "data"}`, `data` with camelCase keys
+(`userId` with `username`, `message`, `messageId`, `reaction`, `watchDuration`, ...),
+as much of it as you may see. (Before 0.2 items were
+`{id: uuid, seq, stream_id, event_type, event_data, created_at}` with snake_case data.)
+"""
+
+
+@router.get("/events", response_model=EventPage, description=EVENTS_DOC)
 async def events(
     stream_id: UUID,
     user: MaybeUser,
@@ -134,10 +158,13 @@ async def events(
         items = await activity.list_events(
             conn, stream_id, since=since, limit=limit, event_type=type
         )
-    return {"items": items, "next_cursor": items[-1]["seq"] if items else since}
+    return {
+        "items": [from_row(r) for r in items],
+        "next_cursor": items[-1]["seq"] if items else since,
+    }
 
 
-@router.get("/analytics")
+@router.get("/analytics", response_model=StreamAnalytics)
 async def stream_analytics(
     stream_id: UUID, user: CurrentUser, access: AccessDep, db: DbDep
 ) -> dict[str, Any]:
@@ -150,7 +177,7 @@ async def stream_analytics(
         }
 
 
-@router.post("/invite", status_code=201)
+@router.post("/invite", status_code=201, response_model=Invited)
 async def invite(
     stream_id: UUID, body: InviteIn, user: CurrentUser, access: AccessDep, db: DbDep
 ) -> dict[str, Any]:
@@ -164,7 +191,9 @@ async def invite(
     return {"stream_id": stream_id, "user_id": body.userId, "invited": True, "new": created}
 
 
-@router.post("/report", status_code=201, dependencies=[rate_limited("report")])
+@router.post(
+    "/report", status_code=201, response_model=Report, dependencies=[rate_limited("report")]
+)
 async def report(
     stream_id: UUID, body: ReportIn, user: CurrentUser, access: AccessDep, db: DbDep
 ) -> dict[str, Any]:

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
@@ -11,11 +11,12 @@ from fastapi import APIRouter, Query
 from lumalive.errors import Unprocessable
 from lumalive.store import rollups
 from serve_app.deps import CurrentUser, DbDep
+from serve_app.responses import ERRORS, Overview
 
-router = APIRouter(prefix="/api/analytics", tags=["analytics"])
+router = APIRouter(prefix="/api/analytics", tags=["analytics"], responses=ERRORS)
 
 
-@router.get("/overview")
+@router.get("/overview", response_model=Overview)
 async def overview(
     user: CurrentUser,
     db: DbDep,
@@ -26,7 +27,8 @@ async def overview(
     tier. Figures are as of the last analytics run (`computed_at`). Unique
     viewers are counted per day, so sums over days are `viewer_days`."""
     until = until or datetime.now(UTC).date()
-    since = since or until - timedelta(days=30)
+    # 30 days before, or the first day there is (until=0001-01-01 has no 30 days before)
+    since = since or date.fromordinal(max(1, until.toordinal() - 30))
     if since > until:
         raise Unprocessable("since must not be after until", "invalid_range")
     async with db.acting(user) as conn:

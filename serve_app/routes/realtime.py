@@ -36,6 +36,7 @@ from lumalive.errors import BadRequest, LumaError, Unavailable
 from lumalive.settings import Settings
 from lumalive.status import StreamStatus
 from lumalive.store import activity
+from serve_app.callers import client_address
 from serve_app.deps import (
     AccessDep,
     CallersDep,
@@ -69,6 +70,19 @@ def _check_capacity(events: EventHub, settings: Settings) -> None:
         )
 
 
+# One server-sent event as a client's SSE parser yields it.
+_SSE_EVENT = {
+    "type": "object",
+    "required": ["data"],
+    "properties": {
+        "id": {"type": "string", "description": "the event's `id`; send it as Last-Event-ID"},
+        "event": {"type": "string", "description": "the event's `type`"},
+        "data": {"type": "string", "contentMediaType": "application/json"},
+        "retry": {"type": "integer"},
+    },
+}
+
+
 class EventStreamResponse(StreamingResponse):
     """`text/event-stream`, ending quietly when the client goes away.
 
@@ -99,8 +113,8 @@ class EventStreamResponse(StreamingResponse):
             await super().listen_for_disconnect(receive)
 
 
-def _ip(conn: HTTPConnection) -> str | None:
-    return conn.client.host if conn.client else None
+def _ip(conn: HTTPConnection, settings: Settings) -> str | None:
+    return client_address(conn, settings.trusted_proxies)  # X-Forwarded-For of trusted proxies
 
 
 def _resume_point(header: str | None, query: int | None) -> int | None:
@@ -129,7 +143,11 @@ async def _missed_any(db: Database, user: UUID | None, stream_id: UUID, after: i
     "/events/stream",
     response_class=EventStreamResponse,
     responses={
-        200: {"content": {"text/event-stream": {}}},
+        200: {
+            "description": "Server-sent events; each event's `data` is one `Event` as JSON",
+            # OpenAPI 3.1 (as schemathesis reads it): the schema describes one event.
+            "content": {"text/event-stream": {"schema": _SSE_EVENT}},
+        },
         204: {"description": "the stream has ended and nothing is left to send"},
     },
 )
@@ -147,14 +165,22 @@ async def event_stream(
     ] = None,
     last_event_id_header: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
 ) -> Response:
-    """Server-Sent Events: `event:` is the type, `id:` the event's seq, `data:` JSON
-    `{"id", "type", "stream_id", "data", "created_at"}`."""
+    """Server-Sent Events: `event:` is the type, `id:` the event's seq, `data:` JSON in
+    the event contract, `{"id", "type", "streamId", "createdAt", "data"}`, `data` with
+    camelCase keys (`userId` with `username`, `message`, `reaction`, `viewerCount`, ...).
+
+    Reactions arrive as `reaction` events while the stream is quiet (the first 4 of
+    each 250 ms) and beyond that summed in `reaction_batch` events,
+    `{"counts": {reaction: n}, "total", "firstSeq", "lastSeq"}`, whose `id` is the last
+    seq covered. `viewer_count` (`{"viewerCount": n}`) has no `id`: it is state.
+    (Before 0.2 messages were `{"id", "type", "stream_id", "created_at", "data"}` with
+    snake_case data, and every reaction came in a batch of `reactions`.)"""
     after = _resume_point(last_event_id_header, last_event_id)
     stream = await access.visible(user, stream_id, fresh=True)
     if stream["status"] == StreamStatus.ENDED and not await _missed_any(db, user, stream_id, after):
         return Response(status_code=204)  # tells EventSource not to reconnect
     _check_capacity(events, settings)
-    closed = connections.open(user, _ip(request))  # 429 past the client's cap
+    closed = connections.open(user, _ip(request, settings))  # 429 past the client's cap
 
     async def frames() -> AsyncIterator[bytes]:
         sub = await events.subscribe(stream, user, after=after, transport="sse")
@@ -181,7 +207,8 @@ async def event_socket(
     settings: SettingsDep,
     last_event_id: Annotated[int | None, Query(ge=0)] = None,
 ) -> None:
-    """WebSocket: one JSON text message per event, shaped as the SSE `data:`.
+    """WebSocket: one JSON text message per event, in the event contract as the SSE
+    `data:` (see `event_stream`).
     Closes with 4401 (bad token), 4404 (not visible), 4429 (the client holds too many
     connections), 4503 (replica full), 1000 after stream_ended."""
     try:
@@ -189,7 +216,7 @@ async def event_socket(
         user = await maybe_user(ws, callers)
         stream = await access.visible(user, stream_id, fresh=True)
         _check_capacity(events, settings)
-        closed = connections.open(user, _ip(ws))
+        closed = connections.open(user, _ip(ws, settings))
     except LumaError as exc:
         await ws.accept()
         await ws.send_json({"type": "error", "error": {"code": exc.code, "message": exc.message}})

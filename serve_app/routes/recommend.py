@@ -12,14 +12,15 @@ from fastapi import APIRouter
 
 from lumalive.store import recommend
 from serve_app.deps import DbDep, EmbeddingsDep, Limit, MaybeUser
+from serve_app.responses import ERRORS, RecommendedPage
 
-router = APIRouter(prefix="/api/live-streaming", tags=["streams"])
+router = APIRouter(prefix="/api/live-streaming", tags=["streams"], responses=ERRORS)
 
 # Candidates considered per request: the most watched live streams the caller may see.
 CANDIDATES = 500
 
 
-@router.get("/recommended")
+@router.get("/recommended", response_model=RecommendedPage)
 async def recommended(
     user: MaybeUser, db: DbDep, embeddings: EmbeddingsDep, limit: Limit = 20
 ) -> dict[str, Any]:

@@ -10,8 +10,9 @@ from fastapi import APIRouter
 from lumalive.errors import NotFound, Unprocessable
 from lumalive.store import users
 from serve_app.deps import CurrentUser, DbDep, rate_limited
+from serve_app.responses import ERRORS, Friendship
 
-router = APIRouter(prefix="/api/friends", tags=["friends"])
+router = APIRouter(prefix="/api/friends", tags=["friends"], responses=ERRORS)
 
 
 def _check_other(me: UUID, other: UUID) -> None:
@@ -19,7 +20,9 @@ def _check_other(me: UUID, other: UUID) -> None:
         raise Unprocessable("you cannot befriend yourself", "invalid_friend")
 
 
-@router.post("/{user_id}", status_code=201, dependencies=[rate_limited("friend")])
+@router.post(
+    "/{user_id}", status_code=201, response_model=Friendship, dependencies=[rate_limited("friend")]
+)
 async def request_friend(user_id: UUID, user: CurrentUser, db: DbDep) -> dict[str, Any]:
     _check_other(user, user_id)
     async with db.acting(user) as conn:
@@ -29,7 +32,7 @@ async def request_friend(user_id: UUID, user: CurrentUser, db: DbDep) -> dict[st
     return {"user_id": user_id, "status": status}
 
 
-@router.post("/{user_id}/accept", dependencies=[rate_limited("friend")])
+@router.post("/{user_id}/accept", response_model=Friendship, dependencies=[rate_limited("friend")])
 async def accept_friend(user_id: UUID, user: CurrentUser, db: DbDep) -> dict[str, Any]:
     _check_other(user, user_id)
     async with db.acting(user) as conn:

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Query
 
 from actors import ingest_actor
 from lumalive.errors import Conflict, Unprocessable
+from lumalive.quotas import check_create, check_start
 from lumalive.settings import Settings
 from lumalive.status import StreamStatus
 from lumalive.store import streams
@@ -25,10 +26,10 @@ from serve_app.deps import (
     SettingsDep,
     rate_limited,
 )
-from serve_app.quotas import check_create, check_start
+from serve_app.responses import ERRORS, OwnedStream, Stream, StreamPage
 from serve_app.schemas import Storable, StreamConfig
 
-router = APIRouter(prefix="/api/live-streaming", tags=["streams"])
+router = APIRouter(prefix="/api/live-streaming", tags=["streams"], responses=ERRORS)
 
 
 def _ai_features(cfg: StreamConfig) -> dict[str, Any]:
@@ -49,7 +50,9 @@ def _with_key(settings: Settings, stream: dict[str, Any], key: str | None) -> di
     return {**stream, "stream_key": key, "ingest": ingest}
 
 
-@router.post("/create", status_code=201, dependencies=[rate_limited("create")])
+@router.post(
+    "/create", status_code=201, response_model=OwnedStream, dependencies=[rate_limited("create")]
+)
 async def create_stream(
     cfg: StreamConfig,
     user: CurrentUser,
@@ -86,7 +89,7 @@ async def create_stream(
     return _with_key(settings, row, key)
 
 
-@router.post("/start/{stream_id}", dependencies=[rate_limited("start")])
+@router.post("/start/{stream_id}", response_model=Stream, dependencies=[rate_limited("start")])
 async def start_stream(
     stream_id: UUID,
     user: CurrentUser,
@@ -106,7 +109,7 @@ async def start_stream(
         return await gateway.start(stream)
 
 
-@router.post("/end/{stream_id}")
+@router.post("/end/{stream_id}", response_model=Stream)
 async def end_stream(
     stream_id: UUID,
     user: CurrentUser,
@@ -123,7 +126,7 @@ async def end_stream(
     return await gateway.end(stream, "ended_by_owner")  # also stops the stream's actor
 
 
-@router.get("/live")
+@router.get("/live", response_model=StreamPage)
 async def live_streams(
     user: MaybeUser,
     db: DbDep,
@@ -141,7 +144,7 @@ async def live_streams(
     return {"items": items, "next_cursor": nxt}
 
 
-@router.get("/user/{user_id}")
+@router.get("/user/{user_id}", response_model=StreamPage)
 async def user_streams(
     user_id: UUID,
     user: MaybeUser,
@@ -154,7 +157,8 @@ async def user_streams(
     return {"items": items, "next_cursor": nxt}
 
 
-@router.get("/{stream_id}")
+# Only the owner gets `stream_key` and `ingest`: left out, not null, for others.
+@router.get("/{stream_id}", response_model=OwnedStream, response_model_exclude_unset=True)
 async def get_stream(
     stream_id: UUID, user: MaybeUser, access: AccessDep, db: DbDep, settings: SettingsDep
 ) -> dict[str, Any]:

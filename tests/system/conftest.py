@@ -36,6 +36,9 @@ def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
         # a small, fast HLS ladder (480p/360p) for the 2-core CI boxes
         media_max_height=480,
         x264_preset="ultrafast",
+        webhook_allow_http=True,  # the tests' webhook receivers: plain http
+        webhook_allow_private=True,  # ... on loopback
+        webhook_retry_s=(0.2, 0.4, 0.4, 0.4),  # retried in a second, not minutes
     )
     system = System(settings)
     system.start()

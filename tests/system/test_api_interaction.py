@@ -124,8 +124,8 @@ async def test_moderated_chat_hidden_from_others(client, make_user, make_stream)
     assert seen_by_other == seen_anon == {clean.json()["id"]}
     assert seen_author == seen_owner == {clean.json()["id"], bad.json()["id"]}
     events = (await client.get(f"{BASE}/{sid}/events", headers=other.auth)).json()["items"]
-    mod = [e for e in events if e["event_type"] == "moderation_action"]
-    assert len(mod) == 1 and mod[0]["event_data"]["message_id"] == bad.json()["id"]
+    mod = [e for e in events if e["type"] == "moderation_action"]
+    assert len(mod) == 1 and mod[0]["data"]["messageId"] == bad.json()["id"]
     assert "idiot" not in str(events)
     a = (await client.get(f"{BASE}/{sid}/analytics", headers=owner.auth)).json()
     assert a["chat_messages"] == 2 and a["moderated_messages"] == 1
@@ -185,13 +185,13 @@ async def test_chat_history_pages_newest_first(client, make_user, make_stream):
         ("👍", True),
         (":party_parrot:", True),
         (":a:", True),
-        (":" + "x" * 48 + ":", True),
-        (":" + "x" * 49 + ":", False),
+        (":" + "x" * 32 + ":", True),
+        (":" + "x" * 33 + ":", False),
+        ("🦄", True),  # any emoji, not a fixed list
         ("lol", False),
         ("", False),
         (":Upper:", False),
         (":has space:", False),
-        ("🦄", False),
     ],
 )
 async def test_reaction_rules(client, make_user, make_stream, reaction, ok):
@@ -224,17 +224,17 @@ async def test_events_since_cursor(client, make_user, make_stream):
     sid = (await make_stream(owner, start=True))["id"]
     await client.post(f"{BASE}/{sid}/join", headers=viewer.auth)
     first = (await client.get(f"{BASE}/{sid}/events")).json()
-    assert [e["event_type"] for e in first["items"]] == ["stream_started", "viewer_joined"]
+    assert [e["type"] for e in first["items"]] == ["stream_started", "viewer_joined"]
     await client.post(f"{BASE}/{sid}/chat", json={"message": "hey"}, headers=viewer.auth)
     await client.post(f"{BASE}/{sid}/reaction", json={"reaction": "👏"}, headers=viewer.auth)
     await client.post(f"{BASE}/{sid}/leave", headers=viewer.auth)
     nxt = (await client.get(f"{BASE}/{sid}/events?since={first['next_cursor']}")).json()
-    assert [e["event_type"] for e in nxt["items"]] == ["chat_message", "reaction", "viewer_left"]
-    assert nxt["items"][0]["event_data"]["message"] == "hey"
+    assert [e["type"] for e in nxt["items"]] == ["chat_message", "reaction", "viewer_left"]
+    assert nxt["items"][0]["data"]["message"] == "hey"
     only = (await client.get(f"{BASE}/{sid}/events?type=reaction")).json()["items"]
-    assert [e["event_data"]["reaction"] for e in only] == ["👏"]
+    assert [e["data"]["reaction"] for e in only] == ["👏"]
     page = (await client.get(f"{BASE}/{sid}/events?limit=2")).json()
-    assert len(page["items"]) == 2 and page["next_cursor"] == page["items"][-1]["seq"]
+    assert len(page["items"]) == 2 and page["next_cursor"] == page["items"][-1]["id"]
     assert_error(await client.get(f"{BASE}/{sid}/events?since=-1"), 422)
 
 
@@ -281,7 +281,7 @@ async def test_report_once_per_user(client, make_user, make_stream):
     events = (await client.get(f"{BASE}/{sid}/events?type=report", headers=owner.auth)).json()[
         "items"
     ]
-    assert len(events) == 1 and events[0]["event_data"]["reason"] == "spam"
+    assert len(events) == 1 and events[0]["data"]["reason"] == "spam"
     # reports are the owner's business (sql/0005): others do not get the event
     assert (await client.get(f"{BASE}/{sid}/events?type=report")).json()["items"] == []
 

@@ -209,8 +209,8 @@ async def test_lifecycle_created_live_ended(client, make_user, make_stream):
         await client.post(f"{BASE}/{sid}/join", headers=other.auth), 409, "stream_not_live"
     )
     events = (await client.get(f"{BASE}/{sid}/events", headers=owner.auth)).json()["items"]
-    left = [e for e in events if e["event_type"] == "viewer_left"]
-    assert [e["event_type"] for e in events][-1] == "stream_ended"
+    left = [e for e in events if e["type"] == "viewer_left"]
+    assert [e["type"] for e in events][-1] == "stream_ended"
     assert left == []  # ending closes viewings in the database, not as leave events
     a = (await client.get(f"{BASE}/{sid}/analytics", headers=owner.auth)).json()
     assert a["current_viewers"] == 0 and a["status"] == "ended"

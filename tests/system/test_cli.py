@@ -7,21 +7,11 @@ import subprocess
 import sys
 
 from tests.utils.api import BASE
+from tests.utils.cli import run_cli
 
 
-def _cli(settings, *args: str) -> subprocess.CompletedProcess:
-    env = {
-        **os.environ,
-        "DATABASE_URL": settings.database_url,
-        "LUMALIVE_DATA_DIR": str(settings.data_dir),
-    }
-    return subprocess.run(
-        [sys.executable, "-m", "cluster.cli", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+def _cli(settings, *args: str) -> subprocess.CompletedProcess[str]:
+    return run_cli(settings, *args)
 
 
 async def test_token_creates_user_and_works_against_the_api(client, settings):

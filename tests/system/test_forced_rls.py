@@ -41,7 +41,8 @@ async def owned(settings: Settings) -> AsyncIterator[Settings]:
         await su.execute(f"GRANT lumalive_app TO {role}")  # to SET ROLE, as the app does
         await su.execute(f"CREATE DATABASE {name} OWNER {role}")
     url = make_url(settings.database_url or "").set(username=role, database=name)
-    yield settings.model_copy(update={"database_url": url.render_as_string(hide_password=False)})
+    owner_url = url.render_as_string(hide_password=False)  # the app too, with SET ROLE
+    yield settings.model_copy(update={"database_url": owner_url, "app_database_url": None})
     async with await psycopg.AsyncConnection.connect(admin, autocommit=True) as su:
         await su.execute(f"DROP DATABASE {name} WITH (FORCE)")
         await su.execute(f"REVOKE SET ON PARAMETER lumalive.definer FROM {role}")

@@ -317,7 +317,7 @@ async def test_every_connection_has_a_statement_timeout(db, settings):
 async def test_an_api_whose_database_is_down_answers_503_with_retry_after(settings, tokens):
     """The same app, built in this process, pointed at a port where nothing listens."""
     dead = settings.model_copy(
-        update={"database_url": f"postgresql+psycopg://lumalive@127.0.0.1:{free_port()}/gone"}
+        update={"app_database_url": f"postgresql+psycopg://lumalive@127.0.0.1:{free_port()}/gone"}
     )
     app = create_app(dead)
     token = tokens.issue(uuid.uuid4())

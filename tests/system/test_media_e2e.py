@@ -321,7 +321,7 @@ async def test_an_ended_streams_key_is_refused_and_recorded(
         f"/api/live-streaming/{sid}/events", params={"type": "ingest_refused"}, headers=owner.auth
     )
     [event] = r.json()["items"]
-    assert event["event_data"] == {"reason": "stream_ended"}
+    assert event["data"] == {"reason": "stream_ended"}
     assert await status_of(client, owner, sid) == "ended"
 
 
@@ -378,7 +378,7 @@ async def test_a_publisher_that_drops_may_reconnect_within_the_grace_period(
             f"/api/live-streaming/{sid}/events", headers=owner.auth, params={"limit": 100}
         )
     ).json()["items"]
-    kinds = [e["event_type"] for e in events]
+    kinds = [e["type"] for e in events]
     assert kinds.count("ingest_connected") == 2 and "stream_ended" not in kinds
     await client.post(f"/api/live-streaming/end/{sid}", headers=owner.auth)
 
@@ -437,7 +437,7 @@ async def test_a_corrupt_segment_is_recorded_and_the_stream_goes_on(
         f"/api/live-streaming/{sid}/events", headers=owner.auth, params={"type": "segment_dropped"}
     )
     [event] = r.json()["items"]
-    assert event["event_data"]["source_sequence"] == 1
+    assert event["data"]["sourceSequence"] == 1
     assert await status_of(client, owner, sid) == "live"
     analytics = (
         await client.get(f"/api/live-streaming/{sid}/analytics", headers=owner.auth)
@@ -535,8 +535,8 @@ async def test_a_segment_over_the_nsfw_threshold_ends_the_stream(
         )
     ).json()["items"]
     [event] = events
-    assert event["event_data"]["action"] == "stream_ended"
-    assert event["event_data"]["score"] == pytest.approx(0.97)
+    assert event["data"]["action"] == "stream_ended"
+    assert event["data"]["score"] == pytest.approx(0.97)
     [m] = await rows(
         db,
         owner,
@@ -591,7 +591,7 @@ async def test_without_a_publisher_for_the_grace_period_the_stream_ends(
         events = (await client.get(f"/api/live-streaming/{sid}/events", headers=owner.auth)).json()[
             "items"
         ]
-        kinds = [e["event_type"] for e in events]
+        kinds = [e["type"] for e in events]
         assert kinds[0] == "stream_started" and "ingest_error" in kinds
         assert kinds.index("ingest_disconnected") < kinds.index("stream_ended")
     finally:

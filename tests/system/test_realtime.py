@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections import Counter
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -33,7 +34,7 @@ def ws_url(settings: Any, sid: str, token: str | None = None, **params: Any) -> 
 
 def is_chat(message_id: str) -> Any:
     return lambda f: (
-        f.get("event") == "chat_message" and f["data"]["data"]["message_id"] == message_id
+        f.get("event") == "chat_message" and f["data"]["data"]["messageId"] == message_id
     )
 
 
@@ -65,7 +66,7 @@ async def test_sse_and_websocket_get_chat_within_a_second(client, settings, make
 
         async def ws_chat() -> float:
             async for msg in ws_messages(ws):
-                if msg["type"] == "chat_message" and msg["data"]["message_id"] == mid:
+                if msg["type"] == "chat_message" and msg["data"]["messageId"] == mid:
                     return time.monotonic()
             raise AssertionError("socket closed")
 
@@ -75,7 +76,7 @@ async def test_sse_and_websocket_get_chat_within_a_second(client, settings, make
         await client.post(f"{BASE}/{sid}/join", headers=author.auth)
         await sse.until(lambda f: f["event"] == "viewer_joined")
         count = await sse.until(lambda f: f["event"] == "viewer_count")
-        assert count["data"]["data"]["viewers"] == 1
+        assert count["data"]["data"]["viewerCount"] == 1
 
 
 async def test_reconnect_with_last_event_id_replays_exactly_what_was_missed(
@@ -97,7 +98,8 @@ async def test_reconnect_with_last_event_id_replays_exactly_what_was_missed(
     # Missed while disconnected: two messages, a join and reactions.
     missed = [await chat("two"), await chat("three")]
     await client.post(f"{BASE}/{sid}/join", headers=author.auth)
-    for reaction in ("🔥", "🔥", "👏"):
+    # Four go out one by one (a quiet stream), the rest are summed (see the coalescer).
+    for reaction in ("🔥", "🔥", "👏", "🚀", "🔥", "👏", "👏"):
         r = await client.post(
             f"{BASE}/{sid}/reaction", json={"reaction": reaction}, headers=author.auth
         )
@@ -108,7 +110,7 @@ async def test_reconnect_with_last_event_id_replays_exactly_what_was_missed(
 
     async with SSE(client, sid, headers={**viewer.auth, "Last-Event-ID": last_id}) as sse:
         got = []
-        while len(got) < 4:  # two chats, a join, one batch of reactions
+        while len(got) < 8:  # two chats, a join, four reactions, one batch
             frame = await sse.next()
             assert frame is not None
             if frame["event"] != "viewer_count":
@@ -120,15 +122,17 @@ async def test_reconnect_with_last_event_id_replays_exactly_what_was_missed(
         "chat_message",
         "chat_message",
         "viewer_joined",
+        *["reaction"] * 4,
         "reaction_batch",
     ]
-    assert [f["data"]["data"]["message_id"] for f in got[:2]] == missed
-    assert [int(f["id"]) for f in got[:3]] == [e["seq"] for e in expected[:3]]
-    batch = got[3]["data"]["data"]
-    assert batch["reactions"] == {"🔥": 2, "👏": 1} and batch["total"] == 3
-    assert int(got[3]["id"]) == expected[-1]["seq"] == batch["last_seq"]
+    assert [f["data"]["data"]["messageId"] for f in got[:2]] == missed
+    assert [int(f["id"]) for f in got[:7]] == [e["id"] for e in expected[:7]]
+    assert [f["data"]["data"]["reaction"] for f in got[3:7]] == ["🔥", "🔥", "👏", "🚀"]
+    batch = got[7]["data"]["data"]
+    assert batch["counts"] == {"🔥": 1, "👏": 2} and batch["total"] == 3
+    assert int(got[7]["id"]) == expected[-1]["id"] == batch["lastSeq"]
     # ...and then the live one, nothing twice.
-    assert after["event"] == "chat_message" and after["data"]["data"]["message_id"] == live
+    assert after["event"] == "chat_message" and after["data"]["data"]["messageId"] == live
     ids = [int(f["id"]) for f in got] + [int(after["id"])]
     assert ids == sorted(set(ids)) and ids[0] > int(last_id)
 
@@ -207,12 +211,12 @@ async def test_moderated_chat_is_not_delivered_to_other_viewers(
                 break
     kinds = [f["event"] for f in frames if f["event"] != "viewer_count"]
     assert kinds == ["moderation_action", "chat_message"]
-    assert frames[-2]["data"]["data"]["message_id"] == bad.json()["id"]
+    assert frames[-2]["data"]["data"]["messageId"] == bad.json()["id"]
     assert [m["type"] for m in received if m["type"] != "viewer_count"] == kinds
     assert "idiot" not in "\n".join(sse.raw) and "idiot" not in json.dumps(received)
 
 
-async def test_reactions_are_coalesced_into_batches(client, make_user, make_stream):
+async def test_reactions_under_load_are_coalesced_into_batches(client, make_user, make_stream):
     owner, viewer = await make_user(), await make_user()
     fans = [await make_user() for _ in range(3)]
     sid = (await make_stream(owner, start=True))["id"]
@@ -228,20 +232,25 @@ async def test_reactions_are_coalesced_into_batches(client, make_user, make_stre
 
         started = time.monotonic()
         assert set(await asyncio.gather(*(react(i, x) for i, x in enumerate(sent)))) == {201}
-        batches, total = [], 0
+        singles, batches, total = [], [], 0
         while total < len(sent):
             frame = await sse.next()
-            assert frame is not None and frame["event"] != "reaction"
-            if frame["event"] == "reaction_batch":
+            assert frame is not None
+            if frame["event"] == "reaction":
+                singles.append(frame["data"]["data"]["reaction"])
+                total += 1
+            elif frame["event"] == "reaction_batch":
                 batches.append(frame["data"]["data"])
                 total += frame["data"]["data"]["total"]
         elapsed = time.monotonic() - started
-    # The rule: at most one batch per 250 ms tick (no other events were sent here).
-    assert total == 30 and len(batches) <= elapsed / 0.25 + 1, (len(batches), elapsed)
-    counts: dict[str, int] = {}
+    # The rule: per 250 ms tick at most 4 single reactions and one batch (no other
+    # events were sent here), however fast they come.
+    ticks = elapsed / 0.25 + 1
+    assert total == 30 and len(singles) <= 4 * ticks, (len(singles), elapsed)
+    assert len(batches) <= ticks, (len(batches), elapsed)
+    counts = Counter(singles)
     for b in batches:
-        for k, v in b["reactions"].items():
-            counts[k] = counts.get(k, 0) + v
+        counts.update(b["counts"])
     assert counts == {"🔥": 10, "❤️": 10, "👏": 10}
 
 

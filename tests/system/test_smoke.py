@@ -30,7 +30,7 @@ async def test_stream_walkthrough(client, make_user, make_stream):
     r = await client.post(f"/api/live-streaming/end/{sid}", headers=owner.auth)
     assert r.status_code == 200 and r.json()["status"] == "ended"
     types = [
-        e["event_type"]
+        e["type"]
         for e in (await client.get(f"/api/live-streaming/{sid}/events", headers=owner.auth)).json()[
             "items"
         ]

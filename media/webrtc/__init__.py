@@ -1,0 +1,24 @@
+"""WHIP ingest's media side: a browser's WebRTC publish (aiortc) re-encoded into the
+same live FLV an RTMP publish produces, so one pipeline serves both.
+
+Modules, innermost first: `avc` (H.264 and AAC as FLV tag bodies), `clock` (a
+track's frame times on the publish's millisecond timeline), `frames` (decoded
+frames → H.264/AAC tags, PyAV), `ice` (which addresses and ICE servers aiortc
+uses), `whip` (one publish: the offer, the answer, the peer connection, its media
+into an `IngestSession`). No Ray here.
+"""
+
+from media.webrtc.frames import FlvTag, MediaEncoder
+from media.webrtc.ice import IceServer, use_host_addresses
+from media.webrtc.whip import InvalidOfferError, WhipConfig, WhipPublish, check_offer
+
+__all__ = [
+    "FlvTag",
+    "IceServer",
+    "InvalidOfferError",
+    "MediaEncoder",
+    "WhipConfig",
+    "WhipPublish",
+    "check_offer",
+    "use_host_addresses",
+]

@@ -1,0 +1,275 @@
+"""One WHIP publish (RFC 9725): a browser's SDP offer answered by an aiortc peer
+connection whose received media is re-encoded into an `IngestSession`'s FLV, the
+same live byte stream an RTMP publish produces.
+
+    offer ─▶ check_offer ─▶ RTCPeerConnection (recvonly; H.264 preferred) ─▶ answer
+    browser ══ICE/DTLS/SRTP══▶ aiortc decodes ─▶ MediaEncoder (a thread) ─▶ session
+
+The browser sends a complete offer (ICE gathered, no trickle) and gets a complete
+answer; there is no renegotiation.
+
+Invariants:
+- An offer is answered only if it sends exactly one video track in a codec aiortc
+  decodes (H.264 or VP8), and at most one audio track; else `InvalidOfferError`,
+  before any peer connection exists.
+- The answer puts H.264 first: a browser that can send H.264 does.
+- Frames are encoded in one thread per publish, in arrival order; the event loop
+  only moves frames and tags.
+- The publish ends exactly once (`close`): ICE failed or closed, no connection within
+  `connect_timeout_s`, no media for `idle_timeout_s`, or its owner asked. Then what
+  the encoders hold is flushed into the session and the session ends with the reason
+  (its readers read EOF after the last tag).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import av
+from aiortc import (
+    RTCConfiguration,
+    RTCPeerConnection,
+    RTCRtpReceiver,
+    RTCRtpTransceiver,
+    RTCSessionDescription,
+)
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+from aiortc.sdp import SessionDescription
+
+from media.rtmp import IngestSession, amf0
+from media.webrtc.frames import FlvTag, MediaEncoder
+from media.webrtc.ice import IceServer
+
+__all__ = ["InvalidOfferError", "Offer", "WhipConfig", "WhipPublish", "check_offer"]
+
+log = logging.getLogger(__name__)
+
+_VIDEO_CODECS = frozenset({"h264", "vp8"})  # what aiortc decodes
+_AUDIO_CODECS = frozenset({"opus", "pcmu", "pcma", "g722"})
+_SENDING = frozenset({"sendonly", "sendrecv"})
+_WATCH_S = 0.5
+_STOP_S = 2.0  # how long a receive loop may take to return once the connection closed
+_FLV_AVC, _FLV_AAC = 7.0, 10.0  # onMetaData codec ids
+
+
+class InvalidOfferError(ValueError):
+    """The SDP offer cannot be answered (malformed, or nothing we can receive)."""
+
+
+@dataclass(frozen=True, slots=True)
+class WhipConfig:
+    """How publishes are received and encoded."""
+
+    keyframe_interval_s: float = 2.0  # the segment length: the segmenter cuts at keyframes
+    x264_preset: str = "veryfast"
+    connect_timeout_s: float = 15.0  # answer → ICE/DTLS connected
+    idle_timeout_s: float = 30.0  # connected, yet no frame for this long
+    ice_servers: tuple[IceServer, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Offer:
+    """What an acceptable offer publishes."""
+
+    has_audio: bool
+
+
+def check_offer(sdp: str) -> Offer:
+    """What a WHIP offer publishes; `InvalidOfferError` if it cannot be answered."""
+    if not sdp.lstrip().startswith("v=0"):
+        raise InvalidOfferError("the body is not an SDP offer (it must start with v=0)")
+    try:
+        desc = SessionDescription.parse(sdp)
+    except (AssertionError, ValueError, IndexError, KeyError) as e:
+        raise InvalidOfferError(f"the SDP offer cannot be parsed: {e!r}") from e
+    videos = [m for m in desc.media if m.kind == "video"]
+    audios = [m for m in desc.media if m.kind == "audio"]
+    if len(videos) != 1 or len(audios) > 1:
+        raise InvalidOfferError(
+            f"the offer must send one video track and at most one audio track "
+            f"(it has {len(videos)} video, {len(audios)} audio)"
+        )
+    for media, codecs in ((videos[0], _VIDEO_CODECS), *((a, _AUDIO_CODECS) for a in audios)):
+        if media.direction not in _SENDING:
+            raise InvalidOfferError(f"the offer's {media.kind} is {media.direction}, not sending")
+        names = {c.mimeType.split("/")[-1].lower() for c in media.rtp.codecs}
+        if not names & codecs:
+            raise InvalidOfferError(
+                f"no {media.kind} codec the server decodes in the offer "
+                f"(offered {sorted(names)}, supported {sorted(codecs)})"
+            )
+        ice, dtls = media.ice, media.dtls
+        if not (ice and ice.usernameFragment and ice.password and dtls and dtls.fingerprints):
+            raise InvalidOfferError(f"the offer's {media.kind} has no ICE credentials or DTLS")
+    return Offer(has_audio=bool(audios))
+
+
+def _h264_first(kind: str) -> list[Any]:
+    capabilities = RTCRtpReceiver.getCapabilities(kind)
+    assert capabilities is not None  # audio and video always have some
+    return sorted(capabilities.codecs, key=lambda c: c.mimeType.lower() != "video/h264")
+
+
+class WhipPublish:
+    """A browser publishing to `session` over WebRTC (see module docstring)."""
+
+    def __init__(self, session: IngestSession, config: WhipConfig) -> None:
+        self.session = session
+        self.id = secrets.token_urlsafe(18)  # names the WHIP resource (its Location)
+        self.video_codec: str | None = None  # as negotiated in the answer
+        self._config = config
+        self._pc: RTCPeerConnection | None = None
+        self._origin = time.monotonic()
+        self._encoder = MediaEncoder(
+            self._origin,
+            keyframe_interval_s=config.keyframe_interval_s,
+            preset=config.x264_preset,
+        )
+        # One thread: the encoders are not thread-safe and frames keep their order.
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="whip-encode")
+        self._receivers: list[asyncio.Task[None]] = []
+        self._watcher: asyncio.Task[None] | None = None
+        self._last_media: float | None = None
+        self._closing: asyncio.Task[None] | None = None
+
+    @property
+    def closed(self) -> bool:
+        return self._closing is not None
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "state": self._pc.connectionState if self._pc else "new",
+            "video_codec": self.video_codec,
+            "size": self._encoder.video_encoder.size,
+            "frames": self._encoder.video_encoder.frames,
+        }
+
+    async def answer(self, offer_sdp: str) -> str:
+        """Answer the offer (candidates gathered, so complete) and start receiving.
+        `InvalidOfferError` if it cannot be answered; nothing is left running then."""
+        offer = check_offer(offer_sdp)
+        ice = [s.to_aiortc() for s in self._config.ice_servers]
+        self._pc = pc = RTCPeerConnection(RTCConfiguration(iceServers=ice))
+        video = pc.addTransceiver("video", direction="recvonly")
+        video.setCodecPreferences(_h264_first("video"))
+        audio = pc.addTransceiver("audio", direction="recvonly") if offer.has_audio else None
+        try:
+            await pc.setRemoteDescription(RTCSessionDescription(offer_sdp, "offer"))
+            await pc.setLocalDescription(await pc.createAnswer())
+        except Exception as e:  # noqa: BLE001 - aiortc raises many kinds for a bad offer
+            await self.close("rejected")
+            raise InvalidOfferError(f"the offer cannot be answered: {e}") from e
+        answer: str = pc.localDescription.sdp
+        self.video_codec = _first_codec(answer, "video")
+        self._metadata(offer.has_audio)
+        pc.on("connectionstatechange", self._state_changed)
+        self._receive(video, self._encoder.video)
+        if audio is not None:
+            self._receive(audio, self._encoder.audio)
+        self._watcher = asyncio.create_task(self._watch(), name=f"whip-watch-{self.id}")
+        return answer
+
+    def close(self, reason: str) -> asyncio.Task[None]:
+        """End the publish (idempotent; the first reason counts); await the task for it
+        to be over."""
+        if self._closing is None:
+            self._closing = asyncio.create_task(self._close(reason), name=f"whip-close-{self.id}")
+        return self._closing
+
+    async def wait_closed(self) -> None:
+        await self.session.wait_closed()
+
+    # --- receiving ------------------------------------------------------------------
+
+    def _metadata(self, has_audio: bool) -> None:
+        """onMetaData first, as an encoder sends it: the FLV header then names the
+        tracks that will come, so the demuxer does not wait for audio that will not."""
+        info: dict[str, Any] = {"videocodecid": _FLV_AVC, "encoder": "LumaLive WHIP"}
+        if has_audio:
+            info["audiocodecid"] = _FLV_AAC
+        self.session.feed_script(0, amf0.encode("onMetaData", info))
+
+    def _receive(
+        self, transceiver: RTCRtpTransceiver, encode: Callable[[Any, float], list[FlvTag]]
+    ) -> None:
+        track = transceiver.receiver.track
+        if track is not None:
+            self._receivers.append(asyncio.create_task(self._frames(track, encode)))
+
+    async def _frames(
+        self, track: MediaStreamTrack, encode: Callable[[Any, float], list[FlvTag]]
+    ) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                frame = await track.recv()
+            except MediaStreamError:
+                return
+            self._last_media = arrived = time.monotonic()
+            try:
+                tags = await loop.run_in_executor(self._thread, encode, frame, arrived)
+            except (av.FFmpegError, ValueError) as e:
+                log.warning("whip %s: cannot encode the %s: %s", self.id, track.kind, e)
+                self.close("encoder_error")
+                return
+            self._feed(tags)
+
+    def _feed(self, tags: list[FlvTag]) -> None:
+        for tag in tags:
+            self.session.feed_media(tag.kind, tag.timestamp, tag.body)
+
+    async def _state_changed(self) -> None:
+        assert self._pc is not None
+        state = self._pc.connectionState
+        if state in ("failed", "closed"):
+            self.close("ice_failed" if state == "failed" else "disconnected")
+
+    async def _watch(self) -> None:
+        """Close a publish that never connects, or stops sending."""
+        assert self._pc is not None
+        deadline = self._origin + self._config.connect_timeout_s
+        while self._pc.connectionState != "connected":
+            if time.monotonic() > deadline:
+                self.close("connect_timeout")
+                return
+            await asyncio.sleep(_WATCH_S)
+        connected = time.monotonic()
+        while True:
+            await asyncio.sleep(_WATCH_S)
+            last = self._last_media or connected
+            if time.monotonic() - last > self._config.idle_timeout_s:
+                self.close("idle_timeout")
+                return
+
+    async def _close(self, reason: str) -> None:
+        if self._watcher is not None:
+            self._watcher.cancel()
+        if self._pc is not None:
+            with contextlib.suppress(Exception):  # a broken transport must not keep it open
+                await self._pc.close()  # ends the tracks: the receive loops return
+        if self._receivers:
+            _, stuck = await asyncio.wait(self._receivers, timeout=_STOP_S)
+            for task in stuck:  # never connected: its track never ends on its own
+                task.cancel()
+        loop = asyncio.get_running_loop()
+        with contextlib.suppress(av.FFmpegError, ValueError):
+            self._feed(await loop.run_in_executor(self._thread, self._encoder.flush))
+        self._thread.shutdown(wait=False)
+        self.session.end(reason)
+        log.info("whip %s: stream %s ended (%s)", self.id, self.session.stream_id, reason)
+
+
+def _first_codec(sdp: str, kind: str) -> str | None:
+    for media in SessionDescription.parse(sdp).media:
+        if media.kind == kind and media.rtp.codecs:
+            return str(media.rtp.codecs[0].mimeType)
+    return None

@@ -1,0 +1,125 @@
+// The HLS player: hls.js (bundled) over the playback URL, with a rendition menu.
+// Levels are matched to the stream's renditions by their playlist's path
+// (`.../hls/<name>/index.m3u8`), so AI-enhanced rungs can be marked in the menu.
+import Hls, { type Level } from "hls.js";
+import { useEffect, useRef, useState } from "react";
+
+import type { RenditionInfo } from "../lib/webapi";
+
+interface MenuItem {
+  index: number; // hls.js level index; -1 is automatic
+  label: string;
+  aiEnhanced: boolean;
+  height: number;
+}
+
+function renditionOf(level: Level, renditions: RenditionInfo[]): RenditionInfo | undefined {
+  const url = Array.isArray(level.url) ? level.url[0] : level.url;
+  const name = /\/hls\/([^/]+)\/index\.m3u8/.exec(String(url))?.[1];
+  return renditions.find((r) => r.name === name) ?? renditions.find((r) => r.height === level.height);
+}
+
+function menu(levels: Level[], renditions: RenditionInfo[]): MenuItem[] {
+  const items = levels.map((level, index) => {
+    const r = renditionOf(level, renditions);
+    return {
+      index,
+      label: r?.name ?? `${level.height}p`,
+      aiEnhanced: r?.aiEnhanced ?? false,
+      height: level.height,
+    };
+  });
+  return items.sort((a, b) => b.height - a.height);
+}
+
+export function Player(props: { src: string; renditions: RenditionInfo[]; poster?: string }) {
+  const video = useRef<HTMLVideoElement>(null);
+  const hls = useRef<Hls | null>(null);
+  const [levels, setLevels] = useState<Level[]>([]);
+  const [chosen, setChosen] = useState(-1);
+  const [playing, setPlaying] = useState(-1);
+  const [problem, setProblem] = useState<string | null>(null);
+
+  useEffect(() => {
+    const el = video.current;
+    if (!el) return;
+    if (!Hls.isSupported()) {
+      el.src = props.src; // Safari plays HLS natively
+      return;
+    }
+    const player = new Hls({ liveSyncDurationCount: 2, lowLatencyMode: false });
+    hls.current = player;
+    player.on(Hls.Events.MANIFEST_PARSED, (_e, data) => {
+      setLevels(data.levels);
+      el.play().catch(() => setProblem("Press play to start the video."));
+    });
+    player.on(Hls.Events.LEVEL_SWITCHED, (_e, data) => setPlaying(data.level));
+    player.on(Hls.Events.ERROR, (_e, data) => {
+      if (!data.fatal) return;
+      if (data.type === Hls.ErrorTypes.NETWORK_ERROR) {
+        setProblem("The stream is not reachable; retrying…");
+        window.setTimeout(() => player.startLoad(), 2000);
+      } else if (data.type === Hls.ErrorTypes.MEDIA_ERROR) {
+        player.recoverMediaError();
+      } else {
+        setProblem(`Playback failed: ${data.details}`);
+      }
+    });
+    player.on(Hls.Events.FRAG_BUFFERED, () => setProblem(null));
+    player.loadSource(props.src);
+    player.attachMedia(el);
+    return () => {
+      player.destroy();
+      hls.current = null;
+    };
+  }, [props.src]);
+
+  const choose = (index: number) => {
+    setChosen(index);
+    const player = hls.current;
+    if (!player) return;
+    // Switching now flushes what is buffered, so the choice shows within a segment.
+    player.currentLevel = index;
+  };
+
+  const items = menu(levels, props.renditions);
+  const now = items.find((i) => i.index === playing);
+  return (
+    <div className="player">
+      <video
+        ref={video}
+        className="video"
+        data-testid="player"
+        data-level={now?.label ?? ""}
+        poster={props.poster}
+        controls
+        muted
+        playsInline
+        autoPlay
+      />
+      <div className="player-bar">
+        <label>
+          Quality{" "}
+          <select
+            aria-label="Quality"
+            data-testid="rendition-menu"
+            value={chosen}
+            onChange={(e) => choose(Number(e.target.value))}
+          >
+            <option value={-1}>Auto{chosen === -1 && now ? ` (${now.label})` : ""}</option>
+            {items.map((i) => (
+              <option key={i.index} value={i.index}>
+                {i.label}
+                {i.aiEnhanced ? " ✨ AI-enhanced" : ""}
+              </option>
+            ))}
+          </select>
+        </label>
+        <span className="muted" data-testid="playing-level">
+          {now ? `Playing ${now.label}${now.aiEnhanced ? " (AI-enhanced)" : ""}` : "Loading…"}
+        </span>
+      </div>
+      {problem ? <p className="notice">{problem}</p> : null}
+    </div>
+  );
+}
