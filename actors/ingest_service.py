@@ -25,6 +25,12 @@ after its last frame is in the playlists, and the VOD has every frame the publis
 sent; what the bound cuts off is not published. Moderation (`policy_violation`) does
 not wait: the pipeline stops first, then ends the stream.
 
+However a stream ends (its owner, a platform moderator resolving a report with
+`end_stream` or `suspend`, the NSFW check, `publisher_timeout`), the server hangs up
+on its publisher once the pipeline took what it will publish: the connection closes
+(the encoder stops, its connection slot is free) and, the stream being ended, a
+reconnect with its key is refused.
+
 No Ray and no database here. What the service needs from the cluster is three seams,
 wired from `Settings` in `actors.ingest_actor`: `IngestRecords` (Postgres),
 `StreamControl` (the stream actors) and `PipelineFactory` (a `StreamPipeline` over
@@ -37,6 +43,8 @@ Invariants:
 - While a stream is being finished, its key is refused and its pipeline gets no grace
   period; afterwards it has no pipeline (a publish that comes back because ending it
   failed opens a new one, which continues from Postgres).
+- A publisher is hung up only after its reader stopped taking bytes (`finish` after
+  its drain), so the hang-up never loses what the pipeline was to publish.
 - Stopping the service cuts off the publishers and closes every pipeline; it does not
   end streams (a restarted ingest resumes them when their publishers reconnect).
 """
@@ -44,6 +52,7 @@ Invariants:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Coroutine
@@ -68,6 +77,10 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+# How long End lets a publisher's last bytes arrive before it stops taking them
+# (`IngestService._settle`).
+_SETTLE_S = 2.0
 
 EndStream = Callable[[str], Awaitable[None]]
 """Ends a stream for a reason (`policy_violation`, `publisher_timeout`)."""
@@ -321,11 +334,8 @@ class IngestService:
     async def _grace_period(self, sid: str, pipeline: Pipeline) -> None:
         """End the stream if no publisher comes back in time (after publishing what the
         last one sent). A reconnect cancels this task."""
-        try:
-            await asyncio.sleep(self._grace_s)
-            await pipeline.drain()
-        except asyncio.CancelledError:
-            return
+        await asyncio.sleep(self._grace_s)  # a reconnect cancels the task here
+        await pipeline.drain()
         if self._grace.get(sid) is not asyncio.current_task():
             return
         del self._grace[sid]
@@ -338,6 +348,7 @@ class IngestService:
         grace = self._grace.pop(sid, None)
         if grace is not None:  # the publisher had dropped: nothing more to wait for
             grace.cancel()
+        await self._settle(sid, min(_SETTLE_S, drain_s))
         self._finish_input(sid)
         drained = True
         try:
@@ -350,8 +361,20 @@ class IngestService:
                 sid,
                 drain_s,
             )
+        self._hang_up(sid, "stream_ended")  # it read all it will: the publisher may go
         self._forget_pipeline(sid, pipeline)  # the stream ends next: nothing more to publish
         return Finished(drained, round(time.monotonic() - began, 3))
+
+    async def _settle(self, sid: str, bound_s: float) -> None:
+        """Let a publisher that is done be read to its end before its input is cut: what it
+        sent just before End may still wait in the socket, behind a busy event loop. One
+        still sending is cut after `bound_s`."""
+        session = self._sessions.get(sid)
+        if session is None:
+            return
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(bound_s):
+                await session.wait_closed()
 
     async def _end_stream(self, sid: str, reason: str) -> None:
         """End the stream (as the API does), unless it is not live any more."""
@@ -362,13 +385,20 @@ class IngestService:
         if row is not None and row["status"] == StreamStatus.LIVE:  # else e.g. its owner ended it
             await self._streams.end(UUID(sid), owner, reason)
         self._close_input(sid)
+        self._hang_up(sid, reason)
 
     def _close_input(self, sid: str) -> None:
-        """Stop reading a stream's publisher (the stream is over). The publisher stays
-        connected until it leaves: the RTMP server has no way to hang up on it."""
+        """Stop reading a stream's publisher (the stream is over; `_end_stream` then
+        hangs up on it)."""
         reader = self._readers.get(sid)
         if reader is not None:
             reader.close()
+
+    def _hang_up(self, sid: str, reason: str) -> None:
+        """Close the connection of the stream's RTMP publisher, if one is connected (its
+        session ends with `reason`)."""
+        if self._server.hang_up(sid, reason):
+            log.info("stream %s: hung up on its publisher (%s)", sid, reason)
 
     def _finish_input(self, sid: str) -> None:
         """Take no more of a stream's publisher's bytes, but read what arrived: the

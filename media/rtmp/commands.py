@@ -7,6 +7,8 @@
                                 or an error onStatus and the connection closes
     FCUnpublish / deleteStream → the session ends (its readers get EOF)
     play                      → an error onStatus and the connection closes
+    (the server hangs up)     → the session ends, an error onStatus
+                                (NetStream.Publish.Denied) and the connection closes
 
 Invariants:
 - A connection connects once and publishes at most one stream, as every encoder
@@ -80,6 +82,7 @@ class CommandHandler:
         self._app: str | None = None
         self._next_stream_id = 0
         self.session: IngestSession | None = None  # while a publish is live
+        self._publish_stream_id = 0  # the NetStream of that publish, for its statuses
         self.published = False  # one publish per connection
         self.closing = False  # set once we decided to hang up
 
@@ -121,6 +124,19 @@ class CommandHandler:
             self._admission.release(session)
             log.info("rtmp %s: stream %s ended (%s)", self._peer, session.stream_id, reason)
 
+    def hang_up(self, reason: str, description: str) -> None:
+        """The server ends the live publish: its session ends with `reason` (readers
+        drain what they buffered, then EOF), the publisher is told why at level error
+        (encoders stop on it, ffmpeg with "Server error"), and the connection closes."""
+        if self.closing:
+            return
+        if self.session is not None:
+            self._out.status(
+                self._publish_stream_id, "error", "NetStream.Publish.Denied", description
+            )
+        self.end_session(reason)
+        self.closing = True
+
     def _on_connect(self, txn: float, command: dict[str, Any]) -> None:
         if self._app is not None:
             raise ProtocolError("connect sent twice")
@@ -151,6 +167,7 @@ class CommandHandler:
         result = await self._admit(self._app, key)
         if isinstance(result, IngestSession):
             self.session = result
+            self._publish_stream_id = stream_id
             self._out.control(
                 MessageType.USER_CONTROL,
                 _USER_STREAM_BEGIN.to_bytes(2, "big") + stream_id.to_bytes(4, "big"),

@@ -7,6 +7,7 @@ What OBS and ffmpeg send, and what this answers:
     @setDataFrame onMetaData, audio, video → the session's FLV
     ping (User Control 6)     → ping response (User Control 7)
     FCUnpublish / deleteStream, or the socket closing → the session ends (its readers get EOF)
+    `hang_up()` (the stream is over) → the session ends, an error onStatus, then we close
 
 Invariants:
 - Policy (who may publish which key) lives in the `Admission`; this module and
@@ -29,6 +30,7 @@ import asyncio
 import contextlib
 import logging
 import os
+from asyncio import FIRST_COMPLETED
 
 from media.rtmp import amf0, flv
 from media.rtmp.chunk import ChunkReader
@@ -37,6 +39,7 @@ from media.rtmp.errors import LimitExceededError, ProtocolError
 from media.rtmp.limits import IngestLimits
 from media.rtmp.message import Message, MessageType, split_aggregate
 from media.rtmp.peer import Peer
+from media.rtmp.session import IngestSession
 from media.rtmp.writer import MessageWriter
 
 __all__ = ["Admission", "PublisherConnection", "Refusal", "redact"]
@@ -76,6 +79,21 @@ class PublisherConnection:
         self._media_limits = False  # raised to the media limits once a publish is admitted
         self._ack_window = 0
         self._acked = 0
+        # Done once the server hangs up: wakes the read loop, which waits on the socket.
+        self._hung_up: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    @property
+    def session(self) -> IngestSession | None:
+        """The live publish of this connection, if any."""
+        return self._commands.session
+
+    def hang_up(self, reason: str, description: str) -> None:
+        """End the publish (its session ends with `reason`; readers drain what they
+        buffered, then EOF) and close the connection, after an error onStatus that
+        tells the publisher `description`. Returns at once; the read loop closes."""
+        self._commands.hang_up(reason, description)
+        if not self._hung_up.done():
+            self._hung_up.set_result(None)
 
     async def run(self) -> None:
         """Serve until the publisher leaves, breaks the protocol, idles, or is refused."""
@@ -111,10 +129,28 @@ class PublisherConnection:
         """The handshake, then messages until the publisher leaves or we hang up."""
         await asyncio.wait_for(self._handshake(), self._time_left())
         while not self._commands.closing:
-            data = await asyncio.wait_for(self._reader.read(_READ_SIZE), self._time_left())
+            data = await self._read()
             if not data:
                 return
             await self._receive(data)
+
+    async def _read(self) -> bytes:
+        """The next bytes from the socket, within `_time_left()` (else TimeoutError);
+        b"" when the peer closed it or the server hung up."""
+        read = asyncio.ensure_future(self._reader.read(_READ_SIZE))
+        try:
+            done, _ = await asyncio.wait(
+                (read, self._hung_up), timeout=self._time_left(), return_when=FIRST_COMPLETED
+            )
+        finally:
+            if not read.done():  # what arrives stays in the reader's buffer
+                read.cancel()
+                await asyncio.wait((read,))  # the reader takes one waiter at a time
+        if read in done:
+            return read.result()  # after a hang-up too: the loop ends on `closing`
+        if self._hung_up.done():
+            return b""
+        raise TimeoutError
 
     def _time_left(self) -> float:
         """How long the next read or write may wait: until the setup deadline while no

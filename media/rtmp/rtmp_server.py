@@ -10,6 +10,12 @@ second is refused with NetStream.Publish.BadName while the first lasts); a
 key is free again the moment its publisher disconnects or unpublishes; stream
 keys never appear in logs or in `sessions` (they are passwords).
 
+`hang_up(stream_id, reason)` ends a live publish from our side (its stream is
+over): the session ends with that reason, so its readers drain what they
+buffered and read EOF, the publisher gets an error onStatus and the connection
+closes (with it the publisher's slot in the connection caps). A caller that must
+not lose what the publisher sent stops taking its bytes and drains first.
+
 Abuse is bounded by `IngestLimits` (see `media.rtmp.limits`): connections over
 the total or per-address cap are closed on accept, before the handshake; an
 address refused too many unknown keys is refused without asking `authorize`
@@ -83,7 +89,7 @@ class RtmpIngestServer:
             clock=clock,
         )
         self._server: asyncio.Server | None = None
-        self._connections: set[asyncio.Task[None]] = set()
+        self._connections: dict[asyncio.Task[None], PublisherConnection] = {}
         self._per_client: dict[str, int] = {}  # open connections by `Peer.client`
         self._over_cap: set[str] = set()  # clients ("*": all) logged as over a cap
         self._claimed_keys: set[str] = set()  # publishing, or being authorized
@@ -109,6 +115,20 @@ class RtmpIngestServer:
     def stats(self) -> dict[str, SessionStats]:
         """A snapshot of every live session's counters, by stream id."""
         return {stream_id: s.stats for stream_id, s in self._by_stream.items()}
+
+    def hang_up(self, stream_id: str, reason: str, description: str = "") -> bool:
+        """End the stream's live publish and close its publisher's connection (see the
+        module docstring); `description` is what the publisher is told (default: the
+        stream has ended). False if no publisher is sending to the stream (none, or
+        one still being admitted)."""
+        session = self._by_stream.get(stream_id)
+        if session is None:
+            return False
+        for connection in self._connections.values():
+            if connection.session is session:
+                connection.hang_up(reason, description or f"the stream has ended ({reason})")
+                return True
+        return False
 
     async def start(self) -> None:
         if self._server is not None:
@@ -143,10 +163,11 @@ class RtmpIngestServer:
             writer.transport.abort()  # before the handshake: costs nothing more
             return
         client = peer.client
-        self._connections.add(task)
+        connection = PublisherConnection(reader, writer, self, self._limits, peer)
+        self._connections[task] = connection
         self._per_client[client] = self._per_client.get(client, 0) + 1
         try:
-            await PublisherConnection(reader, writer, self, self._limits, peer).run()
+            await connection.run()
         except asyncio.CancelledError:
             # stop() cancels connections; this task is their top level, and asyncio's
             # stream callback would log a task that ends cancelled as an error.
@@ -154,7 +175,7 @@ class RtmpIngestServer:
         except Exception:
             log.exception("rtmp connection failed")
         finally:
-            self._connections.discard(task)
+            del self._connections[task]
             self._per_client[client] -= 1
             if not self._per_client[client]:
                 del self._per_client[client]
