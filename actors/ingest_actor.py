@@ -39,6 +39,7 @@ from actors.ingest_service import (
 )
 from actors.media_pipeline import RunSegment, StreamPipeline
 from actors.media_pool import MediaPool
+from actors.retention import RetentionSweeper, postgres_expiry
 from actors.stream_gateway import StreamGateway
 from actors.whip_ingest import WhipIngest
 from lumalive.db import Database
@@ -47,6 +48,7 @@ from lumalive.quotas import check_start
 from lumalive.settings import Settings
 from lumalive.status import StreamStatus
 from lumalive.store import activity, streams
+from media.object_storage import open_storage
 from media.rtmp import IngestLimits
 
 __all__ = [
@@ -205,6 +207,16 @@ class IngestActor(WhipIngest, ClusterIngest):
         # Ray runs an async actor's __init__ on its event loop: listen right away, so an
         # actor that Ray restarted serves again without anyone asking.
         self._boot = asyncio.get_running_loop().create_task(self.start())
+        # One long-lived actor per cluster, with a database pool already: it sweeps
+        # expired media (DVR window, VOD lifetime) every `retention_sweep_s`.
+        sweeper = RetentionSweeper(
+            settings, postgres_expiry(settings, self._db), open_storage(settings.media_store_url)
+        )
+        self._retention = asyncio.get_running_loop().create_task(sweeper.run())
+
+    async def stop(self) -> None:
+        self._retention.cancel()
+        await super().stop()
 
     async def ready(self) -> int:
         """The bound RTMP port, once listening (raises if it could not listen)."""

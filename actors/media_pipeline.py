@@ -233,7 +233,7 @@ class StreamPipeline:
             log.exception(
                 "publishing segment %s of %s failed", cut.segment.sequence, self.stream_id
             )
-            self._segments.lost()
+            await self._segments.lost(outcome)
 
     async def _end_for_policy(self, segment: SourceSegment, verdict: Verdict) -> None:
         """A withheld segment ends the stream: publish nothing more, then end it."""

@@ -28,9 +28,10 @@ import numpy as np
 
 from lumalive.settings import Settings
 from media.ladder import Rendition
+from media.object_storage import open_storage
 from media.playlist import segment_name
 from media.sampling import sample_frames
-from media.storage import LocalStorage, SegmentStorage
+from media.storage import SegmentStorage
 from media.transcode import (
     CorruptSegmentError,
     EncoderSettings,
@@ -131,7 +132,8 @@ class SegmentWorker:
         moderator_factory: Callable[[], Any] | None = None,
         enhancer_factory: Callable[[], Any] | None = None,
     ) -> None:
-        self._storage = storage if storage is not None else LocalStorage(settings.media_root)
+        # The worker writes its own segments to the shared store (no node reads another's disk).
+        self._storage = storage if storage is not None else open_storage(settings.media_store_url)
         self._transcoder = SegmentTranscoder(
             EncoderSettings(
                 preset=settings.x264_preset, threads=1, hardware=settings.encoder_hardware

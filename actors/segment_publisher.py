@@ -12,11 +12,17 @@ Invariants:
   with the first published segment.
 - What the next segment continues from (sequence, target duration, discontinuities,
   the ladder) is read back from Postgres after an ingest actor restart (`restore`).
+- No orphaned objects: a segment the worker stored but that no row will name (the
+  stream is no longer live, the publish failed, or it was withheld or dropped) has
+  its objects deleted once that is decided (`discard`); a withheld segment must not
+  stay readable in the bucket. A retried segment rewrites the same keys.
 """
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import logging
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -28,14 +34,19 @@ from uuid import UUID
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from actors.media_worker import ModerationResult, SegmentOutcome, SegmentResult
+from actors.retention import delete_keys
 from lumalive.db import Database
 from lumalive.settings import Settings
 from lumalive.status import StreamStatus
 from lumalive.store import activity, media
 from media.ladder import Rendition, build_ladder
+from media.object_storage import open_storage
 from media.segmenter import SourceSegment
+from media.storage import SegmentStorage
 
 __all__ = ["SegmentPublisher", "Cut", "Verdict", "ladder_for"]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +96,7 @@ class SegmentPublisher:
         db: Database,
         *,
         on_not_live: Callable[[], None],
+        storage: SegmentStorage | None = None,
     ) -> None:
         self.stream_id: UUID = stream["id"]
         self.owner_id: UUID = stream["user_id"]
@@ -94,6 +106,8 @@ class SegmentPublisher:
         # Called before the transaction that found the stream not live ends, so the
         # pipeline stops before anything else runs.
         self._on_not_live = on_not_live
+        # Where the workers stored the segments: to delete those that go unpublished.
+        self._storage = storage if storage is not None else open_storage(settings.media_store_url)
         self.renditions: tuple[Rendition, ...] | None = None  # None: no segment yet
         self._ladder_reason: str | None = None
         self._renditions_stored = False
@@ -122,9 +136,21 @@ class SegmentPublisher:
             )
         return self.renditions
 
-    def lost(self) -> None:
-        """A segment's publish failed: nothing of it was committed."""
+    async def lost(self, outcome: SegmentOutcome) -> None:
+        """A segment's publish failed: nothing of it was committed, so its objects go."""
         self._discontinuity_next = True
+        await self.discard(outcome)
+
+    async def discard(self, outcome: SegmentOutcome) -> None:
+        """Delete a segment's stored objects that no row names. A failure only logs:
+        the objects are unreachable without rows."""
+        keys = [e.key for e in outcome.result.renditions]
+        if not keys:
+            return
+        try:
+            await asyncio.to_thread(delete_keys, self._storage, keys)
+        except Exception:  # noqa: BLE001 - unreachable objects; the stream goes on
+            log.exception("deleting unpublished segment objects of %s failed", self.stream_id)
 
     async def publish(self, cut: Cut, outcome: SegmentOutcome) -> Verdict | None:
         """One segment's rows in one transaction that first checks the stream is live;
@@ -132,12 +158,19 @@ class SegmentPublisher:
         is not live, nothing was written."""
         quality = _quality(cut, outcome)
         verdict = self._verdict(outcome.result.moderation)
+        rows = None
         async with self._db.acting(self.owner_id) as conn:
-            if await media.lock_status(conn, self.stream_id) != StreamStatus.LIVE:
+            live = await media.lock_status(conn, self.stream_id) == StreamStatus.LIVE
+            if not live:
                 self._on_not_live()
-                return None
-            rows = await self._write(conn, cut, outcome, quality, verdict)
+            else:
+                rows = await self._write(conn, cut, outcome, quality, verdict)
+        if not live:
+            await self.discard(outcome)
+            return None
         self._advance(rows)
+        if rows is None:  # dropped or withheld: committed without segment rows
+            await self.discard(outcome)
         return verdict
 
     def _verdict(self, moderation: ModerationResult | None) -> Verdict:

@@ -10,6 +10,8 @@ from typing import Literal
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from media.storage import check_media_url
+
 __all__ = ["Settings"]
 
 
@@ -100,6 +102,10 @@ class Settings(BaseSettings):
     media_gpu_share: float = Field(default=0.5, gt=0, le=1)  # GPU per worker, on GPU clusters
     media_pool_idle_s: float = 60.0  # idle workers give their CPUs back after this long
     media_dir: Path | None = None  # segment storage root; unset: data_dir/media
+    # Where segments go, by URL: s3://bucket/prefix (also gs://, az://; credentials and
+    # endpoint from the standard AWS_*/GOOGLE_*/AZURE_* variables, read by obstore) or
+    # file:///dir. Unset: file://<media_root>. Every node writes and reads it directly.
+    media_url: str | None = None
     media_max_height: int | None = None  # drop ladder rungs above this (short side), e.g. 720
     segment_seconds: float = Field(default=2.0, gt=0)
     x264_preset: str = "veryfast"
@@ -116,6 +122,12 @@ class Settings(BaseSettings):
     end_drain_s: float = Field(default=30.0, ge=0)
     playback_ttl_s: int = Field(default=7200, gt=0)
     live_window_segments: int = Field(default=6, ge=1)
+    # Retention (actors/retention.py, swept every retention_sweep_s by the ingest actor):
+    # a live stream keeps dvr_window_s seconds of segments (0: all of it; never fewer than
+    # live_window_segments); an ended stream's VOD is kept vod_retention_days (unset: forever).
+    dvr_window_s: float = Field(default=0.0, ge=0)
+    vod_retention_days: float | None = Field(default=None, gt=0)
+    retention_sweep_s: float = Field(default=60.0, gt=0)
     # Webhooks (lumalive.webhooks): the waits after each failed attempt (±20% jitter;
     # one attempt more than waits, then failed), per-attempt bound, idle poll, per-user cap.
     webhook_retry_s: tuple[float, ...] = (5.0, 30.0, 120.0, 600.0, 3600.0, 14400.0)
@@ -145,6 +157,12 @@ class Settings(BaseSettings):
         for entry in v.replace(",", " ").split():
             ipaddress.ip_network(entry, strict=False)  # ValueError names it
         return v
+
+    @field_validator("media_url")
+    @classmethod
+    def _media_url(cls, v: str | None) -> str | None:
+        """Refuse a media URL no store opens at startup, not on the first segment."""
+        return check_media_url(v) if v else None
 
     @field_validator("data_dir")
     @classmethod
@@ -189,3 +207,8 @@ class Settings(BaseSettings):
     def media_root(self) -> Path:
         """Where segments are stored (LocalStorage); shared by the pool and the API."""
         return (self.media_dir or self.data_dir / "media").expanduser().resolve()
+
+    @property
+    def media_store_url(self) -> str:
+        """The segment store's URL (`media.object_storage.open_storage`)."""
+        return self.media_url or self.media_root.as_uri()

@@ -15,15 +15,19 @@ import os
 import tempfile
 from pathlib import Path
 from typing import BinaryIO, Protocol, runtime_checkable
+from urllib.parse import urlsplit
 
-__all__ = ["LocalStorage", "SegmentStorage", "validate_key"]
+__all__ = ["LocalStorage", "SegmentStorage", "validate_key", "check_media_url", "OBJECT_SCHEMES"]
 
 _TMP_PREFIX = ".tmp-"
+# URL schemes of the object stores `media.object_storage` opens (memory: tests, benchmarks).
+OBJECT_SCHEMES = frozenset({"s3", "s3a", "gs", "az", "azure", "abfs", "abfss", "memory"})
 
 
 @runtime_checkable
 class SegmentStorage(Protocol):
-    """What the pipeline needs from a blob store (local disk now, S3-like later)."""
+    """What the pipeline needs from a blob store: `LocalStorage` here, `ObjectStorage`
+    (S3, GCS, Azure) in `media.object_storage`; `open_storage(url)` picks one."""
 
     def put(self, key: str, data: bytes) -> None: ...
 
@@ -49,6 +53,22 @@ def validate_key(key: str) -> str:
     ):
         raise ValueError(f"invalid storage key {key!r}")
     return key
+
+
+def check_media_url(url: str) -> str:
+    """Return a media URL if some store can open it, else raise ValueError: `file:///dir`
+    (absolute, no host) or an object store URL with its bucket (`s3://bucket/prefix`)."""
+    parts = urlsplit(url)
+    if parts.scheme == "file":
+        if parts.netloc not in ("", "localhost") or not parts.path.startswith("/"):
+            raise ValueError(f"a file:// media URL is file:///absolute/dir, not {url!r}")
+    elif parts.scheme not in OBJECT_SCHEMES:
+        raise ValueError(
+            f"unsupported media URL {url!r}: use file://, s3://, gs:// or az:// (see README)"
+        )
+    elif not parts.netloc and parts.scheme != "memory":
+        raise ValueError(f"a media URL names its bucket: {parts.scheme}://bucket/prefix")
+    return url
 
 
 class LocalStorage:

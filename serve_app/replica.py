@@ -11,7 +11,8 @@ from actors.stream_gateway import StreamGateway
 from lumalive.auth import TokenService
 from lumalive.db import Database
 from lumalive.settings import Settings
-from media.storage import LocalStorage, SegmentStorage
+from media.object_storage import open_storage
+from media.storage import SegmentStorage
 from models.moderation import ChatModerator
 from serve_app.callers import Callers
 from serve_app.embeddings import StreamEmbeddings
@@ -38,8 +39,9 @@ class Replica:
         # One LISTEN connection, opened on the first subscriber.
         self.events = EventHub(self.db, settings.app_url or "", role=settings.app_role)
         self.moderator = ChatModerator(settings.chat_moderation_threshold)
-        # Where the media pool stored the HLS segments (the same root on every node).
-        self.media: SegmentStorage = LocalStorage(settings.media_root)
+        # Where the media pool stored the HLS segments (LUMALIVE_MEDIA_URL: a directory
+        # every node sees, or an object store).
+        self.media: SegmentStorage = open_storage(settings.media_store_url)
         # Stream embeddings for recommendations (the model is loaded on first use).
         self.embeddings = StreamEmbeddings(self.db)
         # Rate limits and realtime connection caps, per replica (`serve_app.limits`).

@@ -20,7 +20,7 @@ from urllib.parse import quote
 from uuid import UUID
 
 from fastapi import APIRouter, Path, Query, Response
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, StreamingResponse
 
 from lumalive.auth import TokenService
 from lumalive.errors import NotFound
@@ -28,6 +28,7 @@ from lumalive.settings import Settings
 from lumalive.status import StreamStatus
 from lumalive.store import media
 from media.ladder import Rendition
+from media.object_storage import ObjectStorage
 from media.playlist import SegmentRecord, master_playlist, media_playlist, segment_name
 from media.storage import LocalStorage
 from serve_app.deps import (
@@ -198,6 +199,12 @@ async def media_segment(
             if not path.is_file():
                 raise KeyError(row["path"])
             return FileResponse(path, media_type=SEGMENT_TYPE, headers=headers)
+        if isinstance(storage, ObjectStorage):
+            # Proxied, not redirected: the same access check and Cache-Control as a
+            # file, and the bucket can stay private.
+            size, chunks = await storage.stream(row["path"])
+            headers["Content-Length"] = str(size)
+            return StreamingResponse(chunks, media_type=SEGMENT_TYPE, headers=headers)
         data = await asyncio.to_thread(storage.get, row["path"])
     except KeyError:
         raise NotFound("segment file is missing", "segment_not_found") from None

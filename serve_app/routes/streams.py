@@ -1,19 +1,20 @@
-"""Stream management: create, start, end, read, list."""
+"""Stream management: create, start, end, read, list, delete."""
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from typing import Annotated, Any
 from uuid import UUID
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Response
 
 from actors import ingest_actor
-from lumalive.errors import Conflict, Unprocessable
+from lumalive.errors import Conflict, NotFound, Unprocessable
 from lumalive.quotas import check_create, check_start
 from lumalive.settings import Settings
 from lumalive.status import StreamStatus
-from lumalive.store import streams
+from lumalive.store import retention, streams
 from media.ladder import QUALITY_BITRATE_KBPS
 from serve_app.deps import (
     AccessDep,
@@ -23,6 +24,7 @@ from serve_app.deps import (
     GatewayDep,
     Limit,
     MaybeUser,
+    MediaStorageDep,
     SettingsDep,
     rate_limited,
 )
@@ -169,3 +171,20 @@ async def get_stream(
             key = await streams.owner_key(conn, stream_id)
         return _with_key(settings, stream, key)
     return stream
+
+
+@router.delete("/{stream_id}", status_code=204, response_class=Response)
+async def delete_stream(
+    stream_id: UUID, user: CurrentUser, db: DbDep, storage: MediaStorageDep
+) -> Response:
+    """Delete your stream and all it holds: its rows (chat, events, VOD...), then its
+    media. 409 `stream_is_live` while live (end it first); 404 if it is not yours."""
+    async with db.acting(user) as conn:
+        outcome = await retention.delete_stream(conn, stream_id)
+    if outcome is None:
+        raise NotFound("stream not found", "stream_not_found")
+    if outcome == StreamStatus.LIVE:
+        raise Conflict("the stream is live; end it first", "stream_is_live")
+    # The rows are gone (committed): no playlist names these objects any more.
+    await asyncio.to_thread(storage.delete_prefix, retention.stream_prefix(stream_id))
+    return Response(status_code=204)

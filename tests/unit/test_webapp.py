@@ -4,6 +4,7 @@ A real FastAPI app (no database needed for these paths) and real files."""
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 
 import pytest
@@ -49,7 +50,7 @@ def test_api_paths_are_never_the_app(dist: Path) -> None:
     assert c.get("/openapi.json").json()["info"]["title"] == "LumaLive API"
     assert "swagger" in c.get("/docs").text.lower()
     # A wrong method on an API path stays the API's 405, not the app's page.
-    assert c.delete("/api/live-streaming/create").status_code == 405
+    assert c.delete(f"/api/live-streaming/start/{uuid.uuid4()}").status_code == 405
     assert "/{path}" not in c.get("/openapi.json").json()["paths"]
 
 
