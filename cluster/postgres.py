@@ -103,7 +103,9 @@ class EmbeddedPostgres:
         server, self._server = self._server, None
         if server is not None:
             server.cleanup()
-        if everyone:
+        # After `halt`/`resume` the postmaster is one pgserver did not start: its handle
+        # would leave it running.
+        if everyone or self._socket_dir is not None:
             self._stop_postmaster(server)
 
     def halt(self) -> None:

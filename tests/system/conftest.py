@@ -43,7 +43,7 @@ def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
     system = System(settings)
     system.start()
     yield system
-    system.stop()
+    system.stop(everything=True)  # as `lumalive down`: nothing of it outlives the session
 
 
 @pytest.fixture(scope="session")
