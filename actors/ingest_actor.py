@@ -30,13 +30,8 @@ from ray.exceptions import RayError
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from actors import stream_actor
-from actors.ingest_service import (
-    EndStream,
-    Finished,
-    IngestService,
-    KeyedStream,
-    PipelineFactory,
-)
+from actors.ingest_ports import EndStream, Finished, KeyedStream, PipelineFactory
+from actors.ingest_service import IngestService
 from actors.media_pipeline import RunSegment, StreamPipeline
 from actors.media_pool import MediaPool
 from actors.retention import RetentionSweeper, postgres_expiry

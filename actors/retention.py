@@ -16,19 +16,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-
-import obstore
 
 from lumalive.db import Database
 from lumalive.settings import Settings
 from lumalive.store import retention
 from lumalive.store.retention import Expired
-from media.object_storage import ObjectStorage
-from media.storage import LocalStorage, SegmentStorage
+from media.storage import SegmentStorage
 
-__all__ = ["RetentionSweeper", "Swept", "delete_keys", "postgres_expiry"]
+__all__ = ["RetentionSweeper", "Swept", "postgres_expiry"]
 
 log = logging.getLogger(__name__)
 
@@ -45,22 +42,6 @@ class Swept:
     segments: int = 0  # segment rows past the DVR window
     vods: int = 0  # ended streams whose media expired
     objects: int = 0  # storage objects
-
-
-def delete_keys(storage: SegmentStorage, keys: Iterable[str]) -> int:
-    """Delete exact keys (missing ones are fine); returns how many were asked for.
-    One request per 1000 keys on an object store, not `delete_prefix`'s listing."""
-    keys = list(keys)
-    if isinstance(storage, ObjectStorage):
-        for i in range(0, len(keys), 1000):  # S3's DeleteObjects limit per request
-            obstore.delete(storage.store, keys[i : i + 1000])
-    elif isinstance(storage, LocalStorage):
-        for key in keys:
-            storage.path(key).unlink(missing_ok=True)
-    else:  # another store: a prefix that is a whole key deletes just that key
-        for key in keys:
-            storage.delete_prefix(key)
-    return len(keys)
 
 
 def postgres_expiry(settings: Settings, db: Database) -> ExpireRows:
@@ -118,7 +99,7 @@ class RetentionSweeper:
 
     def _delete_objects(self, batch: list[Expired]) -> int:
         try:
-            deleted = delete_keys(self._storage, [e.key for e in batch if e.key is not None])
+            deleted = self._storage.delete([e.key for e in batch if e.key is not None])
             for e in batch:
                 if e.key is None:
                     deleted += self._storage.delete_prefix(e.prefix)

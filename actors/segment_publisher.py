@@ -34,7 +34,6 @@ from uuid import UUID
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from actors.media_worker import ModerationResult, SegmentOutcome, SegmentResult
-from actors.retention import delete_keys
 from lumalive.db import Database
 from lumalive.settings import Settings
 from lumalive.status import StreamStatus
@@ -148,7 +147,7 @@ class SegmentPublisher:
         if not keys:
             return
         try:
-            await asyncio.to_thread(delete_keys, self._storage, keys)
+            await asyncio.to_thread(self._storage.delete, keys)
         except Exception:  # noqa: BLE001 - unreachable objects; the stream goes on
             log.exception("deleting unpublished segment objects of %s failed", self.stream_id)
 

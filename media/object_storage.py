@@ -18,7 +18,7 @@ Invariants (the same as `media.storage.LocalStorage`, so callers cannot tell the
 from __future__ import annotations
 
 import io
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
 from typing import Any, BinaryIO, cast
 from urllib.parse import unquote, urlsplit
@@ -81,6 +81,11 @@ class ObjectStorage:
             for meta in batch
             if meta["path"].startswith(prefix)
         ]
+        return self.delete(keys)
+
+    def delete(self, keys: Iterable[str]) -> int:
+        """One request per `_DELETE_BATCH` keys (S3's DeleteObjects limit), not a listing."""
+        keys = [validate_key(k) for k in keys]
         for i in range(0, len(keys), _DELETE_BATCH):
             obstore.delete(self.store, keys[i : i + _DELETE_BATCH])
         return len(keys)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 from typing import BinaryIO, Protocol, runtime_checkable
 from urllib.parse import urlsplit
@@ -36,6 +37,10 @@ class SegmentStorage(Protocol):
     def open(self, key: str) -> BinaryIO: ...
 
     def exists(self, key: str) -> bool: ...
+
+    def delete(self, keys: Iterable[str]) -> int:
+        """Delete exact keys (missing ones are fine); returns how many were asked for."""
+        ...
 
     def delete_prefix(self, prefix: str) -> int: ...
 
@@ -113,6 +118,12 @@ class LocalStorage:
 
     def exists(self, key: str) -> bool:
         return self.path(key).is_file()
+
+    def delete(self, keys: Iterable[str]) -> int:
+        paths = [self.path(key) for key in keys]
+        for path in paths:
+            path.unlink(missing_ok=True)
+        return len(paths)
 
     def delete_prefix(self, prefix: str) -> int:
         """Delete every key that starts with `prefix` (as text, like S3) and the

@@ -14,7 +14,8 @@ from uuid import UUID
 
 import pytest
 
-from actors.ingest_service import EndStream, Finished, IngestService, KeyedStream
+from actors.ingest_ports import EndStream, Finished, KeyedStream
+from actors.ingest_service import IngestService
 from lumalive.status import StreamStatus
 from media.rtmp import IngestSession, flv
 

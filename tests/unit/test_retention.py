@@ -13,7 +13,7 @@ from uuid import UUID, uuid4
 import pytest
 
 from actors.media_worker import segment_key
-from actors.retention import RetentionSweeper, Swept, delete_keys
+from actors.retention import RetentionSweeper, Swept
 from lumalive.settings import Settings
 from lumalive.store.retention import Expired, stream_prefix
 from media.object_storage import open_storage
@@ -106,7 +106,7 @@ def test_delete_keys_deletes_exact_keys_and_ignores_missing_ones(storage: Segmen
     storage.put(one, b"1")
     storage.put(ten, b"10")
     missing = segment_key(stream, "360p", 2)
-    assert delete_keys(storage, [one, missing]) == 2
+    assert storage.delete([one, missing]) == 2
     assert not storage.exists(one) and storage.exists(ten)
 
 
