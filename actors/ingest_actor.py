@@ -29,13 +29,15 @@ from ray.actor import ActorHandle
 from ray.exceptions import RayError
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-from actors import stream_actor
+from actors import placement, stream_actor
+from actors.backpressure import Backlog
 from actors.ingest_ports import EndStream, Finished, KeyedStream, PipelineFactory
 from actors.ingest_service import IngestService
 from actors.media_pipeline import RunSegment, StreamPipeline
 from actors.media_pool import MediaPool
 from actors.retention import RetentionSweeper, postgres_expiry
 from actors.stream_gateway import StreamGateway
+from actors.whep_egress import WhepEgress
 from actors.whip_ingest import WhipIngest
 from lumalive.db import Database
 from lumalive.errors import Conflict
@@ -122,15 +124,27 @@ class RayStreamControl:
 
 
 def pipeline_factory(
-    settings: Settings, db: Database, run: RunSegment, executor: Executor
+    settings: Settings,
+    db: Database,
+    run: RunSegment,
+    executor: Executor,
+    backlog: Callable[[], Backlog] | None = None,
 ) -> PipelineFactory:
-    """`StreamPipeline`s that write to `db` and run segments with `run` (the pool)."""
+    """`StreamPipeline`s that write to `db` and run segments with `run` (the pool), whose
+    `backlog` drives their backpressure (None: none)."""
 
     async def open_pipeline(
         stream: dict[str, Any], *, end_stream: EndStream, on_stop: Callable[[], None]
     ) -> StreamPipeline:
         pipeline = StreamPipeline(
-            stream, settings, db, run, executor=executor, end_stream=end_stream, on_stop=on_stop
+            stream,
+            settings,
+            db,
+            run,
+            executor=executor,
+            end_stream=end_stream,
+            on_stop=on_stop,
+            backlog=backlog,
         )
         await pipeline.open()
         return pipeline
@@ -173,7 +187,9 @@ class ClusterIngest(IngestService):
         super().__init__(
             records,
             RayStreamControl(settings, records, self._db),
-            pipeline_factory(settings, self._db, self._pool.run, self._executor),
+            pipeline_factory(
+                settings, self._db, self._pool.run, self._executor, self._pool.backlog
+            ),
             reconnect_grace_s=settings.reconnect_grace_s,
             host=settings.rtmp_host,
             port=settings.rtmp_port,
@@ -193,9 +209,9 @@ class ClusterIngest(IngestService):
 
 
 @ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=0)
-class IngestActor(WhipIngest, ClusterIngest):
+class IngestActor(WhepEgress, WhipIngest, ClusterIngest):
     """ClusterIngest as a Ray actor (see module docstring), also taking browsers'
-    WHIP publishes (`actors.whip_ingest`)."""
+    WHIP publishes (`actors.whip_ingest`) and serving WHEP viewers (`actors.whep_egress`)."""
 
     def __init__(self, settings: Settings) -> None:
         super().__init__(settings)
@@ -219,16 +235,20 @@ class IngestActor(WhipIngest, ClusterIngest):
 
 
 def start(settings: Settings, timeout_s: float = 60.0) -> ActorHandle[Any]:
-    """The ingest actor, created if needed, once it listens. Pinned (softly) to this
-    node: publishers are pointed at this machine's RTMP port."""
-    node = ray.get_runtime_context().get_node_id()
+    """The ingest actor, created if needed, once it listens. Pinned to the edge nodes
+    (`settings.edge_resource`), else (softly) to this node: publishers are pointed at
+    that machine's RTMP port."""
+    where: dict[str, Any] = placement.ingest_options(settings)
+    if not where:
+        node = ray.get_runtime_context().get_node_id()
+        where = {"scheduling_strategy": NodeAffinitySchedulingStrategy(node, soft=True)}
     actor: Any = IngestActor  # a Ray ActorClass; its stubs do not know `.options`
     handle: ActorHandle[Any] = actor.options(
         name=NAME,
         namespace=stream_actor.NAMESPACE,
         lifetime="detached",
         get_if_exists=True,
-        scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=True),
+        **where,
     ).remote(settings)
     ray.get(handle.ready.remote(), timeout=timeout_s)
     return handle

@@ -24,6 +24,7 @@ Invariants:
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import logging
 import time
@@ -33,8 +34,11 @@ from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
+from actors.backpressure import Backlog, BackpressureController, shedding_steps
+from actors.live_encoder import LiveEncoder, wants_low_latency
 from actors.media_worker import SegmentJob, SegmentOutcome, SegmentResult
 from actors.segment_publisher import Cut, SegmentPublisher, Verdict
+from actors.tile_jobs import run_tiled
 from lumalive.db import Database
 from lumalive.settings import Settings
 from lumalive.store import media
@@ -71,6 +75,7 @@ class StreamPipeline:
         executor: Executor,
         end_stream: Callable[[str], Awaitable[None]],
         on_stop: Callable[[], None] = lambda: None,
+        backlog: Callable[[], Backlog] | None = None,
     ) -> None:
         self.stream_id: UUID = stream["id"]
         self.owner_id: UUID = stream["user_id"]
@@ -80,6 +85,9 @@ class StreamPipeline:
         self._executor = executor
         self._end_stream = end_stream
         self._on_stop = on_stop
+        # Backpressure: the pool's backlog, read as each segment is cut (None: off).
+        self._backlog = backlog if settings.media_backpressure else None
+        self._pressure: BackpressureController | None = None  # made with the ladder
         self._ai = stream.get("ai_features") or {}
         self._segments = SegmentPublisher(stream, settings, db, on_not_live=self._stop)
         self._queue: asyncio.Queue[_InFlight | None] = asyncio.Queue()
@@ -89,6 +97,14 @@ class StreamPipeline:
         self._next_source_sequence = 0
         self._timeline_end: float | None = None  # None: nothing segmented yet
         self.stopped = False
+        # Low-latency outputs (WHEP: `actors.whep_egress`) set this to see every packet
+        # as the segmenter muxes it, in its thread (`Segmenter(on_packet=...)`).
+        self.packet_tap: Callable[[Any], None] | None = None
+        # LL-HLS: the stream's streaming encoder (latency mode `low`), tapped the same way.
+        self._live = (
+            LiveEncoder(stream, settings, db) if wants_low_latency(stream, settings) else None
+        )
+        self._live_tap: Callable[[Any], None] | None = None
 
     @property
     def published(self) -> int:
@@ -102,9 +118,11 @@ class StreamPipeline:
         """Read back where an earlier publish of this stream left off, start publishing."""
         async with self._db.acting(self.owner_id) as conn:
             resume = await media.resume(conn, self.stream_id)
-            rows = await media.renditions(conn, self.stream_id)
+            rows = await media.renditions(conn, self.stream_id, tiles=True)
         self._next_source_sequence = resume.next_source_sequence
         self._timeline_end = resume.timeline_end
+        if self._live is not None:
+            await self._live.open()
         self._segments.restore(resume, rows)
         self._publish_task = asyncio.create_task(
             self._publish_loop(), name=f"publish-{self.stream_id}"
@@ -126,15 +144,25 @@ class StreamPipeline:
             def emit(item: tuple[SourceSegment, float] | None) -> None:
                 loop.call_soon_threadsafe(cuts.put_nowait, item)
 
+            # LL-HLS (`actors.live_encoder`): a streaming encoder session per input.
+            self._live_tap = self._live.begin() if self._live is not None else None
             done = loop.run_in_executor(self._executor, _cut, segmenter, emit)
-            while (item := await cuts.get()) is not None:
-                segment, cut_at = item
-                if not self.stopped:
-                    self._submit(
-                        Cut(segment, cut_at, anchor + segment.start_pts_seconds - start_time)
-                    )
-            # Raises InvalidSourceError if the input could not be opened (nothing was cut).
-            self._next_source_sequence, end_time = await done
+            try:
+                while (item := await cuts.get()) is not None:
+                    segment, cut_at = item
+                    # Let the segments submitted before reach the pool: its backlog,
+                    # read by `_submit` for backpressure, is then current.
+                    await asyncio.sleep(0)
+                    if not self.stopped:
+                        self._submit(
+                            Cut(segment, cut_at, anchor + segment.start_pts_seconds - start_time)
+                        )
+                # Raises InvalidSourceError if the input could not be opened (nothing was cut).
+                self._next_source_sequence, end_time = await done
+            finally:
+                self._live_tap = None
+                if self._live is not None:
+                    await self._live.end()  # its last part and segment
             if end_time > start_time:
                 self._timeline_end = end_time
 
@@ -150,6 +178,8 @@ class StreamPipeline:
         """Stop: nothing more is published. Waits for the segments still in the pool
         (their results are discarded), so no worker is left running an orphan."""
         self.stopped = True
+        if self._live is not None:
+            await self._live.close()
         if self._publish_task is not None:
             self._queue.put_nowait(None)
             await asyncio.gather(self._publish_task, return_exceptions=True)
@@ -162,6 +192,8 @@ class StreamPipeline:
             "in_flight": self._queue.qsize(),
             "stopped": self.stopped,
             "ladder": [r.name for r in self._segments.renditions or ()],
+            "quality_level": self._pressure.level if self._pressure else 0,
+            "llhls": self._live.status() if self._live is not None else None,
         }
 
     # --- cutting --------------------------------------------------------------------
@@ -179,14 +211,42 @@ class StreamPipeline:
             # A later input is a new encoder session: new timestamps, maybe new parameters.
             discontinuity=self._timeline_end is not None,
             options=_FLV_OPTIONS,
+            on_packet=self._tap,
+        )
+
+    def _tap(self, packet: Any) -> None:
+        tap = self.packet_tap  # set or cleared at any time by the event loop
+        if tap is not None:
+            tap(packet)
+        live = self._live_tap
+        if live is not None:
+            live(packet)
+
+    def _degrade(self, cut: Cut) -> Cut:
+        """Backpressure (`actors.backpressure`): the pool's backlog as the segment is cut
+        decides the rungs it sheds and, if the level changed, the event it records."""
+        if self._backlog is None:
+            return cut
+        if self._pressure is None:
+            steps = shedding_steps(self._segments.ladder(cut.segment))
+            self._pressure = BackpressureController(steps, self._settings.segment_seconds)
+        pressure = self._pressure
+        change = pressure.observe(time.time(), self._backlog())
+        event = None
+        if change is not None:
+            event = change.event(cut.segment.sequence, pressure.max_level)
+            log.warning("stream %s: quality %s: %s", self.stream_id, change.action, event)
+        return dataclasses.replace(
+            cut, level=pressure.level, shed=pressure.shed, quality_change=event
         )
 
     def _submit(self, cut: Cut) -> None:
+        cut = self._degrade(cut)
         segment = cut.segment
         job = SegmentJob(
             stream_id=str(self.stream_id),
             source_sequence=segment.sequence,
-            renditions=self._segments.ladder(segment),
+            renditions=tuple(r for r in self._segments.ladder(segment) if r.name not in cut.shed),
             frames=segment.frames,
             moderation_fps=self._settings.moderation_fps,
             enhance=bool(self._ai.get("enhancement")),
@@ -194,7 +254,8 @@ class StreamPipeline:
             sharpen=bool(self._ai.get("sharpen")),
             submitted_at=cut.cut_at,
         )
-        task = asyncio.create_task(self._run(job, segment.data))
+        # A 20K stream's tiles go to the pool as jobs of their own (`actors.tile_jobs`).
+        task = asyncio.create_task(run_tiled(self._run, job, segment.data))
         self._queue.put_nowait(_InFlight(cut, task))
 
     # --- publishing -----------------------------------------------------------------

@@ -4,22 +4,34 @@ The scheduling (oldest segment first, retries when a worker dies, idle retiremen
 is `actors.segment_pool`; this module is how a worker is a Ray actor.
 
 Invariants (besides `SegmentPool`'s):
-- At most `settings.media_workers` workers, retired after `media_pool_idle_s` idle.
-- Each worker asks for one CPU (libx264 with one thread keeps it busy) and, on a
-  cluster with GPUs, `media_gpu_share` of a GPU for the enhancement model.
+- At most `settings.media_workers` workers, retired after `media_pool_idle_s` idle,
+  and no more than the alive nodes hold (`actors.placement.pool_capacity`).
+- Each worker asks for what `actors.placement.worker_options` says: CPUs for x264
+  (one by default), the encode/NVENC resources when configured and, on a cluster with
+  GPUs, `media_gpu_share` of a GPU for the enhancement model.
+- Each worker declares `memory=` (`actors.media_memory.worker_memory_bytes`), and
+  with an enhancer pool (`actors.enhancer_pool`: GPU clusters, or `media_enhancers`)
+  gets its actors, started with the first worker and stopped with the pool.
 - A worker actor that dies (`RayActorError`) is `WorkerDied` to the pool: the segment
   is retried on another worker. Actors are never restarted by Ray: the pool replaces them.
 """
 
 from __future__ import annotations
 
+import math
+import time
+from collections.abc import Sequence
 from typing import Any, cast
 
 import ray
 from ray import ObjectRef
 from ray.actor import ActorHandle
+from ray.autoscaler.sdk import request_resources
 from ray.exceptions import RayActorError
 
+from actors import placement
+from actors.enhancer_pool import RemoteEnhancer, RemoteModerator, pool_size, start_enhancers
+from actors.media_memory import worker_memory_bytes
 from actors.media_worker import SegmentJob, SegmentResult, SegmentWorker
 from actors.segment_pool import SegmentPool, WorkerDied
 from lumalive.settings import Settings
@@ -31,14 +43,31 @@ __all__ = ["MediaWorker", "MediaPool", "RayWorkers", "worker_options"]
 class MediaWorker(SegmentWorker):
     """SegmentWorker as a Ray actor (see module docstring); resources set by the pool."""
 
+    def __init__(self, settings: Settings, enhancers: Sequence[Any] = ()) -> None:
+        # With an enhancer pool, the frame hook and moderation call it (frames through
+        # the object store); without, the models load in this process.
+        pooled: dict[str, Any] = {}
+        if enhancers:
+            pooled = {
+                "enhancer_factory": lambda: RemoteEnhancer(enhancers),
+                "moderator_factory": lambda: RemoteModerator(enhancers),
+            }
+        # A worker given a GPU share decodes with NVDEC (FFmpeg falls back to software).
+        nvdec = "cuda" if ray.get_gpu_ids() else None
+        super().__init__(settings, decode_hwaccel=nvdec, **pooled)
+        # Which Ray node encoded a segment (nodes may share a host name): in its rows.
+        self.name = f"{ray.get_runtime_context().get_node_id()[:12]}:{self.name}"
+
 
 def worker_options(settings: Settings) -> dict[str, Any]:
-    """Ray resources of one worker: a CPU for the encoder, and a GPU share when the
-    cluster has GPUs (the enhancement and moderation models then run on it)."""
-    options: dict[str, Any] = {"num_cpus": 1}
+    """Ray resources of one worker (`actors.placement`): CPUs for the encoder, the
+    encode and NVENC resources when configured, a GPU share when the cluster has GPUs."""
     resources = cast(dict[str, float], ray.cluster_resources())  # type: ignore[no-untyped-call]
-    if resources.get("GPU", 0) > 0:
-        options["num_gpus"] = settings.media_gpu_share
+    options = placement.worker_options(settings, resources)
+    # Declared so the scheduler and autoscaler see it; rungs over it are refused by the
+    # ingest (`media_memory.within_memory`) before the OOM killer could find them.
+    in_process = pool_size(settings, resources.get("GPU", 0.0)) == 0
+    options["memory"] = worker_memory_bytes(settings, in_process=in_process)
     return options
 
 
@@ -51,13 +80,26 @@ class RayWorkers:
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
         self._options: dict[str, Any] | None = None  # read from the cluster on first spawn
+        self._enhancers: list[Any] | None = None  # EnhancerActors, started on first spawn
 
-    def spawn(self) -> Worker:
+    def options(self) -> dict[str, Any]:
+        """What each worker asks Ray for (read from the cluster once)."""
         if self._options is None:
             self._options = worker_options(self._settings)
+        return self._options
+
+    def spawn(self) -> Worker:
+        if self._enhancers is None:  # the enhancer pool, with the first worker
+            self._enhancers = start_enhancers(self._settings)
         actor: Any = MediaWorker  # a Ray ActorClass; its stubs do not know `.options`
-        handle: Worker = actor.options(**self._options).remote(self._settings)
+        handle: Worker = actor.options(**self.options()).remote(self._settings, self._enhancers)
         return handle
+
+    def close(self) -> None:
+        """Stop the enhancer pool (the workers are the pool's to stop)."""
+        for actor in self._enhancers or ():
+            ray.kill(actor, no_restart=True)
+        self._enhancers = None
 
     def share(self, data: bytes) -> ObjectRef[bytes]:
         return ray.put(data)
@@ -84,9 +126,53 @@ class MediaPool(SegmentPool[Worker]):
         max_attempts: int = 3,
         idle_s: float | None = None,
     ) -> None:
+        self._workers_factory = RayWorkers(settings)
+        self._room = _Room()
         super().__init__(
-            RayWorkers(settings),
+            self._workers_factory,
             size=size or settings.media_workers,
             idle_s=settings.media_pool_idle_s if idle_s is None else idle_s,
             max_attempts=max_attempts,
         )
+
+    def shutdown(self) -> None:
+        super().shutdown()
+        self._workers_factory.close()
+
+    # Placement (issue 9): at most `media_workers`, and no more than the alive nodes can
+    # hold now (at least 1: a cluster with no room yet still shows a pending worker), so
+    # no segment waits on a worker that no node can take, a node that dies stops counting
+    # and one that joins is used by the next segment that finds every worker busy. While
+    # segments wait for room, the autoscaler is asked for the whole pool.
+    @property
+    def size(self) -> int:
+        room = self._room.capacity(self._workers_factory.options())
+        self._room.ask(self._workers_factory.options(), self._max_size if self._waiters else 0)
+        return max(1, min(self._max_size, room))
+
+    @size.setter
+    def size(self, value: int) -> None:
+        self._max_size = value
+
+
+class _Room:
+    """The cluster's room for workers (`placement.pool_capacity`), read at most every
+    `ttl_s`, and the autoscaler request for them (`request_resources`), sent on change."""
+
+    def __init__(self, ttl_s: float = 1.0) -> None:
+        self._ttl_s = ttl_s
+        self._at = -math.inf
+        self._capacity = 0
+        self._asked = 0
+
+    def capacity(self, options: dict[str, Any]) -> int:
+        now = time.monotonic()
+        if now - self._at > self._ttl_s:
+            self._capacity = placement.pool_capacity(options, ray.nodes())  # type: ignore[no-untyped-call]
+            self._at = now
+        return self._capacity
+
+    def ask(self, options: dict[str, Any], workers: int) -> None:
+        if workers != self._asked:
+            self._asked = workers
+            request_resources(bundles=[placement.demand(options)] * workers)

@@ -12,6 +12,11 @@ Invariants:
   as unavailable in the result, once per segment, and never fails the segment.
 - Storage keys are `{stream_id}/{rendition}/{segment_name(source_sequence)}`; a put is
   atomic and idempotent, so a retried segment overwrites its own files harmlessly.
+- Bounded memory (`actors.media_memory`, docs/media.md "Memory"): frames are decoded
+  and encoded one at a time, the frame hook gets them in batches of at most
+  `HOOK_PIXELS` output pixels, and the enhancer (here, or in the enhancer pool when
+  the factories say so) works in tiles; the ingest refuses rungs whose estimate
+  exceeds what the worker declared to Ray.
 """
 
 from __future__ import annotations
@@ -26,12 +31,16 @@ from typing import Any
 
 import numpy as np
 
+from actors.media_memory import hook_batch
+from actors.placement import worker_cpus
 from lumalive.settings import Settings
+from media.cmaf import INIT_NAME
 from media.ladder import Rendition
 from media.object_storage import open_storage
 from media.playlist import segment_name
 from media.sampling import sample_frames
 from media.storage import SegmentStorage
+from media.tile_renditions import cropping_hook
 from media.transcode import (
     CorruptSegmentError,
     EncoderSettings,
@@ -48,6 +57,7 @@ __all__ = [
     "SegmentWorker",
     "MODERATION_MODEL",
     "segment_key",
+    "init_key",
 ]
 
 log = logging.getLogger(__name__)
@@ -55,8 +65,15 @@ log = logging.getLogger(__name__)
 MODERATION_MODEL = "nudenet-320n"
 
 
-def segment_key(stream_id: str, rendition: str, source_sequence: int) -> str:
-    return f"{stream_id}/{rendition}/{segment_name(source_sequence)}"
+def segment_key(stream_id: str, rendition: str, source_sequence: int, ext: str = "ts") -> str:
+    """`ext`: "ts", or "m4s" for an fMP4 rendition, whose init is `init_key`."""
+    return f"{stream_id}/{rendition}/{segment_name(source_sequence, ext)}"
+
+
+def init_key(stream_id: str, rendition: str) -> str:
+    """An fMP4 rendition's init segment: one per rendition (the same bytes from every
+    segment: media.cmaf), rewritten harmlessly by each segment."""
+    return f"{stream_id}/{rendition}/{INIT_NAME}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +139,7 @@ class SegmentWorker:
     `moderator_factory` and `enhancer_factory` build the models on first use; the
     defaults are `models.nsfw.NsfwDetector` and `models.enhance.Enhancer` (on CUDA
     when the worker has a GPU). Passing others is a seam for tests and other models.
+    `decode_hwaccel` decodes on a device (`"cuda"`: NVDEC, software fallback).
     """
 
     def __init__(
@@ -131,14 +149,19 @@ class SegmentWorker:
         storage: SegmentStorage | None = None,
         moderator_factory: Callable[[], Any] | None = None,
         enhancer_factory: Callable[[], Any] | None = None,
+        decode_hwaccel: str | None = None,
     ) -> None:
         # The worker writes its own segments to the shared store (no node reads another's disk).
         self._storage = storage if storage is not None else open_storage(settings.media_store_url)
-        self._transcoder = SegmentTranscoder(
-            EncoderSettings(
-                preset=settings.x264_preset, threads=1, hardware=settings.encoder_hardware
-            )
+        self._encoder_settings = EncoderSettings(
+            preset=settings.x264_preset,
+            threads=worker_cpus(settings),  # as many as the worker declares to Ray
+            hardware=settings.encoder_hardware,
+            decode_hwaccel=decode_hwaccel,  # "cuda": NVDEC, where the worker holds a GPU
         )
+        # One per frame-hook batch size (`media_memory.hook_batch`: fewer frames per
+        # call for larger renditions), made on first use.
+        self._transcoders: dict[int, SegmentTranscoder] = {}
         self._moderator_factory = moderator_factory or _default_moderator
         self._enhancer_factory = enhancer_factory or _default_enhancer
         self._moderator: Any = None
@@ -161,7 +184,8 @@ class SegmentWorker:
             enhance_s = [0.0]
             hook, renditions = self._hook(job, enhance_s)
             t = time.perf_counter()
-            encoded = self._transcoder.transcode(data, renditions, hook, expected_frames=job.frames)
+            transcoder = self._transcoder(job.renditions if hook else ())
+            encoded = transcoder.transcode(data, renditions, hook, expected_frames=job.frames)
             timings["enhance"] = round(enhance_s[0] * 1000, 1)
             timings["encode"] = round(_ms(t) - timings["enhance"], 1)
         except CorruptSegmentError as e:
@@ -175,7 +199,10 @@ class SegmentWorker:
         out = []
         for r in job.renditions:  # ladder order
             seg = encoded[r.name]
-            key = segment_key(job.stream_id, r.name, job.source_sequence)
+            ext = "ts" if seg.init is None else "m4s"
+            key = segment_key(job.stream_id, r.name, job.source_sequence, ext)
+            if seg.init is not None:  # before its segment: a published .m4s has its init
+                self._storage.put(init_key(job.stream_id, r.name), seg.init)
             self._storage.put(key, seg.data)
             out.append(
                 EncodedRendition(
@@ -194,6 +221,16 @@ class SegmentWorker:
         # machine a steadier cost figure than the wall-clock stages above.
         timings["cpu"] = round((time.process_time() - cpu) * 1000, 1)
         return SegmentResult(job.source_sequence, tuple(out), moderation, timings, worker=self.name)
+
+    def _transcoder(self, hooked: tuple[Rendition, ...]) -> SegmentTranscoder:
+        """The transcoder whose frame-hook batches hold at most `HOOK_PIXELS` of the
+        largest rendition (so a batch of enhanced 8K frames is one frame, not eight)."""
+        limit = self._encoder_settings.hook_batch
+        batch = hook_batch(hooked, limit) if hooked else limit
+        if batch not in self._transcoders:
+            settings = dataclasses.replace(self._encoder_settings, hook_batch=batch)
+            self._transcoders[batch] = SegmentTranscoder(settings)
+        return self._transcoders[batch]
 
     # --- moderation -----------------------------------------------------------------
 
@@ -249,14 +286,15 @@ class SegmentWorker:
                 sharpen=job.sharpen,
                 target_size=(rendition.width, rendition.height),
             )
-            out = enhancer.enhance(frames, config)
+            out: np.ndarray = enhancer.enhance(frames, config)
             spent[0] += time.perf_counter() - t
             return out
 
         renditions = job.renditions
         if job.denoise or job.sharpen:
             renditions = tuple(dataclasses.replace(r, needs_upscale=True) for r in renditions)
-        return hook, renditions
+        # A 20K tile (`rendition.tile`) is enhanced from its source window only, then cut.
+        return cropping_hook(hook), renditions
 
 
 def _ms(since: float) -> float:

@@ -25,6 +25,7 @@ import itertools
 import logging
 from typing import Any, Generic, Protocol, TypeVar
 
+from actors.backpressure import Backlog
 from actors.media_worker import SegmentJob, SegmentOutcome, SegmentResult
 
 __all__ = ["SegmentPool", "WorkerDied", "WorkerFactory"]
@@ -111,6 +112,11 @@ class SegmentPool(Generic[W]):
             "completed": self.completed,
             "retried": self.retried,
         }
+
+    def backlog(self) -> Backlog:
+        """The segments waiting for a worker (not running yet), for backpressure."""
+        waiting = [priority for priority, _, fut in self._waiters if not fut.done()]
+        return Backlog(len(waiting), min(waiting, default=None))
 
     def shutdown(self) -> None:
         for worker in self._idle + self._busy:

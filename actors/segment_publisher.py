@@ -12,6 +12,10 @@ Invariants:
   with the first published segment.
 - What the next segment continues from (sequence, target duration, discontinuities,
   the ladder) is read back from Postgres after an ingest actor restart (`restore`).
+- A rung shed under backpressure gets a gap row (`gap`, no object) for every segment
+  published in the other rungs, so all rungs' media sequence numbers stay aligned;
+  a level change is a `quality_degraded` event in the transaction of the first segment
+  at the new level.
 - No orphaned objects: a segment the worker stored but that no row will name (the
   stream is no longer live, the publish failed, or it was withheld or dropped) has
   its objects deleted once that is decided (`discard`); a withheld segment must not
@@ -33,12 +37,14 @@ from uuid import UUID
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from actors.media_worker import ModerationResult, SegmentOutcome, SegmentResult
+from actors.media_memory import Refusal, within_memory
+from actors.media_worker import ModerationResult, SegmentOutcome, SegmentResult, segment_key
 from lumalive.db import Database
 from lumalive.settings import Settings
 from lumalive.status import StreamStatus
 from lumalive.store import activity, media
-from media.ladder import Rendition, build_ladder
+from media.hdr import hdr_renditions, probe_colour, uses_fmp4
+from media.ladder import Rendition, plan
 from media.object_storage import open_storage
 from media.segmenter import SourceSegment
 from media.storage import SegmentStorage
@@ -55,6 +61,12 @@ class Cut:
     segment: SourceSegment
     cut_at: float  # time.time(): the segment's last byte is in
     wall_start: float  # time.time() of its first frame, for EXT-X-PROGRAM-DATE-TIME
+    # Backpressure (actors/backpressure.py): the level it is encoded at, the rungs it
+    # sheds (published as gaps), and the `quality_degraded` event it records, if the
+    # level changed with it.
+    level: int = 0
+    shed: tuple[str, ...] = ()
+    quality_change: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,19 +81,19 @@ class Verdict:
 def ladder_for(
     stream: dict[str, Any], settings: Settings, width: int, height: int, fps: float
 ) -> tuple[tuple[Rendition, ...], str | None]:
-    """The stream's renditions for a source size: its quality tier on top, rungs above
-    the source only with AI enhancement, none above `media_max_height`."""
+    """The stream's renditions for a source size (`media.ladder.plan`): its quality tier
+    on top at the stream's bitrate, rungs above the source only with AI enhancement,
+    20K tiles after the ladder, none above `media_max_height`."""
     ai = stream.get("ai_features") or {}
-    renditions, reason = build_ladder(
-        width, height, stream["quality"], bool(ai.get("enhancement")), fps=fps or 30.0
+    return plan(
+        width,
+        height,
+        stream["quality"],
+        bool(ai.get("enhancement")),
+        fps=fps or 30.0,
+        bitrate_kbps=stream.get("bitrate"),
+        max_height=settings.media_max_height,
     )
-    cap = settings.media_max_height
-    if cap:
-        kept = [r for r in renditions if min(r.width, r.height) <= cap] or [renditions[-1]]
-        if len(kept) < len(renditions):
-            reason = "; ".join(filter(None, [reason, f"capped at {cap}p (media_max_height)"]))
-        renditions = tuple(kept)
-    return renditions, reason
 
 
 class SegmentPublisher:
@@ -109,6 +121,7 @@ class SegmentPublisher:
         self._storage = storage if storage is not None else open_storage(settings.media_store_url)
         self.renditions: tuple[Rendition, ...] | None = None  # None: no segment yet
         self._ladder_reason: str | None = None
+        self._refused: tuple[Refusal, ...] = ()  # rungs over the memory budget
         self._renditions_stored = False
         self._next_sequence = 0
         self._target_duration = 0
@@ -130,8 +143,14 @@ class SegmentPublisher:
     def ladder(self, segment: SourceSegment) -> tuple[Rendition, ...]:
         """The renditions to encode a segment to: fixed by the stream's first segment."""
         if self.renditions is None:
-            self.renditions, self._ladder_reason = ladder_for(
+            planned, reason = ladder_for(
                 self._stream, self._settings, segment.width, segment.height, segment.fps
+            )
+            if (self._stream.get("ai_features") or {}).get("hdr"):  # enableHDR: media.hdr
+                planned = hdr_renditions(planned, probe_colour(segment.data).range)
+            # Rungs a worker's memory cannot hold are refused now, not by the OOM killer.
+            self.renditions, self._ladder_reason, self._refused = within_memory(
+                self._stream, self._settings, planned, reason, (segment.width, segment.height)
             )
         return self.renditions
 
@@ -191,6 +210,8 @@ class SegmentPublisher:
         or withheld) and its quality, then the moderation action. The published
         segment rows, or None if it was dropped or withheld."""
         sequence, result = cut.segment.sequence, outcome.result
+        if cut.quality_change is not None:
+            await activity.add_event(conn, self.stream_id, "quality_degraded", cut.quality_change)
         if verdict.moderation is not None:
             await media.add_moderation(conn, self.stream_id, _moderation_row(sequence, verdict))
         rows = None
@@ -207,7 +228,12 @@ class SegmentPublisher:
         else:
             if not self._renditions_stored:
                 await media.add_renditions(conn, self.stream_id, self._rendition_rows(result))
+                for refusal in self._refused:  # with the ladder it changed (media_memory)
+                    await activity.add_event(
+                        conn, self.stream_id, "quality_degraded", refusal.event(sequence)
+                    )
             rows = self._segment_rows(cut, result, outcome)
+            rows += _gap_rows(cut, rows, str(self.stream_id))
             await media.add_segments(conn, self.stream_id, rows)
             await media.add_quality(conn, self.stream_id, quality)
         if verdict.flagged:
@@ -249,7 +275,8 @@ class SegmentPublisher:
         # Not on the very first segment: there is nothing before it to be discontinuous with.
         discontinuity = (seg.discontinuity or self._discontinuity_next) and sequence > 0
         pdt = datetime.fromtimestamp(cut.wall_start, UTC)
-        timings = {**result.timings, "retries": outcome.retries}
+        # The worker (Ray node:host:pid) that encoded it: where a stream's work ran.
+        timings = {**result.timings, "retries": outcome.retries, "worker": result.worker}
         return [
             media.NewSegment(
                 rendition=e.name,
@@ -286,9 +313,28 @@ class SegmentPublisher:
                 codecs=codecs.get(r.name) or r.codecs,
                 needs_upscale=r.needs_upscale,
                 ladder_reason=self._ladder_reason,
+                upscale_passes=r.upscale_passes,
+                **_tile_columns(r),
+                video_range=r.video_range,  # sql/0011
+                container="fmp4" if uses_fmp4(r) else "ts",
             )
             for i, r in enumerate(self.renditions)
         ]
+
+
+def _tile_columns(r: Rendition) -> dict[str, int]:
+    """A 20K tile's place in the frame (sql/0010); nothing for an ordinary rendition."""
+    t = r.tile
+    if t is None:
+        return {}
+    return {
+        "tile_row": t.row,
+        "tile_col": t.col,
+        "tile_x": t.x,
+        "tile_y": t.y,
+        "frame_width": t.frame_width,
+        "frame_height": t.frame_height,
+    }
 
 
 def _quality(cut: Cut, outcome: SegmentOutcome) -> media.NewQuality:
@@ -305,7 +351,27 @@ def _quality(cut: Cut, outcome: SegmentOutcome) -> media.NewQuality:
         retries=outcome.retries,
         dropped=error is not None,
         error=error,
+        quality_level=cut.level,
+        shed=list(cut.shed),
     )
+
+
+def _gap_rows(cut: Cut, rows: list[media.NewSegment], stream_id: str) -> list[media.NewSegment]:
+    """The shed rungs' placeholders for a published segment: its timing, no object."""
+    if not cut.shed or not rows:
+        return []
+    like = rows[-1]  # any encoded rung: all share the segment's sequence and timing
+    return [
+        dataclasses.replace(
+            like,
+            rendition=name,
+            bytes=0,
+            frames=0,
+            path=segment_key(stream_id, name, cut.segment.sequence),
+            gap=True,
+        )
+        for name in cut.shed
+    ]
 
 
 def _moderation_row(sequence: int, verdict: Verdict) -> media.NewModeration:

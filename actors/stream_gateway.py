@@ -12,6 +12,12 @@ place that turns what Ray raises into domain errors:
   its actor) → Conflict `stream_not_live`; still live → 503 `stream_restarting`.
   Calls are not retried: a chat message must not be written twice.
 
+Chat messages and reactions go through a `CallLane` per stream and kind: what
+arrives while earlier batches are in flight goes in one `chat_many`/`react_many`
+call (fewer Ray calls under load), and a full lane refuses at once (429
+`stream_busy`). A refusal of one item (rate limit, stream_busy) reaches only its
+caller.
+
 Handles are cached per stream. `on_change(stream_id)` is called whenever what
 callers may have cached of a stream is stale (it started, ended or its actor
 went away); the API passes its visibility cache's `invalidate`.
@@ -20,12 +26,13 @@ went away); the API passes its visibility cache's `invalidate`.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
+from typing import Any, cast
 from uuid import UUID
 
 from ray.exceptions import ActorDiedError, ActorUnavailableError, RayTaskError
 
 from actors import stream_actor
+from actors.call_lane import CallLane
 from lumalive.errors import Conflict, LumaError, Unavailable
 from lumalive.settings import Settings
 from lumalive.status import StreamStatus
@@ -67,6 +74,8 @@ class StreamGateway:
         )
         self._stop = stop
         self._handles: dict[UUID, Handle] = {}
+        self._lanes: dict[tuple[UUID, str], CallLane] = {}
+        self._max_queued = settings.stream_max_pending_writes
 
     # -- the operations (see StreamSession) ---------------------------------
     async def start(self, stream: Stream) -> dict[str, Any]:
@@ -90,12 +99,14 @@ class StreamGateway:
     async def chat(
         self, stream: Stream, user: UUID, message: str, score: float, moderated: bool
     ) -> dict[str, Any]:
-        return await self._call(
-            stream, lambda actor: actor.chat.remote(user, message, score, moderated)
+        row: dict[str, Any] = await self._lane(stream, "chat_many").call(
+            (user, message, score, moderated)
         )
+        return row
 
     async def react(self, stream: Stream, user: UUID, reaction: str) -> dict[str, Any]:
-        return await self._call(stream, lambda actor: actor.react.remote(user, reaction))
+        row: dict[str, Any] = await self._lane(stream, "react_many").call((user, reaction))
+        return row
 
     async def stats(self, stream: Stream) -> dict[str, Any]:
         return await self._call(stream, lambda actor: actor.stats.remote())
@@ -106,7 +117,29 @@ class StreamGateway:
         handle = self._handles.pop(stream_id, None)
         if handle is not None:
             self._stop(handle)
+        for kind in ("chat_many", "react_many"):
+            self._lanes.pop((stream_id, kind), None)
         self._on_change(stream_id)
+
+    def _lane(self, stream: Stream, method: str) -> CallLane:
+        """The stream's lane for `method` (`chat_many` or `react_many`)."""
+        key = (stream["id"], method)
+        lane = self._lanes.get(key)
+        if lane is None:
+            lane = CallLane(
+                lambda items: self._batch(stream, method, items), max_queued=self._max_queued
+            )
+            self._lanes[key] = lane
+        return lane
+
+    async def _batch(self, stream: Stream, method: str, items: list[Any]) -> list[Any]:
+        """One `method` call for `items`; what refused an item stays in its place."""
+        results = cast(
+            list[Any], await self._call(stream, lambda actor: getattr(actor, method).remote(items))
+        )
+        if any(isinstance(r, LumaError) and r.code == "stream_not_live" for r in results):
+            self.forget(stream["id"])  # we reached an actor of an ended stream
+        return results
 
     def _handle(self, stream: Stream) -> Handle:
         sid = stream["id"]

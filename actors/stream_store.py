@@ -14,7 +14,7 @@ from uuid import UUID
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from actors.write_batcher import WriteBatcher
+from actors.write_batcher import Bulk, WriteBatcher
 from lumalive.db import Database
 from lumalive.status import StreamStatus
 from lumalive.store import activity, streams
@@ -74,6 +74,12 @@ class PostgresStreamStore:
         self.owner_id = owner_id
         self._db = db
         self._writes = WriteBatcher(db.engine.begin)
+        self._chat: Bulk[activity.ChatDraft] = Bulk(
+            lambda conn, drafts: activity.add_chats(conn, stream_id, drafts)
+        )
+        self._reactions: Bulk[tuple[UUID, str]] = Bulk(
+            lambda conn, drafts: activity.add_reactions(conn, stream_id, drafts)
+        )
 
     @property
     def batches(self) -> int:
@@ -152,31 +158,11 @@ class PostgresStreamStore:
     async def chat(
         self, user_id: UUID, message: str, score: float, moderated: bool
     ) -> dict[str, Any]:
-        async def op(conn: AsyncConnection) -> dict[str, Any]:
-            row = await activity.add_chat(conn, self.stream_id, user_id, message, moderated, score)
-            if moderated:
-                data = {
-                    "action": "chat_message_hidden",
-                    "message_id": row["id"],
-                    "user_id": user_id,
-                    "score": round(score, 4),
-                }
-                await activity.add_event(conn, self.stream_id, "moderation_action", data)
-            else:
-                data = {"message_id": row["id"], "user_id": user_id, "message": message}
-                await activity.add_event(conn, self.stream_id, "chat_message", data)
-            return row
-
-        row: dict[str, Any] = await self._writes.submit(user_id, op)
+        # One post_chat call (sql/0014) for all the messages of a batch.
+        draft = activity.ChatDraft(user_id, message, score, moderated)
+        row: dict[str, Any] = await self._writes.submit_bulk(self._chat, draft)
         return row
 
     async def react(self, user_id: UUID, reaction: str) -> dict[str, Any]:
-        async def op(conn: AsyncConnection) -> dict[str, Any]:
-            row = await activity.add_reaction(conn, self.stream_id, user_id, reaction)
-            await activity.add_event(
-                conn, self.stream_id, "reaction", {"user_id": user_id, "reaction": reaction}
-            )
-            return row
-
-        row: dict[str, Any] = await self._writes.submit(user_id, op)
+        row: dict[str, Any] = await self._writes.submit_bulk(self._reactions, (user_id, reaction))
         return row

@@ -1,4 +1,5 @@
-"""Typed calls from the API into the ingest actor's WHIP side (`actors.whip_ingest`).
+"""Typed calls from the API into the ingest actor's WebRTC sides: WHIP publishes
+(`actors.whip_ingest`) and WHEP playbacks (`actors.whep_egress`, `play` / `end_play`).
 
 The route awaits `publish(...)` / `stop(...)`; what the actor raises comes back as
 the domain error it is (Ray wraps a `LumaError` in a `RayTaskError`), and an ingest
@@ -15,10 +16,11 @@ from uuid import UUID
 from ray.exceptions import RayError, RayTaskError
 
 from actors import ingest_actor
+from actors.whep_egress import WhepAnswer
 from actors.whip_ingest import WhipAnswer
 from lumalive.errors import LumaError, Unavailable
 
-__all__ = ["publish", "stop"]
+__all__ = ["end_play", "play", "publish", "stop"]
 
 # Answering an offer gathers ICE candidates and may start the stream (a round trip to
 # its actor and Postgres): seconds at most, unless the ingest is stuck.
@@ -36,6 +38,17 @@ async def publish(stream_id: UUID, owner_id: UUID, offer: str, peer: str) -> Whi
 async def stop(stream_id: UUID, resource: str) -> None:
     """End the browser's publish named by `resource` (the WHIP DELETE)."""
     await _call(lambda h: h.whip_stop.remote(str(stream_id), resource))
+
+
+async def play(stream_id: UUID, caller: str, offer: str) -> WhepAnswer:
+    """The ingest's answer to a viewer's offer to play the stream (WHEP)."""
+    answer: WhepAnswer = await _call(lambda h: h.whep_play.remote(str(stream_id), caller, offer))
+    return answer
+
+
+async def end_play(stream_id: UUID, resource: str) -> None:
+    """End the viewer's playback named by `resource` (the WHEP DELETE)."""
+    await _call(lambda h: h.whep_stop.remote(str(stream_id), resource))
 
 
 async def _call(op: Any) -> Any:

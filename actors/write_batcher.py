@@ -8,6 +8,11 @@ each of its operations is retried alone so one bad write cannot sink others.
 
 The transaction comes from `begin` (with Postgres: `Database.engine.begin`), and
 `act_as` names each operation's acting user inside it (`lumalive.db.set_actor`).
+
+A `Bulk` writer takes many payloads in one call (sql/0014: a batch of chat messages
+and their events in one round trip; it names each row's acting user itself). Items
+submitted to the same `Bulk` that are adjacent in a batch go in one call, so the
+order of writes is the order of submission, whatever their kind.
 """
 
 from __future__ import annotations
@@ -15,20 +20,32 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
-from typing import Any
+from typing import Any, Generic, TypeVar
 from uuid import UUID
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from lumalive.db import set_actor
 
-__all__ = ["WriteBatcher", "Operation", "Begin", "ActAs"]
+__all__ = ["WriteBatcher", "Operation", "Begin", "ActAs", "Bulk"]
 
 Operation = Callable[[AsyncConnection], Awaitable[Any]]
 # A transaction: commits when the block exits normally, rolls back when it raises.
 Begin = Callable[[], AbstractAsyncContextManager[AsyncConnection]]
 ActAs = Callable[[AsyncConnection, UUID | None], Awaitable[None]]
-_Item = tuple[UUID | None, Operation, "asyncio.Future[Any]"]
+P = TypeVar("P")
+
+
+class Bulk(Generic[P]):
+    """A writer of many payloads in one call: `write(conn, payloads)` returns one
+    result per payload, in order."""
+
+    def __init__(self, write: Callable[[AsyncConnection, list[P]], Awaitable[list[Any]]]) -> None:
+        self.write = write
+
+
+# (acting user, operation or bulk writer, the bulk payload, the caller's future)
+_Item = tuple[UUID | None, "Operation | Bulk[Any]", Any, "asyncio.Future[Any]"]
 
 
 class WriteBatcher:
@@ -43,8 +60,20 @@ class WriteBatcher:
 
     async def submit(self, acting_user: UUID | None, op: Operation) -> Any:
         """Run `op` in a transaction acting as `acting_user`; return once committed."""
+        return await self._enqueue((acting_user, op, None))
+
+    async def submit_bulk(self, bulk: Bulk[P], payload: P) -> Any:
+        """Write `payload` with `bulk`, together with its neighbours in the batch."""
+        return await self._enqueue((None, bulk, payload))
+
+    @property
+    def pending(self) -> int:
+        """Writes waiting for a transaction (the one running not counted)."""
+        return self._queue.qsize()
+
+    async def _enqueue(self, item: tuple[UUID | None, Operation | Bulk[Any], Any]) -> Any:
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait((acting_user, op, fut))
+        self._queue.put_nowait((*item, fut))
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._run())
         return await fut
@@ -61,20 +90,30 @@ class WriteBatcher:
             results = await self._transaction(batch)
         except Exception as exc:
             if len(batch) == 1:
-                _settle(batch[0][2], exc=exc)
+                _settle(batch[0][3], exc=exc)
                 return
             for item in batch:  # isolate the failing write
                 await self._write([item])
             return
-        for (_, _, fut), result in zip(batch, results, strict=True):
+        for (_, _, _, fut), result in zip(batch, results, strict=True):
             _settle(fut, result=result)
 
     async def _transaction(self, batch: list[_Item]) -> list[Any]:
-        results = []
+        results: list[Any] = []
         async with self._begin() as conn:
-            for user, op, _ in batch:
+            i = 0
+            while i < len(batch):
+                user, op, _, _ = batch[i]
+                if isinstance(op, Bulk):
+                    j = i + 1
+                    while j < len(batch) and batch[j][1] is op:
+                        j += 1
+                    results.extend(await op.write(conn, [item[2] for item in batch[i:j]]))
+                    i = j
+                    continue
                 await self._act_as(conn, user)
                 results.append(await op(conn))
+                i += 1
         self.batches += 1
         self.writes += len(batch)
         return results

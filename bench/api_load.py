@@ -51,6 +51,7 @@ from lumalive.auth import TokenService
 from lumalive.db import Database
 from lumalive.settings import Settings
 from lumalive.store.users import create_named_user
+from serve_app.sizing import replica_count
 
 __all__ = ["main"]
 
@@ -128,6 +129,7 @@ def spread(viewers: int, over_s: float, endpoint: str, rng: random.Random) -> li
 @dataclass
 class EndpointStats:
     latencies: list[float] = field(default_factory=list)  # seconds, successes only
+    shed_latencies: list[float] = field(default_factory=list)  # seconds, 429/503 answers
     errors: Counter[str] = field(default_factory=Counter)
     first_due: float = math.inf
     last_done: float = 0.0
@@ -320,6 +322,8 @@ class Load:
                 self.acked.append(json.loads(payload)["id"])
         else:
             st.errors[str(status) if status else payload.decode()] += 1
+            if status in (429, 503):
+                st.shed_latencies.append(done - due)
         bar.update()
 
 
@@ -551,6 +555,30 @@ def print_run(r: RunResult) -> None:
         )
         timeouts = sum(s.sent for s in r.stats.values()) - answered
         print(r.cpu.line(answered) + (f"  [{timeouts} unanswered: overloaded]" if timeouts else ""))
+        chats = r.stats["chat"].ok
+        if chats:
+            # The steadier figure on a shared machine: all CPU of the run (joins,
+            # reactions, sheds included) over the chat messages it stored.
+            total = sum(r.cpu.cpu.values())
+            print(f"  CPU ms per stored chat message (all roles): {1000 * total / chats:.2f}")
+    print_shedding(r)
+
+
+def print_shedding(r: RunResult) -> None:
+    """Admission: what was accepted (and how fast), what was shed at once (429/503)."""
+    s = r.stats["chat"]
+    shed = sum(n for k, n in s.errors.items() if k in ("429", "503"))
+    if not shed:
+        return
+    xs = sorted(s.shed_latencies)
+    p99 = 1000 * xs[min(len(xs) - 1, math.ceil(0.99 * len(xs)) - 1)] if xs else math.nan
+    kinds = ", ".join(f"{k}x{n}" for k, n in s.errors.items() if k in ("429", "503"))
+    unanswered = sum(n for k, n in s.errors.items() if not k.isdigit())
+    print(
+        f"  admission (chat): offered {s.sent / r.duration_s:.1f}/s, accepted {fmt(s.rps)}/s "
+        f"p99 {fmt(s.pct(99))} ms; shed {shed} ({kinds}) answered in p99 {fmt(p99)} ms; "
+        f"{unanswered} unanswered"
+    )
 
 
 def print_comparison(serve: RunResult, base: RunResult) -> None:
@@ -618,7 +646,8 @@ def settings_env(settings: Settings) -> dict[str, str]:
             if isinstance(f.validation_alias, str)
             else f"LUMALIVE_{name.upper()}"
         )
-        env[key] = str(value)
+        # Sequences as JSON, the way pydantic-settings reads them back.
+        env[key] = json.dumps(list(value)) if isinstance(value, tuple | list) else str(value)
     return env
 
 
@@ -643,7 +672,8 @@ def baseline_server(settings: Settings, log_path: Path, niceness: int) -> Iterat
         deadline = time.monotonic() + 120
         while True:
             if proc.poll() is not None:
-                raise RuntimeError(f"baseline exited with {proc.returncode}; see {log_path}")
+                tail = log_path.read_text(errors="replace")[-3000:]
+                raise RuntimeError(f"baseline exited with {proc.returncode}:\n{tail}")
             try:
                 if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
                     break
@@ -766,6 +796,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="runs per target, a fresh stream each (default %(default)s)",
     )
     g.add_argument("--seed", type=int, default=1, help="random seed (default %(default)s)")
+    g.add_argument(
+        "--quick",
+        action="store_true",
+        help="a smoke run: 20 viewers, 5 s of 40 chat/s + 10 reactions/s (overrides those)",
+    )
+    g.add_argument(
+        "--overload",
+        type=float,
+        metavar="CAPACITY",
+        help="the overload scenario: 500 viewers offer 3x CAPACITY chat messages/s (no "
+        "reactions), at most 300 requests open on the client, 10 s client timeout; "
+        "prints what was accepted (rate, p99) and shed (429/503, how fast)",
+    )
     g = p.add_argument_group("targets")
     g.add_argument(
         "--targets",
@@ -792,7 +835,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "(no baseline without it)",
     )
     g = p.add_argument_group("the system the benchmark starts (not with --api)")
-    g.add_argument("--replicas", type=int, help="Serve replicas of the API (default: Settings)")
+    g.add_argument(
+        "--replicas",
+        type=int,
+        help="Serve replicas of the API (default: as `lumalive up` picks for this machine)",
+    )
+    g.add_argument(
+        "--ingress",
+        choices=("proxy", "haproxy"),
+        help="Serve's Python proxy or HAProxy (default: Settings, as `lumalive up`)",
+    )
+    g.add_argument(
+        "--max-inflight",
+        type=int,
+        help="plain requests in progress per API process before 503 overloaded "
+        "(default: Settings; 0: no cap)",
+    )
     g.add_argument(
         "--max-ongoing", type=int, help="Serve max_ongoing_requests per replica (default: Settings)"
     )
@@ -833,6 +891,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="do not sample CPU time per process from /proc",
     )
     args = p.parse_args(argv)
+    if args.quick:
+        args.viewers, args.duration, args.chat_rate, args.reaction_rate = 20, 5.0, 40.0, 10.0
+        args.ramp = 1.0
+    if args.overload:
+        args.viewers, args.chat_rate, args.reaction_rate = 500, 3 * args.overload, 0.0
+        args.timeout, args.connections = 10.0, 300
+        if args.quick:
+            args.viewers = 100
     args.targets = [t.strip() for t in args.targets.split(",") if t.strip()]
     if not args.targets or not set(args.targets) <= {"serve", "baseline"}:
         p.error("--targets takes serve and/or baseline")
@@ -866,6 +932,10 @@ def bench_settings(args: argparse.Namespace, data_dir: Path) -> Settings:
         update["max_ongoing_requests"] = args.max_ongoing
     if args.db_pool_size:
         update["db_pool_size"] = args.db_pool_size
+    if args.ingress:
+        update["ingress"] = args.ingress
+    if args.max_inflight is not None:
+        update["api_max_inflight"] = args.max_inflight
     return base.model_copy(update=update)
 
 
@@ -893,10 +963,11 @@ def _with_own_system(args: argparse.Namespace, tmp: Path) -> int:
     import ray
     from ray import serve
 
-    from cluster.launcher import System
+    from cluster.launcher import System, ingress_env
 
     system = System(bench_settings(args, tmp))
     print("starting Postgres, Ray and Serve…", file=sys.stderr)
+    ingress_env(system.settings)  # as System.start_ray: before Ray starts
     try:
         # Ray as System.start_ray starts it, but without forwarding every worker's log
         # lines (Serve's access log: a line per request) to this process, which is also
@@ -935,8 +1006,9 @@ def _describe(args: argparse.Namespace, settings: Settings, own_system: bool) ->
     return text + (
         f"\nPer-user limits for the benchmark: chat {settings.chat_rate_per_s:g}/s burst "
         f"{settings.chat_burst}, reactions {settings.reaction_rate_per_s:g}/s burst "
-        f"{settings.reaction_burst}. Serve: {settings.api_replicas} replica(s), "
-        f"max_ongoing_requests {settings.max_ongoing_requests}; API db_pool_size "
+        f"{settings.reaction_burst}. Serve: {replica_count(settings)} replica(s), "
+        f"ingress {settings.ingress}, max_ongoing_requests {settings.max_ongoing_requests}, "
+        f"max_inflight {settings.api_max_inflight}; API db_pool_size "
         f"{settings.db_pool_size}; niceness {args.niceness}"
         + (f"; {' '.join(args.serve_env)}" if args.serve_env else "")
         + "."

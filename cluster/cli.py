@@ -1,4 +1,4 @@
-"""The `lumalive` command: up, down, token, grant-moderator, migrate, analytics."""
+"""The `lumalive` command: up, down, token, grant-moderator, migrate, analytics, capacity."""
 
 from __future__ import annotations
 
@@ -292,6 +292,41 @@ def cmd_webhook(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_capacity(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from cluster.capacity import DEFAULT_RATES, RATES_PATH
+
+    cap = sub.add_parser(
+        "capacity", help="cores and GPUs one stream of a tier needs; streams a cluster carries"
+    )
+    cap.add_argument("--tier", required=True, choices=list(DEFAULT_RATES))
+    cap.add_argument("--ai", action="store_true", help="with AI enhancement (x2 into the top)")
+    cap.add_argument("--fps", type=float, default=30.0, help="the stream's frame rate")
+    cap.add_argument("--nodes", help="the cluster as COUNTxCPUS[:GPUS],... e.g. 3x16:1,2x8")
+    cap.add_argument("--cpus", type=float, help="the cluster's CPU cores (instead of --nodes)")
+    cap.add_argument("--gpus", type=float, default=0.0, help="... and GPUs")
+    cap.add_argument("--rates", type=Path, default=RATES_PATH, help="bench/tiers.py's JSON")
+
+
+def cmd_capacity(args: argparse.Namespace) -> int:
+    """`lumalive capacity` (cluster.capacity): no database, no Ray."""
+    from cluster import capacity
+
+    try:
+        if args.nodes:
+            cluster: capacity.Cluster | None = capacity.parse_nodes(args.nodes)
+        elif args.cpus is not None:
+            cluster = capacity.Cluster(args.cpus, args.gpus, args.cpus)
+        else:
+            cluster = None
+        if args.fps <= 0:
+            raise ValueError("--fps must be positive")
+    except ValueError as e:
+        print(f"lumalive capacity: {e}", file=sys.stderr)
+        return 2
+    print(capacity.report(args.tier, args.fps, args.ai, cluster, args.rates))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="lumalive", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -325,7 +360,10 @@ def main(argv: list[str] | None = None) -> int:
         metavar="DATE",
         help="recompute UTC days from this date on (YYYY-MM-DD); default all",
     )
+    _add_capacity(sub)
     args = parser.parse_args(argv)
+    if args.command == "capacity":
+        return cmd_capacity(args)
     settings = Settings()
     if args.command == "up":
         return cmd_up(settings, args.detach)

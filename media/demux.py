@@ -17,6 +17,7 @@ from typing import cast
 
 import av
 from av.audio.stream import AudioStream
+from av.codec.hwaccel import HWAccel
 from av.container import InputContainer
 from av.packet import Packet
 from av.stream import Stream
@@ -115,10 +116,15 @@ def _segment(
     )
 
 
-def decode_video(source: DemuxedSegment, threads: int | None = None) -> Iterator[VideoFrame]:
+def decode_video(
+    source: DemuxedSegment, threads: int | None = None, hwaccel: str | None = None
+) -> Iterator[VideoFrame]:
     """Every decoded frame of the segment, in presentation order, decoder flushed.
-    `threads=None` leaves FFmpeg's default. Checking `frame.is_corrupt` is the caller's."""
-    codec = cast(VideoCodecContext, av.CodecContext.create(source.codec, "r"))
+    `threads=None` leaves FFmpeg's default. Checking `frame.is_corrupt` is the caller's.
+    `hwaccel` (e.g. "cuda": NVDEC) decodes on that device and downloads each frame to
+    memory (NV12); FFmpeg falls back to software where the device cannot decode it."""
+    accel = HWAccel(device_type=hwaccel) if hwaccel else None
+    codec = cast(VideoCodecContext, av.CodecContext.create(source.codec, "r", hwaccel=accel))
     codec.extradata = source.extradata
     if threads is not None:
         codec.thread_count = threads

@@ -19,13 +19,14 @@ from __future__ import annotations
 
 import io
 from collections.abc import AsyncIterator, Iterable
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, BinaryIO, cast
 from urllib.parse import unquote, urlsplit
 
 import obstore
 from obstore.exceptions import NotFoundError
-from obstore.store import ObjectStore, from_url
+from obstore.store import AzureStore, GCSStore, ObjectStore, S3Store, from_url
 
 from media.storage import LocalStorage, SegmentStorage, check_media_url, validate_key
 
@@ -103,6 +104,29 @@ class ObjectStorage:
                 yield bytes(chunk)
 
         return int(result.meta["size"]), chunks()
+
+    async def size(self, key: str) -> int:
+        """The object's size in bytes (a HEAD); KeyError if it is missing."""
+        try:
+            meta = await obstore.head_async(self.store, validate_key(key))
+        except (NotFoundError, FileNotFoundError):
+            raise KeyError(key) from None
+        return int(meta["size"])
+
+    async def stream_range(self, key: str, start: int, end: int) -> AsyncIterator[bytes]:
+        """Bytes `start` up to `end` (exclusive) as they arrive: one ranged GET."""
+        result = await obstore.get_async(
+            self.store, validate_key(key), options={"range": (start, end)}
+        )
+        async for chunk in result.stream():
+            yield bytes(chunk)
+
+    def presign(self, key: str, ttl_s: int) -> str | None:
+        """A URL that GETs the object without credentials for `ttl_s` seconds, signed
+        locally (no request); None if this kind of store cannot sign (memory, local)."""
+        if not isinstance(self.store, S3Store | GCSStore | AzureStore):
+            return None
+        return obstore.sign(self.store, "GET", validate_key(key), timedelta(seconds=ttl_s))
 
 
 class _RangeReader(io.RawIOBase):

@@ -10,6 +10,8 @@ Invariants:
   EXT-X-DISCONTINUITY-SEQUENCE counts the discontinuities that slid out of the window.
 - Each segment carries its EXT-X-PROGRAM-DATE-TIME (wall clock of its first frame),
   and EXT-X-DISCONTINUITY marks the first segment after a publisher reconnected.
+- A segment a rung did not encode (shed under backpressure) is listed with EXT-X-GAP,
+  so every rung numbers the same segments alike; its URI has nothing behind it.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from datetime import UTC, datetime
 from .ladder import Rendition
 
 __all__ = [
+    "FMP4_HLS_VERSION",
     "HLS_VERSION",
     "LivePlaylist",
     "SegmentRecord",
@@ -32,8 +35,11 @@ __all__ = [
     "with_suffix",
 ]
 
-# 3: decimal EXTINF durations. Nothing newer is used (no byte ranges, no fMP4).
+# 3: decimal EXTINF durations. Nothing newer is used (no byte ranges) except by fMP4
+# renditions (HDR, media.hdr): EXT-X-MAP without I-frames-only needs 6; Apple's
+# authoring spec asks 7 for fMP4, and VIDEO-RANGE sits in a master of that version.
 HLS_VERSION = 3
+FMP4_HLS_VERSION = 7
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +55,7 @@ class SegmentRecord:
     size: int = 0
     program_date_time: datetime | None = None
     discontinuity: bool = False
+    gap: bool = False  # EXT-X-GAP: a rung shed under backpressure; players must not load it
 
 
 def segment_name(sequence: int, ext: str = "ts") -> str:
@@ -73,15 +80,17 @@ def media_playlist(
     discontinuity_sequence: int = 0,
     playlist_type: str | None = None,
     uri_suffix: str = "",
+    map_uri: str | None = None,
 ) -> str:
     """A rendition's media playlist. `playlist_type` is None (sliding live window),
-    "EVENT" (segments only added) or "VOD"."""
+    "EVENT" (segments only added) or "VOD". `map_uri`: the init segment of an fMP4
+    rendition (`.m4s` segments): EXT-X-MAP, and EXT-X-VERSION 7 (RFC 8216 7: fMP4)."""
     target = target_duration or max((math.ceil(s.duration) for s in segments), default=1)
     if any(round(s.duration) > target for s in segments):
         raise ValueError(f"a segment is longer than the target duration {target}")
     lines = [
         "#EXTM3U",
-        f"#EXT-X-VERSION:{HLS_VERSION}",
+        f"#EXT-X-VERSION:{FMP4_HLS_VERSION if map_uri else HLS_VERSION}",
         f"#EXT-X-TARGETDURATION:{target}",
         f"#EXT-X-MEDIA-SEQUENCE:{segments[0].sequence if segments else 0}",
     ]
@@ -93,11 +102,15 @@ def media_playlist(
         lines.append(f"#EXT-X-PLAYLIST-TYPE:{playlist_type}")
     # Each segment starts with an IDR frame and is decodable on its own.
     lines.append("#EXT-X-INDEPENDENT-SEGMENTS")
+    if map_uri:
+        lines.append(f'#EXT-X-MAP:URI="{with_suffix(map_uri, uri_suffix)}"')
     for s in segments:
         if s.discontinuity:
             lines.append("#EXT-X-DISCONTINUITY")
         if s.program_date_time is not None:
             lines.append(f"#EXT-X-PROGRAM-DATE-TIME:{_iso(s.program_date_time)}")
+        if s.gap:
+            lines.append("#EXT-X-GAP")
         lines.append(f"#EXTINF:{s.duration:.5f},")
         lines.append(with_suffix(s.uri, uri_suffix))
     if ended:
@@ -118,7 +131,10 @@ def master_playlist(
     `codecs` maps rendition names to CODECS read back from encoded segments
     (`RenditionSegment.codecs`); without it each rendition's nominal string is used.
     """
-    lines = ["#EXTM3U", f"#EXT-X-VERSION:{HLS_VERSION}", "#EXT-X-INDEPENDENT-SEGMENTS"]
+    # VIDEO-RANGE on every variant once one is HDR (absent means SDR, but say so).
+    hdr = any(r.video_range != "SDR" for r in renditions)
+    version = FMP4_HLS_VERSION if hdr else HLS_VERSION
+    lines = ["#EXTM3U", f"#EXT-X-VERSION:{version}", "#EXT-X-INDEPENDENT-SEGMENTS"]
     for r in renditions:
         codec = (codecs or {}).get(r.name) or (r.codecs if has_audio else r.video_codec_string)
         attributes = [
@@ -128,6 +144,8 @@ def master_playlist(
             f"FRAME-RATE={r.fps:.3f}",
             f'CODECS="{codec}"',
         ]
+        if hdr:
+            attributes.append(f"VIDEO-RANGE={r.video_range}")
         lines.append("#EXT-X-STREAM-INF:" + ",".join(attributes))
         lines.append(with_suffix(playlist_uri.format(name=r.name), uri_suffix))
     return "\n".join(lines) + "\n"

@@ -38,10 +38,10 @@ class Scaler:
     def scale(self, output: RenditionOutput, frame: VideoFrame) -> VideoFrame:
         r = output.rendition
         out = output.reformatter.reformat(
-            frame,
+            output.prepare(frame),  # into the rendition's range (media.hdr)
             r.width,
             r.height,
-            "yuv420p",
+            output.pix_fmt,
             interpolation=self.interpolation,
             threads=self.threads,
         )

@@ -23,7 +23,7 @@ the segment being written and the timeline.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any, TypeAlias
@@ -88,7 +88,12 @@ class Segmenter:
         start_time: float = TIMELINE_ORIGIN_S,
         discontinuity: bool = False,
         options: dict[str, str] | None = None,
+        on_packet: Callable[[Packet[Stream]], None] | None = None,
     ) -> None:
+        """`on_packet`, a tap for low-latency outputs (WHEP, a streaming encoder), is
+        called in this segmenter's thread with each packet about to be muxed, its pts/dts
+        already on the stream timeline (its time base unchanged); it must not keep the
+        packet (the muxer reuses it) nor raise."""
         if target_duration <= 0:
             raise ValueError(f"target_duration must be positive, got {target_duration}")
         self.target_duration = target_duration
@@ -109,6 +114,7 @@ class Segmenter:
             ctx.extradata if ctx.name == "h264" else None  # hvcC also starts with 1
         )
         self._current: OpenSegment | None = None
+        self._on_packet = on_packet
 
     # --- public -------------------------------------------------------------------------
 
@@ -250,6 +256,9 @@ class Segmenter:
         if rebased is None:
             self._drop()
             return False
+        if self._on_packet is not None:
+            packet.pts, packet.dts = rebased
+            self._on_packet(packet)
         try:
             self._current.mux(packet, out, *rebased)
         except av.FFmpegError as e:

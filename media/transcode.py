@@ -35,6 +35,7 @@ from .encoders import (
     RenditionNotEncodableError,
     default_registry,
 )
+from .hdr import ColourMapper
 from .ladder import Rendition
 from .mux import RenditionOutput
 from .scale import FrameFanout, FrameHook, Scaler
@@ -61,6 +62,7 @@ class RenditionSegment:
     width: int
     height: int
     codecs: str
+    init: bytes | None = None  # fMP4 renditions (HDR): the init segment (media.cmaf)
 
     @property
     def size(self) -> int:
@@ -127,6 +129,7 @@ class SegmentTranscoder:
                 kbps: encode_audio(source, kbps)
                 for kbps in sorted({r.audio_kbps for r in renditions})
             }
+        colour = ColourMapper()  # one per segment: each frame mapped once per range
         return [
             RenditionOutput(
                 r,
@@ -136,6 +139,7 @@ class SegmentTranscoder:
                 audio[r.audio_kbps] if source.audio else None,
                 source.audio_rate,
                 self.settings,
+                colour,
             )
             for r, encoder in zip(renditions, encoders, strict=True)
         ]
@@ -147,7 +151,7 @@ class SegmentTranscoder:
         fanout = FrameFanout(outputs, self._scaler, hook, self.settings.hook_batch)
         clock = _Clock(step=max(1, round(1 / (source.rate * TS_TIME_BASE))))
         decoded = 0
-        for frame in decode_video(source, self.settings.threads):
+        for frame in decode_video(source, self.settings.threads, self.settings.decode_hwaccel):
             if frame.is_corrupt:
                 raise CorruptSegmentError(f"frame {decoded} decoded with errors")
             decoded += 1
@@ -194,4 +198,5 @@ def _segment(
         width=o.rendition.width,
         height=o.rendition.height,
         codecs=f"{codecs},mp4a.40.2" if source.audio else codecs,
+        init=o.init,
     )

@@ -12,19 +12,33 @@ Invariants:
   the time goes. The classical filters stay fp32 because the local-variance
   arithmetic of the denoiser cancels catastrophically in fp16.
 - Output is ``(N, H, W, 3)`` uint8 RGB on the host, one frame per input, in order.
+- Bounded memory whatever the batch and the target: frames are enhanced
+  ``max_pixels`` output pixels at a time, and the network sees tiles of at most
+  ``tile`` (+ overlap) pixels a side, ``max_batch`` tiles per call; tiling does not
+  change the result (the overlap covers the receptive field). A whole-frame network
+  pass at 1080p would hold 64 channels x 2 MP x 4 bytes = 530 MB per frame, twice
+  with its padded copy: eight frames of it were what an OOM kill was made of.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import NamedTuple, cast
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from models.footprint import (
+    MAX_PIXELS_CPU,
+    MAX_PIXELS_CUDA,
+    TILE_CPU,
+    TILE_CUDA,
+    TILE_OVERLAP,
+    enhance_working_set_bytes,
+)
 from models.quality import rgb_to_ycbcr, ycbcr_to_rgb
 from models.superres import ESPCN, load_pretrained
 
@@ -68,11 +82,28 @@ class EnhanceConfig:
 
 
 class Enhancer:
-    """Runs :class:`EnhanceConfig` pipelines on batches of frames on one device."""
+    """Runs :class:`EnhanceConfig` pipelines on batches of frames on one device.
 
-    def __init__(self, device: str = "cpu", model: ESPCN | None = None, max_batch: int = 8) -> None:
+    Memory is bounded whatever the batch or the target size (see the module docstring):
+    ``max_pixels`` output pixels of frames at a time, and the network on ``tile``-pixel
+    tiles, ``max_batch`` tiles per forward pass. ``working_set_bytes`` says how much.
+    ``compile=True`` wraps the network in ``torch.compile`` (tiles then always go in
+    full batches, so it sees one shape).
+    """
+
+    def __init__(
+        self,
+        device: str = "cpu",
+        model: ESPCN | None = None,
+        max_batch: int = 8,
+        *,
+        tile: int | None = None,
+        max_pixels: int | None = None,
+        compile: bool = False,
+    ) -> None:
         self.device = torch.device(device)
-        self._half = self.device.type == "cuda"
+        cuda = self.device.type == "cuda"
+        self._half = cuda
         net = model if model is not None else load_pretrained(self.device)
         net = net.to(self.device).eval().requires_grad_(False)
         if self._half:
@@ -82,39 +113,75 @@ class Enhancer:
         self.model = net
         if max_batch < 1:
             raise ValueError("max_batch must be >= 1")
-        # Bounds the network's activations (64 channels at LR size) per forward pass.
+        # Tiles per forward pass: bounds the network's activations (64 channels).
         self.max_batch = max_batch
+        self.tile = tile or (TILE_CUDA if cuda else TILE_CPU)
+        self.max_pixels = max_pixels or (MAX_PIXELS_CUDA if cuda else MAX_PIXELS_CPU)
+        if self.tile < 2 * TILE_OVERLAP or self.max_pixels < 1:
+            raise ValueError(f"tile must be >= {2 * TILE_OVERLAP} and max_pixels >= 1")
+        self.compiled = compile
+        self._net: Callable[[torch.Tensor], torch.Tensor] = self.model
+        if compile:
+            mode = "max-autotune-no-cudagraphs" if cuda else None
+            self._net = cast(Callable[[torch.Tensor], torch.Tensor], torch.compile(net, mode=mode))
+
+    def working_set_bytes(self, target: Size | tuple[int, int]) -> int:
+        """Peak bytes one ``enhance`` call to ``target`` adds on this enhancer's settings
+        (``models.footprint.enhance_working_set_bytes``: the derivation is there)."""
+        return enhance_working_set_bytes(
+            (target[0], target[1]),
+            tile=self.tile,
+            tile_batch=self.max_batch,
+            max_pixels=self.max_pixels,
+            half=self._half,
+        )
 
     @torch.inference_mode()
     def enhance(self, frames: Frames, config: EnhanceConfig) -> np.ndarray:
         """Enhance a batch; all frames in it must share one size.
 
         ``frames``: a list of (H, W, 3) uint8 RGB arrays, an (N, H, W, 3) uint8 array, or
-        an (N, 3, H, W) tensor (uint8, or float in [0, 1]).
+        an (N, 3, H, W) tensor (uint8, or float in [0, 1]). Frames go through in chunks
+        of at most ``max_pixels`` output pixels, so the batch size does not change the
+        working set (the uint8 result itself is the caller's).
         """
         rgb = self._to_tensor(frames)
         if rgb.shape[0] == 0:
             return np.empty((0, 0, 0, 3), dtype=np.uint8)
+        h, w = rgb.shape[-2:]
+        target = Size(*config.target_size) if config.target_size is not None else Size(w, h)
+        if target.width < 1 or target.height < 1:
+            raise ValueError(f"target_size must be positive, got {target}")
+        out = np.empty((rgb.shape[0], target.height, target.width, 3), dtype=np.uint8)
+        step = max(1, self.max_pixels // (target.width * target.height))
+        for start in range(0, rgb.shape[0], step):
+            chunk = rgb[start : start + step]
+            chunk = chunk.float() / 255.0 if chunk.dtype == torch.uint8 else chunk.float()
+            out[start : start + len(chunk)] = self._enhance_chunk(chunk, config, target)
+        return out
+
+    def _enhance_chunk(self, rgb: torch.Tensor, config: EnhanceConfig, target: Size) -> np.ndarray:
         ycc = rgb_to_ycbcr(rgb)
+        del rgb
         if config.denoise:
             ycc = denoise(ycc, strength=config.denoise_strength)
         if config.target_size is not None:
-            target = Size(*config.target_size)
-            if target.width < 1 or target.height < 1:
-                raise ValueError(f"target_size must be positive, got {target}")
             ycc = self._resize(ycc, target, learned=config.upscale, max_passes=config.max_sr_passes)
         if config.sharpen:
             y = unsharp_mask(ycc[:, :1], amount=config.sharpen_amount, sigma=config.sharpen_sigma)
             ycc = torch.cat([y, ycc[:, 1:]], dim=1)
         out = ycbcr_to_rgb(ycc).clamp_(0.0, 1.0).mul_(255.0).round_().to(torch.uint8)
-        return out.permute(0, 2, 3, 1).contiguous().cpu().numpy()
+        del ycc
+        return out.permute(0, 2, 3, 1).cpu().numpy()
 
     def _to_tensor(self, frames: Frames) -> torch.Tensor:
+        """Frames as an (N, 3, H, W) tensor on the device: uint8 as given (widened to
+        float a chunk at a time), or float in [0, 1]."""
         if isinstance(frames, torch.Tensor):
             if frames.dim() != 4 or frames.shape[1] != 3:
                 raise ValueError(f"expected an (N, 3, H, W) tensor, got {tuple(frames.shape)}")
             t = frames.to(self.device)
-            return t.float() / 255.0 if t.dtype == torch.uint8 else t.float()
+            return t if t.dtype == torch.uint8 else t.float()
         if len(frames) == 0:
             return torch.empty((0, 3, 0, 0), device=self.device)
         arr = frames if isinstance(frames, np.ndarray) else np.stack(list(frames))
@@ -123,8 +190,7 @@ class Enhancer:
                 f"expected (H, W, 3) uint8 RGB frames, got {arr.shape[1:]} {arr.dtype}"
             )
         # Upload as uint8 (a quarter of the bytes of float32), convert on the device.
-        t = torch.from_numpy(np.ascontiguousarray(arr)).to(self.device)
-        return t.permute(0, 3, 1, 2).float() / 255.0
+        return torch.from_numpy(np.ascontiguousarray(arr)).to(self.device).permute(0, 3, 1, 2)
 
     def _resize(
         self, ycc: torch.Tensor, target: Size, learned: bool, max_passes: int
@@ -146,13 +212,59 @@ class Enhancer:
         return ycc
 
     def _sr_luma(self, y: torch.Tensor) -> torch.Tensor:
-        outs = []
-        for chunk in torch.split(y, self.max_batch):
-            if self._half:
-                chunk = chunk.half()
-            chunk = chunk.contiguous(memory_format=torch.channels_last)
-            outs.append(self.model(chunk).float().clamp_(0.0, 1.0))
-        return torch.cat(outs)
+        """The network x2 on luma, tile by tile: the same result as on whole frames.
+
+        Each tile's core is cut from a window ``TILE_OVERLAP`` pixels wider on every
+        side that is not the frame's edge; the overlap exceeds the network's receptive
+        radius (4 px: 5x5, 3x3, 3x3) and bicubic's (2 px), so a core's output sees
+        exactly the pixels it would see in the whole frame. Windows are all one shape
+        (shifted inward at the edges), so tiles of any frames batch together.
+        """
+        n, _, h, w = y.shape
+        out = torch.empty((n, 1, 2 * h, 2 * w), device=y.device, dtype=torch.float32)
+        rows, cols = _tiles(h, self.tile), _tiles(w, self.tile)
+        jobs = [(i, r, c) for i in range(n) for r in rows for c in cols]
+        for start in range(0, len(jobs), self.max_batch):
+            chunk = jobs[start : start + self.max_batch]
+            windows = torch.stack([y[i, :, r.window, c.window] for i, r, c in chunk])
+            result = self._forward(windows)
+            for k, (i, r, c) in enumerate(chunk):
+                out[i, :, r.core_out, c.core_out] = result[k, :, r.core_in, c.core_in]
+        return out
+
+    def _forward(self, windows: torch.Tensor) -> torch.Tensor:
+        count = windows.shape[0]
+        if self.compiled and count < self.max_batch:  # one shape for the compiled graph
+            pad = windows.new_zeros((self.max_batch - count, *windows.shape[1:]))
+            windows = torch.cat([windows, pad])
+        if self._half:
+            windows = windows.half()
+        windows = windows.contiguous(memory_format=torch.channels_last)
+        return self._net(windows)[:count].float().clamp_(0.0, 1.0)
+
+
+class _Span(NamedTuple):
+    """One tile along one axis: the window fed to the network, and where its core
+    lands in the window's output (``core_in``) and in the frame's (``core_out``)."""
+
+    window: slice
+    core_in: slice
+    core_out: slice
+
+
+def _tiles(length: int, tile: int) -> list[_Span]:
+    """Cores of ``tile`` pixels covering ``[0, length)`` once, each in a window of
+    ``tile + 2 * TILE_OVERLAP`` (or the whole length) that keeps ``TILE_OVERLAP``
+    pixels of context on every side that is not the frame's edge."""
+    side = min(length, tile + 2 * TILE_OVERLAP)
+    spans = []
+    for c0 in range(0, length, tile):
+        c1 = min(length, c0 + tile)
+        w0 = min(max(0, c0 - TILE_OVERLAP), length - side)
+        spans.append(
+            _Span(slice(w0, w0 + side), slice(2 * (c0 - w0), 2 * (c1 - w0)), slice(2 * c0, 2 * c1))
+        )
+    return spans
 
 
 def _bicubic(x: torch.Tensor, scale: int) -> torch.Tensor:

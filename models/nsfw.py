@@ -41,6 +41,7 @@ __all__ = [
     "NsfwDetector",
     "NsfwModelMissingError",
     "packaged_model_path",
+    "preferred_providers",
 ]
 
 PIP_REQUIREMENT = "nudenet==3.4.2"
@@ -110,6 +111,17 @@ def packaged_model_path(package: str = "nudenet", filename: str = "320n.onnx") -
     raise NsfwModelMissingError(
         f"{package!r} is installed but has no {filename}; reinstall '{PIP_REQUIREMENT}'"
     )
+
+
+def preferred_providers() -> list[str]:
+    """onnxruntime's CUDA provider first where this install has it (onnxruntime-gpu),
+    then the CPU one; the CPU one alone otherwise (or without onnxruntime)."""
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        return ["CPUExecutionProvider"]
+    available = set(ort.get_available_providers())
+    return [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
 
 
 class NsfwDetector:

@@ -25,6 +25,7 @@ from serve_app.callers import Callers
 from serve_app.embeddings import StreamEmbeddings
 from serve_app.fanout import EventHub
 from serve_app.limits import Action, ConnectionLimits
+from serve_app.part_waiter import PartWaiter
 from serve_app.replica import Replica
 from serve_app.stream_access import StreamAccess
 
@@ -40,6 +41,7 @@ __all__ = [
     "MediaStorageDep",
     "EmbeddingsDep",
     "ConnectionsDep",
+    "PartWaiterDep",
     "MaybeUser",
     "CurrentUser",
     "Limit",
@@ -116,6 +118,13 @@ ModeratorDep = Annotated[ChatModerator, Depends(_moderator)]
 MediaStorageDep = Annotated[SegmentStorage, Depends(_media)]
 EmbeddingsDep = Annotated[StreamEmbeddings, Depends(_embeddings)]
 ConnectionsDep = Annotated[ConnectionLimits, Depends(_connections)]
+
+
+async def _parts(replica: _ReplicaDep) -> PartWaiter:
+    return replica.parts
+
+
+PartWaiterDep = Annotated[PartWaiter, Depends(_parts)]  # LL-HLS blocking reloads
 
 
 def bearer_token(conn: HTTPConnection) -> str | None:

@@ -18,6 +18,7 @@ from serve_app.callers import Callers
 from serve_app.embeddings import StreamEmbeddings
 from serve_app.fanout import EventHub
 from serve_app.limits import ConnectionLimits, RequestLimits
+from serve_app.part_waiter import PartWaiter
 from serve_app.stream_access import StreamAccess
 
 __all__ = ["Replica"]
@@ -37,7 +38,12 @@ class Replica:
         self.access = StreamAccess(self.db, settings.visibility_cache_s)
         self.gateway = StreamGateway(settings, self.access.status, on_change=self.access.invalidate)
         # One LISTEN connection, opened on the first subscriber.
-        self.events = EventHub(self.db, settings.app_url or "", role=settings.app_role)
+        self.events = EventHub(
+            self.db,
+            settings.app_url or "",
+            role=settings.app_role,
+            coalesce_s=settings.fanout_coalesce_ms / 1000,
+        )
         self.moderator = ChatModerator(settings.chat_moderation_threshold)
         # Where the media pool stored the HLS segments (LUMALIVE_MEDIA_URL: a directory
         # every node sees, or an object store).
@@ -49,7 +55,10 @@ class Replica:
         self.connections = ConnectionLimits(
             settings.max_realtime_per_user, settings.max_realtime_per_ip
         )
+        # LL-HLS blocking reloads: one LISTEN connection, opened by the first waiting request.
+        self.parts = PartWaiter(settings.app_url or "", role=settings.app_role)
 
     async def close(self) -> None:
         await self.events.close()
+        await self.parts.close()
         await self.db.dispose()

@@ -98,11 +98,52 @@ class _StreamColumns(_Out):
     started_at: datetime | None
     ended_at: datetime | None
     updated_at: datetime
+    latency_mode: Literal["low", "normal"] = Field(
+        default="low", description="low: LL-HLS at /llhls/master.m3u8 too; normal: HLS only"
+    )
+
+
+class RenditionTile(_Out):
+    """Where a 20K tile sits in the whole tiled frame (pixels of that frame)."""
+
+    row: int
+    col: int
+    x: int
+    y: int
+    frame_width: int
+    frame_height: int
+
+
+class StreamRendition(_Out):
+    name: str = Field(description="the HLS path part, e.g. `1080p`, or a tile's `20K_r0c4`")
+    width: int
+    height: int
+    video_kbps: int
+    audio_kbps: int
+    codec: Literal["h264", "hevc"]
+    codecs: str = Field(description="RFC 6381; once encoded, read back from the bitstream")
+    frame_rate: float | None = Field(description="the source's; null in a plan")
+    needs_upscale: bool = Field(description="above the source: made by AI super-resolution")
+    upscale_passes: int = Field(description="learned x2 passes (the rest, if any, bicubic)")
+    tile: RenditionTile | None = Field(description="set on the tiles of a 20K stream")
+
+
+class StreamRenditions(_Out):
+    basis: Literal["plan", "encoded"] = Field(
+        description="`plan`: before the first segment, what the tier, bitrate and enableAI"
+        " give a source at the tier's size (the largest ingestible, 8K, for 20K) at 30 fps;"
+        " a smaller source gets fewer rungs. `encoded`: the ladder the first segment fixed"
+    )
+    reason: str | None = Field(description="why there is less than the tier, e.g. 20K tiling")
+    items: list[StreamRendition] = Field(description="the ladder, highest first, then tiles")
 
 
 class Stream(_StreamColumns):
     analytics: dict[str, Any] | None = Field(
         description="the stream's counters; null except for its owner"
+    )
+    renditions: StreamRenditions | None = Field(
+        default=None, description="what the stream is (or will be) encoded to"
     )
 
 
@@ -140,6 +181,10 @@ class Joined(_Out):
     joined: bool
     viewers: int
     playback_url: str = Field(description="HLS master playlist with a playback token")
+    ll_playback_url: str | None = Field(
+        description="LL-HLS master playlist with the same token (play it with a low-latency"
+        " player, e.g. hls.js lowLatencyMode); null when the stream's latencyMode is normal"
+    )
 
 
 class Left(_Out):

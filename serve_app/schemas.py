@@ -92,7 +92,11 @@ class StreamConfig(_Strict):
     bitrate: int | None = Field(default=None, gt=0)
     enableAI: bool = False
     enableHDR: bool = False
-    enableRayTracing: bool = False
+    enableRayTracing: bool = Field(
+        default=False,
+        description="stored and returned only (`ai_features.ray_tracing`): a hint for the"
+        " broadcaster's own client renderer; the server does no ray tracing",
+    )
     privacy: Privacy = "public"
     category: Annotated[
         str, StringConstraints(strip_whitespace=True, min_length=1, max_length=50)
@@ -101,6 +105,13 @@ class StreamConfig(_Strict):
     isNSFW: bool = False
     aiFeatures: dict[str, bool] = Field(
         default_factory=dict, max_length=16, description="extra AI switches, e.g. denoise, sharpen"
+    )
+    # sql/0012: what a viewer's delay costs (README, docs/media.md).
+    latencyMode: Literal["low", "normal"] = Field(
+        default="low",
+        description="low: LL-HLS (CMAF parts, ~2-4 s behind live) for the rungs up to"
+        " LUMALIVE_LLHLS_MAX_HEIGHT, from one extra real-time encoder per stream, besides"
+        " the classic HLS ladder; normal: classic HLS only (segments, ~10+ s behind)",
     )
 
     @field_validator("tags")

@@ -36,9 +36,12 @@ __all__ = [
     "close_viewing",
     "open_viewers",
     "add_chat",
+    "add_chats",
+    "ChatDraft",
     "list_chat",
     "soft_delete_chat",
     "add_reaction",
+    "add_reactions",
     "add_report",
 ]
 
@@ -229,6 +232,57 @@ async def add_chat(
         .one()
     )
     return dict(row)
+
+
+class ChatDraft(NamedTuple):
+    """A message to store: its author, text, moderation score and whether it is hidden."""
+
+    user_id: UUID
+    message: str
+    score: float
+    moderated: bool
+
+
+# sql/0014: a batch of messages (or reactions) and their events in one call, each row
+# written acting as its author, so every policy holds per row as with `add_chat`.
+_POST_CHAT = text(
+    f"SELECT {CHAT_COLUMNS} FROM post_chat(:s, CAST(:u AS uuid[]), CAST(:m AS text[]),"
+    " CAST(:score AS real[]), CAST(:mod AS boolean[]))"
+)
+_POST_REACTIONS = text(
+    "SELECT id, stream_id, user_id, reaction, created_at"
+    " FROM post_reactions(:s, CAST(:u AS uuid[]), CAST(:r AS text[]))"
+)
+
+
+async def add_chats(
+    conn: AsyncConnection, stream_id: UUID, drafts: list[ChatDraft]
+) -> list[dict[str, Any]]:
+    """Store messages with their events (`chat_message`, or `moderation_action`
+    without the text for a hidden one) in one round trip; rows in `drafts` order.
+    The transaction's acting user is afterwards the last author."""
+    rows = await conn.execute(
+        _POST_CHAT,
+        {
+            "s": stream_id,
+            "u": [d.user_id for d in drafts],
+            "m": [d.message for d in drafts],
+            "score": [d.score for d in drafts],
+            "mod": [d.moderated for d in drafts],
+        },
+    )
+    return [dict(r) for r in rows.mappings()]
+
+
+async def add_reactions(
+    conn: AsyncConnection, stream_id: UUID, drafts: list[tuple[UUID, str]]
+) -> list[dict[str, Any]]:
+    """Store `(user_id, reaction)`s with their `reaction` events in one round trip."""
+    rows = await conn.execute(
+        _POST_REACTIONS,
+        {"s": stream_id, "u": [u for u, _ in drafts], "r": [r for _, r in drafts]},
+    )
+    return [dict(r) for r in rows.mappings()]
 
 
 async def list_chat(

@@ -25,9 +25,11 @@ __all__ = [
     "lock_status",
     "add_renditions",
     "renditions",
+    "renditions_of",
     "add_segments",
     "playlist",
     "segment",
+    "init_segment",
     "add_moderation",
     "add_quality",
     "resume",
@@ -49,6 +51,17 @@ class NewRendition:
     codecs: str
     needs_upscale: bool
     ladder_reason: str | None
+    # sql/0010: learned x2 passes; a 20K tile's grid position and place in the frame.
+    upscale_passes: int = 0
+    tile_row: int | None = None
+    tile_col: int | None = None
+    tile_x: int | None = None
+    tile_y: int | None = None
+    frame_width: int | None = None
+    frame_height: int | None = None
+    # sql/0011: HLS VIDEO-RANGE (SDR, PQ, HLG) and the segments' container (ts, fmp4).
+    video_range: str = "SDR"
+    container: str = "ts"
 
 
 @dataclass(frozen=True)
@@ -64,7 +77,8 @@ class NewSegment:
     program_date_time: datetime
     target_duration: int
     discontinuity_sequence: int
-    timings: dict[str, float] = field(default_factory=dict)
+    timings: dict[str, float | str] = field(default_factory=dict)  # ms per stage; worker
+    gap: bool = False  # a shed rung's placeholder: EXT-X-GAP, no object (sql/0013)
 
 
 @dataclass(frozen=True)
@@ -90,6 +104,8 @@ class NewQuality:
     retries: int
     dropped: bool
     error: str | None
+    quality_level: int = 0  # backpressure level it was encoded at (sql/0013)
+    shed: list[str] = field(default_factory=list)  # renditions it was not encoded to
 
 
 @dataclass(frozen=True)
@@ -120,26 +136,56 @@ async def add_renditions(conn: AsyncConnection, stream_id: UUID, rows: list[NewR
         text(
             "INSERT INTO stream_renditions (stream_id, name, position, width, height, frame_rate,"
             " video_codec, video_kbps, audio_kbps, bandwidth, average_bandwidth, codecs,"
-            " needs_upscale, ladder_reason) VALUES (:stream_id, :name, :position, :width, :height,"
+            " needs_upscale, ladder_reason, upscale_passes, tile_row, tile_col, tile_x, tile_y,"
+            " frame_width, frame_height, video_range, container) VALUES (:stream_id, :name,"
+            " :position, :width, :height,"
             " :frame_rate, :video_codec, :video_kbps, :audio_kbps, :bandwidth, :average_bandwidth,"
-            " :codecs, :needs_upscale, :ladder_reason) ON CONFLICT DO NOTHING"
+            " :codecs, :needs_upscale, :ladder_reason, :upscale_passes, :tile_row, :tile_col,"
+            " :tile_x, :tile_y, :frame_width, :frame_height, :video_range, :container)"
+            " ON CONFLICT DO NOTHING"
         ),
         [{"stream_id": stream_id, **asdict(r)} for r in rows],
     )
 
 
-async def renditions(conn: AsyncConnection, stream_id: UUID) -> list[dict[str, Any]]:
-    """The master playlist's rows, highest first; empty if none or not visible."""
+async def renditions(
+    conn: AsyncConnection, stream_id: UUID, *, tiles: bool = False
+) -> list[dict[str, Any]]:
+    """The master playlist's rows, highest first; empty if none or not visible.
+    `tiles`: also a 20K stream's tiles (sql/0010), after the ladder."""
     rows = await conn.execute(
         text(
             "SELECT name, width, height, frame_rate, video_codec,"
             " video_kbps, audio_kbps, bandwidth,"
-            " average_bandwidth, codecs, needs_upscale, ladder_reason FROM stream_renditions"
-            " WHERE stream_id = :s ORDER BY position"
+            " average_bandwidth, codecs, needs_upscale, ladder_reason, upscale_passes,"
+            " tile_row, tile_col, tile_x, tile_y, frame_width, frame_height, video_range,"
+            " container FROM stream_renditions"
+            " WHERE stream_id = :s AND (CAST(:tiles AS boolean) OR tile_row IS NULL)"
+            " ORDER BY position"
         ),
-        {"s": stream_id},
+        {"s": stream_id, "tiles": tiles},
     )
     return [dict(r) for r in rows.mappings()]
+
+
+async def renditions_of(
+    conn: AsyncConnection, stream_ids: list[UUID]
+) -> dict[UUID, list[dict[str, Any]]]:
+    """`renditions(..., tiles=True)` of several streams in one read (a page of streams)."""
+    rows = await conn.execute(
+        text(
+            "SELECT stream_id, name, width, height, frame_rate, video_codec, video_kbps,"
+            " audio_kbps, bandwidth, average_bandwidth, codecs, needs_upscale, ladder_reason,"
+            " upscale_passes, tile_row, tile_col, tile_x, tile_y, frame_width, frame_height,"
+            " video_range, container FROM stream_renditions WHERE stream_id = ANY(:ids)"
+            " ORDER BY stream_id, position"
+        ),
+        {"ids": stream_ids},
+    )
+    out: dict[UUID, list[dict[str, Any]]] = {}
+    for r in rows.mappings():
+        out.setdefault(r["stream_id"], []).append(dict(r))
+    return out
 
 
 async def add_segments(conn: AsyncConnection, stream_id: UUID, rows: list[NewSegment]) -> None:
@@ -148,10 +194,10 @@ async def add_segments(conn: AsyncConnection, stream_id: UUID, rows: list[NewSeg
             "INSERT INTO stream_segments (stream_id, rendition, sequence,"
             " source_sequence, duration,"
             " bytes, frames, path, discontinuity, program_date_time, target_duration,"
-            " discontinuity_sequence, timings) VALUES (:stream_id, :rendition, :sequence,"
+            " discontinuity_sequence, timings, gap) VALUES (:stream_id, :rendition, :sequence,"
             " :source_sequence, :duration, :bytes, :frames, :path, :discontinuity,"
             " :program_date_time, :target_duration, :discontinuity_sequence,"
-            " CAST(:timings AS jsonb)) ON CONFLICT DO NOTHING"
+            " CAST(:timings AS jsonb), :gap) ON CONFLICT DO NOTHING"
         ),
         [{"stream_id": stream_id, **asdict(r), "timings": json.dumps(r.timings)} for r in rows],
     )
@@ -164,7 +210,7 @@ async def playlist(
     rows = await conn.execute(
         text(
             "SELECT * FROM (SELECT sequence, duration, bytes, discontinuity, program_date_time,"
-            " target_duration, discontinuity_sequence FROM stream_segments"
+            " target_duration, discontinuity_sequence, gap, path FROM stream_segments"
             " WHERE stream_id = :s AND rendition = :r ORDER BY sequence DESC LIMIT :n) w"
             " ORDER BY sequence"
         ),
@@ -181,7 +227,7 @@ async def segment(
             await conn.execute(
                 text(
                     "SELECT path, bytes FROM stream_segments"
-                    " WHERE stream_id = :s AND rendition = :r AND sequence = :q"
+                    " WHERE stream_id = :s AND rendition = :r AND sequence = :q AND NOT gap"
                 ),
                 {"s": stream_id, "r": rendition, "q": sequence},
             )
@@ -190,6 +236,23 @@ async def segment(
         .first()
     )
     return dict(row) if row else None
+
+
+async def init_segment(
+    conn: AsyncConnection, stream_id: UUID, rendition: str
+) -> dict[str, Any] | None:
+    """An fMP4 rendition's init segment (sql/0011): `{path}` beside its newest `.m4s`
+    (one init per rendition: media.cmaf), or None (not fMP4, nothing yet, not visible)."""
+    row = (
+        await conn.execute(
+            text(
+                "SELECT path FROM stream_segments WHERE stream_id = :s AND rendition = :r"
+                " AND NOT gap AND path LIKE '%.m4s' ORDER BY sequence DESC LIMIT 1"
+            ),
+            {"s": stream_id, "r": rendition},
+        )
+    ).first()
+    return {"path": row[0].rsplit("/", 1)[0] + "/init.mp4"} if row else None
 
 
 async def add_moderation(conn: AsyncConnection, stream_id: UUID, row: NewModeration) -> None:
@@ -208,9 +271,10 @@ async def add_quality(conn: AsyncConnection, stream_id: UUID, row: NewQuality) -
     await conn.execute(
         text(
             "INSERT INTO stream_quality (stream_id, source_sequence, start_time, duration, frames,"
-            " input_fps, input_kbps, latency_ms, retries, dropped, error) VALUES (:stream_id,"
-            " :source_sequence, :start_time, :duration, :frames, :input_fps, :input_kbps,"
-            " :latency_ms, :retries, :dropped, :error) ON CONFLICT DO NOTHING"
+            " input_fps, input_kbps, latency_ms, retries, dropped, error, quality_level, shed)"
+            " VALUES (:stream_id, :source_sequence, :start_time, :duration, :frames, :input_fps,"
+            " :input_kbps, :latency_ms, :retries, :dropped, :error, :quality_level, :shed)"
+            " ON CONFLICT DO NOTHING"
         ),
         {"stream_id": stream_id, **asdict(row)},
     )

@@ -41,7 +41,8 @@ __all__ = [
 COLUMNS = (
     "id, user_id, title, description, quality, bitrate, status, is_live, viewers, peak_viewers,"
     " duration, privacy, category, tags, is_nsfw, ai_features, end_reason,"
-    " created_at, started_at, ended_at, updated_at"
+    " created_at, started_at, ended_at, updated_at,"
+    " latency_mode"  # sql/0012
 )
 # The listings' NSFW filter (sql/0006), over live_streams' own columns.
 NSFW_LISTABLE = "nsfw_listable(is_nsfw, id, user_id)"
@@ -61,6 +62,7 @@ class NewStream:
     is_nsfw: bool
     ai_features: dict[str, Any]
     stream_key: str
+    latency_mode: str = "low"  # sql/0012: low (LL-HLS) | normal
 
 
 async def insert(conn: AsyncConnection, s: NewStream) -> dict[str, Any]:
@@ -70,10 +72,11 @@ async def insert(conn: AsyncConnection, s: NewStream) -> dict[str, Any]:
                 text(
                     "INSERT INTO live_streams (user_id, title, description, quality, bitrate,"
                     " privacy,"
-                    " category, tags, is_nsfw, ai_features, stream_key) VALUES (:user_id, :title,"
+                    " category, tags, is_nsfw, ai_features, stream_key, latency_mode) VALUES"
+                    " (:user_id, :title,"
                     " :description, :quality, :bitrate, :privacy, :category, :tags, :is_nsfw,"
                     # a new stream's counters are empty (and only its owner inserts it)
-                    f" CAST(:ai AS jsonb), :stream_key) RETURNING {COLUMNS},"
+                    f" CAST(:ai AS jsonb), :stream_key, :latency_mode) RETURNING {COLUMNS},"
                     " CAST('{}' AS jsonb) AS analytics"
                 ),
                 {**s.__dict__, "ai": json.dumps(s.ai_features)},

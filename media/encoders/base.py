@@ -58,6 +58,9 @@ class EncoderSettings:
     # Stop x265 printing its banner and per-encode summary to stderr.
     x265_log_level: str = "error"
     hardware: HardwareMode = "off"
+    # Decode on a device (e.g. "cuda": NVDEC via PyAV's hwaccel, software fallback);
+    # None: on the CPU. Set by media workers that hold a GPU.
+    decode_hwaccel: str | None = None
 
 
 class Encoder(Protocol):

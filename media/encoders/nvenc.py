@@ -52,6 +52,8 @@ class Nvenc:
 
     def check(self, rendition: Rendition) -> None:
         check_levels(self, rendition)
+        if rendition.video_range != "SDR":  # 10-bit + HDR SEI: libx265 (media.hdr)
+            refuse(self, rendition, "HDR renditions are encoded in software")
         limit = _MAX_SIZE[self.codec]
         if max(rendition.width, rendition.height) > limit:
             refuse(self, rendition, f"NVENC encodes frames up to {limit}x{limit}")

@@ -67,7 +67,8 @@ class LibX265:
             params += [f"pools={settings.threads}", f"frame-threads={settings.threads}"]
         return {
             "preset": settings.preset,
-            "profile": "main",
+            # Main10 for HDR renditions (media.hdr adds their colour VUI and SEI).
+            "profile": "main" if r.video_range == "SDR" else "main10",
             **rate_options(r),
             "x265-params": ":".join(params),
         }

@@ -5,11 +5,16 @@ Modules, innermost first: `avc` (H.264 and AAC as FLV tag bodies), `clock` (a
 track's frame times on the publish's millisecond timeline), `frames` (decoded
 frames → H.264/AAC tags, PyAV), `ice` (which addresses and ICE servers aiortc
 uses), `whip` (one publish: the offer, the answer, the peer connection, its media
-into an `IngestSession`). No Ray here.
+into an `IngestSession`). Playback (WHEP) the other way: `hub` (a stream's
+WebRTC-ready packets fanned out to viewers), `tap` (the segmenter's packets made
+WebRTC-ready once per stream), `whep` (one viewer's peer connection). No Ray here.
 """
 
 from media.webrtc.frames import FlvTag, MediaEncoder
+from media.webrtc.hub import MediaPacket, PacketHub, Subscription
 from media.webrtc.ice import IceServer, use_host_addresses
+from media.webrtc.tap import SourceTap
+from media.webrtc.whep import WhepConfig, WhepPlayback, check_play_offer
 from media.webrtc.whip import InvalidOfferError, WhipConfig, WhipPublish, check_offer
 
 __all__ = [
@@ -17,8 +22,15 @@ __all__ = [
     "IceServer",
     "InvalidOfferError",
     "MediaEncoder",
+    "MediaPacket",
+    "PacketHub",
+    "SourceTap",
+    "Subscription",
+    "WhepConfig",
+    "WhepPlayback",
     "WhipConfig",
     "WhipPublish",
     "check_offer",
+    "check_play_offer",
     "use_host_addresses",
 ]

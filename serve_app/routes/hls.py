@@ -9,18 +9,20 @@ players use: they cannot send headers), else the bearer token, else anonymous; t
 the stream's visibility is checked as that user, like every other read. Callers who
 may not see the stream get 404 on every path. Every URI inside a playlist carries a
 playback token for the same user, so a standard player needs nothing but the URL.
+
+This is the classic ladder (whole segments, every player). A stream in latency mode `low` is
+also served as LL-HLS (CMAF parts, blocking reload) by `serve_app.routes.llhls`, under
+`/llhls/`, with the same access rules (it reuses `_viewer` and `_cache`).
 """
 
 from __future__ import annotations
 
-import asyncio
 import re
 from typing import Annotated, Any
 from urllib.parse import quote
 from uuid import UUID
 
 from fastapi import APIRouter, Path, Query, Response
-from fastapi.responses import FileResponse, StreamingResponse
 
 from lumalive.auth import TokenService
 from lumalive.errors import NotFound
@@ -28,9 +30,7 @@ from lumalive.settings import Settings
 from lumalive.status import StreamStatus
 from lumalive.store import media
 from media.ladder import Rendition
-from media.object_storage import ObjectStorage
 from media.playlist import SegmentRecord, master_playlist, media_playlist, segment_name
-from media.storage import LocalStorage
 from serve_app.deps import (
     AccessDep,
     DbDep,
@@ -40,6 +40,7 @@ from serve_app.deps import (
     TokensDep,
 )
 from serve_app.responses import ERRORS
+from serve_app.segment_response import segment_response
 from serve_app.stream_access import StreamAccess
 
 router = APIRouter(
@@ -48,7 +49,8 @@ router = APIRouter(
 
 PLAYLIST_TYPE = "application/vnd.apple.mpegurl"
 SEGMENT_TYPE = "video/mp2t"
-_SEGMENT = re.compile(r"^(\d{1,12})\.ts$")
+# MPEG-TS, or an fMP4 (HDR) rendition's .m4s media segments and its init.mp4 (sql/0011).
+_SEGMENT = re.compile(r"^(?:(\d{1,12})\.(ts|m4s)|init\.mp4)$")
 
 RenditionName = Annotated[str, Path(pattern=r"^[A-Za-z0-9_-]{1,20}$")]
 PlaybackToken = Annotated[
@@ -140,11 +142,12 @@ async def media_index(
     records = [
         SegmentRecord(
             sequence=r["sequence"],
-            uri=segment_name(r["sequence"]),
+            uri=segment_name(r["sequence"], r["path"].rsplit(".", 1)[-1]),  # ts | m4s
             duration=r["duration"],
             size=r["bytes"],
             program_date_time=r["program_date_time"],
             discontinuity=r["discontinuity"],
+            gap=r["gap"],
         )
         for r in rows
     ]
@@ -157,6 +160,8 @@ async def media_index(
         discontinuity_sequence=rows[0]["discontinuity_sequence"] if rows else 0,
         playlist_type="VOD" if ended else None,
         uri_suffix=suffix,
+        # fMP4 (HDR) renditions: their init segment (media.cmaf, sql/0011).
+        map_uri="init.mp4" if rows and rows[0]["path"].endswith(".m4s") else None,
     )
     return Response(
         body,
@@ -188,24 +193,19 @@ async def media_segment(
         raise NotFound("no such segment", "segment_not_found")
     stream, user, _ = await _viewer(access, tokens, settings, stream_id, user, pt)
     async with db.acting(user) as conn:
-        row = await media.segment(conn, stream_id, rendition, int(match.group(1)))
-    if row is None:
+        if match.group(1) is None:
+            row = await media.init_segment(conn, stream_id, rendition)
+        else:
+            row = await media.segment(conn, stream_id, rendition, int(match.group(1)))
+    if row is None or (match.group(2) and not row["path"].endswith("." + match.group(2))):
         raise NotFound("no such segment", "segment_not_found")
     scope = "public" if stream["privacy"] == "public" else "private"
     headers = {"Cache-Control": f"{scope}, max-age=31536000, immutable"}
-    try:
-        if isinstance(storage, LocalStorage):
-            path = storage.path(row["path"])
-            if not path.is_file():
-                raise KeyError(row["path"])
-            return FileResponse(path, media_type=SEGMENT_TYPE, headers=headers)
-        if isinstance(storage, ObjectStorage):
-            # Proxied, not redirected: the same access check and Cache-Control as a
-            # file, and the bucket can stay private.
-            size, chunks = await storage.stream(row["path"])
-            headers["Content-Length"] = str(size)
-            return StreamingResponse(chunks, media_type=SEGMENT_TYPE, headers=headers)
-        data = await asyncio.to_thread(storage.get, row["path"])
+    if not segment.endswith(".ts"):  # RFC 8216 3.3 / 3.5; Starlette keeps a given type
+        headers["Content-Type"] = "video/mp4" if match.group(1) is None else "video/iso.segment"
+    try:  # a file, proxied from a bucket (Range too), or a presigned redirect
+        return await segment_response(
+            storage, row["path"], headers, public=scope == "public", settings=settings
+        )
     except KeyError:
         raise NotFound("segment file is missing", "segment_not_found") from None
-    return Response(data, media_type=SEGMENT_TYPE, headers=headers)

@@ -11,9 +11,11 @@ from uuid import UUID
 
 from fastapi import APIRouter, Query, Request
 
+from actors.stream_gateway import StreamGateway
 from lumalive.errors import Conflict, NotFound, Unprocessable
 from lumalive.status import StreamStatus
 from lumalive.store import activity, analytics, users
+from models.moderation import ChatModerator
 from serve_app.deps import (
     AccessDep,
     CurrentUser,
@@ -41,6 +43,7 @@ from serve_app.responses import (
     StreamAnalytics,
 )
 from serve_app.schemas import ChatIn, InviteIn, ReactionIn, ReportIn, Storable
+from serve_app.stream_access import StreamAccess
 
 router = APIRouter(prefix="/api/live-streaming/{stream_id}", tags=["interaction"], responses=ERRORS)
 
@@ -55,12 +58,19 @@ async def join(
     settings: SettingsDep,
     request: Request,
 ) -> dict[str, Any]:
-    """Join; `playback_url` is the HLS master playlist with a playback token for this user."""
+    """Join; `playback_url` is the HLS master playlist with a playback token for this user,
+    `ll_playback_url` the LL-HLS one (null unless the stream's latency mode is low)."""
     stream = await access.live(user, stream_id)
     row = await gateway.join(stream, user)
     token = tokens.issue_playback(user, stream_id, settings.playback_ttl_s)
     url = request.url_for("hls_master", stream_id=stream_id)
-    return {**row, "playback_url": f"{url}?pt={token}"}
+    low = stream.get("latency_mode", "low") == "low" and settings.llhls_max_height > 0
+    ll = request.url_for("llhls_master", stream_id=stream_id) if low else None
+    return {
+        **row,
+        "playback_url": f"{url}?pt={token}",
+        "ll_playback_url": f"{ll}?pt={token}" if ll else None,
+    }
 
 
 @router.post("/leave", response_model=Left, dependencies=[rate_limited("join")])
@@ -82,9 +92,22 @@ async def send_chat(
     gateway: GatewayDep,
     moderator: ModeratorDep,
 ) -> dict[str, Any]:
+    return await post_chat(access, moderator, gateway, user, stream_id, body.message)
+
+
+async def post_chat(
+    access: StreamAccess,
+    moderator: ChatModerator,
+    gateway: StreamGateway,
+    user: UUID,
+    stream_id: UUID,
+    message: str,
+) -> dict[str, Any]:
+    """Send a validated message as `user`: the POST route and the WebSocket's `chat`
+    frame (`serve_app.socket_chat`) both come here, so both check and refuse alike."""
     stream = await access.speaking(user, stream_id)
-    score, moderated = moderator.score(body.message)
-    row = await gateway.chat(stream, user, body.message, score, moderated)
+    score, moderated = moderator.score(message)
+    row = await gateway.chat(stream, user, message, score, moderated)
     return {**row, "moderation_score": round(score, 4)}
 
 

@@ -16,12 +16,18 @@ plain API calls always find room. One client holds at most
 `max_realtime_per_user` of them per replica (anonymous callers:
 `max_realtime_per_ip` per IP address); past that it gets 429
 `too_many_connections` with Retry-After (WebSocket: close code 4429).
+
+The WebSocket also carries chat from the client (`serve_app.socket_chat`): a
+`{"type": "chat", "message", "ref"}` frame is sent as `POST …/chat` would be and
+answered with a `chat_ack` or an `error` frame. Replies and events share the
+socket under one lock, so frames never interleave.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Annotated, Any
 from uuid import UUID
@@ -43,11 +49,15 @@ from serve_app.deps import (
     ConnectionsDep,
     DbDep,
     EventsDep,
+    GatewayDep,
     MaybeUser,
+    ModeratorDep,
     SettingsDep,
     maybe_user,
 )
 from serve_app.fanout import EventHub
+from serve_app.routes.interaction import post_chat
+from serve_app.socket_chat import SocketChat
 
 __all__ = ["router", "realtime_capacity"]
 
@@ -205,10 +215,14 @@ async def event_socket(
     events: EventsDep,
     connections: ConnectionsDep,
     settings: SettingsDep,
+    gateway: GatewayDep,
+    moderator: ModeratorDep,
     last_event_id: Annotated[int | None, Query(ge=0)] = None,
 ) -> None:
     """WebSocket: one JSON text message per event, in the event contract as the SSE
-    `data:` (see `event_stream`).
+    `data:` (see `event_stream`). The client may send chat on it:
+    `{"type": "chat", "message", "ref"}`, answered `{"type": "chat_ack", "ref", "chat"}`
+    (the POST's body) or `{"type": "error", "ref", "error": {code, message, status}}`.
     Closes with 4401 (bad token), 4404 (not visible), 4429 (the client holds too many
     connections), 4503 (replica full), 1000 after stream_ended."""
     try:
@@ -222,19 +236,30 @@ async def event_socket(
         await ws.send_json({"type": "error", "error": {"code": exc.code, "message": exc.message}})
         await ws.close(code=4000 + exc.status_code, reason=exc.code)
         return
+
+    async def post(author: UUID, message: str) -> dict[str, Any]:
+        return await post_chat(access, moderator, gateway, author, stream_id, message)
+
+    chat = SocketChat(user, post, settings.max_body_bytes)
     try:
         await ws.accept()
-        await _deliver(ws, events, stream, user, last_event_id)
+        await _deliver(ws, events, stream, user, last_event_id, chat)
     finally:
         closed()
 
 
 async def _deliver(
-    ws: WebSocket, events: EventHub, stream: dict[str, Any], user: UUID | None, after: int | None
+    ws: WebSocket,
+    events: EventHub,
+    stream: dict[str, Any],
+    user: UUID | None,
+    after: int | None,
+    chat: SocketChat,
 ) -> None:
     """The accepted socket's life: events until the stream ends or the client leaves."""
     sub = await events.subscribe(stream, user, after=after, transport="ws")
-    reader = asyncio.create_task(_drain_client(ws))
+    lock = asyncio.Lock()  # events and chat replies: one frame at a time
+    reader = asyncio.create_task(_read_client(ws, chat, lock))
     reader.add_done_callback(lambda _: sub.keepalive())  # the client left: stop waiting
     try:
         async for batch in sub.batches():
@@ -242,8 +267,9 @@ async def _deliver(
                 return
             if not batch:
                 continue
-            for msg in batch:
-                await ws.send_text(msg.ws)
+            async with lock:
+                for msg in batch:
+                    await ws.send_text(msg.ws)
         # 4503: fell too far behind; reconnect with last_event_id to replay.
         code = 4503 if sub.overflowed else 1000
         await ws.close(code=code)
@@ -256,10 +282,54 @@ async def _deliver(
             await reader
 
 
-async def _drain_client(ws: WebSocket) -> Any:
-    """Read (and ignore) what the client sends, to notice when it goes away."""
-    with contextlib.suppress(WebSocketDisconnect, RuntimeError):
-        while True:
-            msg = await ws.receive()
-            if msg["type"] == "websocket.disconnect":
-                return
+# Chat frames of one socket being handled at once; past it a frame is refused (429).
+_MAX_PENDING_CHAT = 16
+
+
+async def _read_client(ws: WebSocket, chat: SocketChat, lock: asyncio.Lock) -> None:
+    """Read what the client sends: chat frames are handled (each in a task of its own,
+    so reading goes on), the rest ignored; returns when the client goes away."""
+    pending: set[asyncio.Task[None]] = set()
+    try:
+        with contextlib.suppress(WebSocketDisconnect, RuntimeError):
+            while True:
+                msg = await ws.receive()
+                if msg["type"] == "websocket.disconnect":
+                    return
+                text = msg.get("text")
+                if text is None:
+                    continue
+                if len(pending) >= _MAX_PENDING_CHAT:
+                    await _reply(ws, lock, _too_many_pending())
+                    continue
+                task = asyncio.create_task(_answer(ws, chat, lock, text))
+                pending.add(task)
+                task.add_done_callback(pending.discard)
+    finally:
+        for task in pending:
+            task.cancel()
+
+
+async def _answer(ws: WebSocket, chat: SocketChat, lock: asyncio.Lock, text: str) -> None:
+    reply = await chat.handle(text)
+    if reply is not None:
+        with contextlib.suppress(WebSocketDisconnect, RuntimeError):
+            await _reply(ws, lock, reply)
+
+
+async def _reply(ws: WebSocket, lock: asyncio.Lock, reply: dict[str, Any]) -> None:
+    async with lock:
+        await ws.send_text(json.dumps(reply, separators=(",", ":")))
+
+
+def _too_many_pending() -> dict[str, Any]:
+    return {
+        "type": "error",
+        "ref": None,
+        "error": {
+            "code": "rate_limited",
+            "message": f"at most {_MAX_PENDING_CHAT} chat messages may await their ack",
+            "status": 429,
+            "retryAfter": 1,
+        },
+    }

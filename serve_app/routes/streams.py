@@ -28,6 +28,7 @@ from serve_app.deps import (
     SettingsDep,
     rate_limited,
 )
+from serve_app.renditions import planned, with_renditions
 from serve_app.responses import ERRORS, OwnedStream, Stream, StreamPage
 from serve_app.schemas import Storable, StreamConfig
 
@@ -83,12 +84,13 @@ async def create_stream(
         is_nsfw=cfg.isNSFW,
         ai_features=_ai_features(cfg),
         stream_key=key,
+        latency_mode=cfg.latencyMode,
     )
     async with db.acting(user) as conn:
         await check_create(conn, user, settings)
         row = await streams.insert(conn, new)
     embeddings.schedule(row)  # for recommendations; off the request's path
-    return _with_key(settings, row, key)
+    return _with_key(settings, {**row, "renditions": planned(row, settings)}, key)
 
 
 @router.post("/start/{stream_id}", response_model=Stream, dependencies=[rate_limited("start")])
@@ -108,7 +110,8 @@ async def start_stream(
         )
     async with db.acting(user) as conn:
         await check_start(conn, user, settings)  # the user's lock is held until it is live
-        return await gateway.start(stream)
+        row = await gateway.start(stream)
+    return await _one_with_renditions(db, user, row, settings)
 
 
 @router.post("/end/{stream_id}", response_model=Stream)
@@ -118,6 +121,7 @@ async def end_stream(
     access: AccessDep,
     gateway: GatewayDep,
     settings: SettingsDep,
+    db: DbDep,
 ) -> dict[str, Any]:
     """live → ended, once what the publisher sent is published (the VOD has every frame):
     the answer waits for that, at most `end_drain_s`."""
@@ -125,13 +129,15 @@ async def end_stream(
     if stream["status"] != StreamStatus.LIVE:
         raise Conflict(f"stream is {stream['status']}, not live", "stream_not_live")
     await ingest_actor.finish(stream_id, settings.end_drain_s)
-    return await gateway.end(stream, "ended_by_owner")  # also stops the stream's actor
+    row = await gateway.end(stream, "ended_by_owner")  # also stops the stream's actor
+    return await _one_with_renditions(db, user, row, settings)
 
 
 @router.get("/live", response_model=StreamPage)
 async def live_streams(
     user: MaybeUser,
     db: DbDep,
+    settings: SettingsDep,
     limit: Limit = 20,
     cursor: str | None = None,
     category: Annotated[str | None, Query(max_length=50), Storable] = None,
@@ -143,6 +149,7 @@ async def live_streams(
         items, nxt = await streams.list_live(
             conn, limit=limit, after=cursor, category=category, quality=quality, tag=tag
         )
+        items = await with_renditions(conn, items, settings)
     return {"items": items, "next_cursor": nxt}
 
 
@@ -151,11 +158,13 @@ async def user_streams(
     user_id: UUID,
     user: MaybeUser,
     db: DbDep,
+    settings: SettingsDep,
     limit: Limit = 20,
     cursor: str | None = None,
 ) -> dict[str, Any]:
     async with db.acting(user) as conn:
         items, nxt = await streams.list_by_user(conn, user_id, limit=limit, after=cursor)
+        items = await with_renditions(conn, items, settings)
     return {"items": items, "next_cursor": nxt}
 
 
@@ -166,11 +175,21 @@ async def get_stream(
 ) -> dict[str, Any]:
     """The stream; its owner also gets the stream key and ingest URL."""
     stream = await access.visible(user, stream_id, fresh=True)
+    stream = await _one_with_renditions(db, user, stream, settings)
     if user is not None and stream["user_id"] == user:
         async with db.acting(user) as conn:
             key = await streams.owner_key(conn, stream_id)
         return _with_key(settings, stream, key)
     return stream
+
+
+async def _one_with_renditions(
+    db: Any, user: UUID | None, stream: dict[str, Any], settings: Settings
+) -> dict[str, Any]:
+    """The stream with its `renditions` (the plan, or the ladder once encoded)."""
+    async with db.acting(user) as conn:
+        [row] = await with_renditions(conn, [stream], settings)
+    return row
 
 
 @router.delete("/{stream_id}", status_code=204, response_class=Response)

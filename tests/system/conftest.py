@@ -30,6 +30,7 @@ def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
         rtmp_port=free_port(),
         database_url=None,
         ray_address=None,
+        api_replicas=1,  # per-replica limits and caps are asserted; `up` picks by CPUs
         # slow refill so the rate-limit tests do not depend on timing
         reaction_rate_per_s=5.0,
         reaction_burst=20,

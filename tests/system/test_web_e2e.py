@@ -201,6 +201,9 @@ async def test_a_viewer_watches_switches_rendition_chats_and_reacts(
         await watch.get_by_role("button", name="Join stream").click()
         await _video_plays(watch)
         await studio.locator("[data-status=viewers] dd", has_text="1").wait_for()
+        # A low-latency stream (the default) plays over LL-HLS (hls.js lowLatencyMode).
+        player = watch.locator("[data-testid=player]")
+        assert await player.get_attribute("data-latency") == "low"
 
         # A rendition switch through the menu shows in the picture itself.
         menu = watch.locator("[data-testid=rendition-menu]")

@@ -26,6 +26,8 @@ class Method:
         self._handle.calls.append((self._name, args))
         if self._handle.raises is not None:
             raise self._handle.raises
+        if self._name.endswith("_many"):  # chat_many / react_many: one result per item
+            return [{"method": self._name, "args": tuple(item)} for item in args[0]]
         return {"method": self._name, "args": args}
 
 

@@ -452,7 +452,8 @@ export interface paths {
         put?: never;
         /**
          * Join
-         * @description Join; `playback_url` is the HLS master playlist with a playback token for this user.
+         * @description Join; `playback_url` is the HLS master playlist with a playback token for this user,
+         *     `ll_playback_url` the LL-HLS one (null unless the stream's latency mode is low).
          */
         post: operations["join_api_live_streaming__stream_id__join_post"];
         delete?: never;
@@ -472,6 +473,69 @@ export interface paths {
         put?: never;
         /** Leave */
         post: operations["leave_api_live_streaming__stream_id__leave_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/live-streaming/{stream_id}/llhls/master.m3u8": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Llhls Master
+         * @description The low-latency multivariant playlist: the LL rungs, highest first, then the
+         *     pool's rungs above them (ordinary segments, higher latency).
+         */
+        get: operations["llhls_master_api_live_streaming__stream_id__llhls_master_m3u8_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/live-streaming/{stream_id}/llhls/{rendition}/index.m3u8": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Llhls Media
+         * @description A LL rendition's playlist: the newest `llhls_window_segments` segments, parts near
+         *     the live edge, a preload hint and the other LL renditions' reports.
+         */
+        get: operations["llhls_media_api_live_streaming__stream_id__llhls__rendition__index_m3u8_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/live-streaming/{stream_id}/llhls/{rendition}/{file}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Llhls File
+         * @description An init segment, a segment or a part. Immutable once published; the next part
+         *     (the playlist's preload hint) is answered as soon as it is published.
+         */
+        get: operations["llhls_file_api_live_streaming__stream_id__llhls__rendition___file__get"];
+        put?: never;
+        post?: never;
         delete?: never;
         options?: never;
         head?: never;
@@ -591,6 +655,92 @@ export interface paths {
         /** Report */
         post: operations["report_api_live_streaming__stream_id__report_post"];
         delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/live-streaming/{stream_id}/tiles/manifest.mpd": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Manifest Mpd
+         * @description The DASH MPD (MPEG-TS segments, profile mp2t-simple): the ladder as one
+         *     AdaptationSet, each tile as another, placed by SRD; live: the playlist window.
+         */
+        get: operations["manifest_mpd_api_live_streaming__stream_id__tiles_manifest_mpd_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/live-streaming/{stream_id}/tiles/tiles.json": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Tiles Json
+         * @description The tile map: the frame, the grid, each tile's place and media playlist, and the
+         *     ladder's master playlist and the MPD.
+         */
+        get: operations["tiles_json_api_live_streaming__stream_id__tiles_tiles_json_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/live-streaming/{stream_id}/whep": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Whep Play
+         * @description Watch the live stream over WebRTC: the body is a complete SDP offer (ICE
+         *     gathered) that receives H.264 video and, optionally, Opus audio; the answer is
+         *     complete too. Who may watch is who may play its HLS. Too many sessions on the
+         *     stream or from the caller is 429; an offer that cannot be answered is 400
+         *     `invalid_offer`; a stream not being published is 409 `stream_not_live`.
+         */
+        post: operations["whep_play_api_live_streaming__stream_id__whep_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/live-streaming/{stream_id}/whep/{resource}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        /**
+         * Whep Stop
+         * @description End the playback (its Location is the capability; no token needed).
+         */
+        delete: operations["whep_stop_api_live_streaming__stream_id__whep__resource__delete"];
         options?: never;
         head?: never;
         patch?: never;
@@ -1065,6 +1215,11 @@ export interface components {
             /** Joined */
             joined: boolean;
             /**
+             * Ll Playback Url
+             * @description LL-HLS master playlist with the same token (play it with a low-latency player, e.g. hls.js lowLatencyMode); null when the stream's latencyMode is normal
+             */
+            ll_playback_url: string | null;
+            /**
              * Playback Url
              * @description HLS master playlist with a playback token
              */
@@ -1354,6 +1509,13 @@ export interface components {
             is_live: boolean;
             /** Is Nsfw */
             is_nsfw: boolean;
+            /**
+             * Latency Mode
+             * @description low: LL-HLS at /llhls/master.m3u8 too; normal: HLS only
+             * @default low
+             * @enum {string}
+             */
+            latency_mode?: "low" | "normal";
             /** Peak Viewers */
             peak_viewers: number;
             /**
@@ -1366,6 +1528,8 @@ export interface components {
              * @enum {string}
              */
             quality: "1080p" | "4K" | "8K" | "20K";
+            /** @description what the stream is (or will be) encoded to */
+            renditions?: components["schemas"]["StreamRenditions"] | null;
             /** Started At */
             started_at: string | null;
             /**
@@ -1483,6 +1647,13 @@ export interface components {
             is_live: boolean;
             /** Is Nsfw */
             is_nsfw: boolean;
+            /**
+             * Latency Mode
+             * @description low: LL-HLS at /llhls/master.m3u8 too; normal: HLS only
+             * @default low
+             * @enum {string}
+             */
+            latency_mode?: "low" | "normal";
             /** Peak Viewers */
             peak_viewers: number;
             /** Popularity */
@@ -1545,6 +1716,26 @@ export interface components {
             name: string;
             /** Width */
             width: number;
+        };
+        /**
+         * RenditionTile
+         * @description Where a 20K tile sits in the whole tiled frame (pixels of that frame).
+         */
+        RenditionTile: {
+            /** Col */
+            col: number;
+            /** Frame Height */
+            frame_height: number;
+            /** Frame Width */
+            frame_width: number;
+            /** Row */
+            row: number;
+            /** X */
+            x: number;
+            /** Y */
+            y: number;
+        } & {
+            [key: string]: unknown;
         };
         /** Report */
         Report: {
@@ -1686,6 +1877,13 @@ export interface components {
             is_live: boolean;
             /** Is Nsfw */
             is_nsfw: boolean;
+            /**
+             * Latency Mode
+             * @description low: LL-HLS at /llhls/master.m3u8 too; normal: HLS only
+             * @default low
+             * @enum {string}
+             */
+            latency_mode?: "low" | "normal";
             /** Peak Viewers */
             peak_viewers: number;
             /**
@@ -1698,6 +1896,8 @@ export interface components {
              * @enum {string}
              */
             quality: "1080p" | "4K" | "8K" | "20K";
+            /** @description what the stream is (or will be) encoded to */
+            renditions?: components["schemas"]["StreamRenditions"] | null;
             /** Started At */
             started_at: string | null;
             /**
@@ -1805,6 +2005,7 @@ export interface components {
             enableHDR?: boolean;
             /**
              * Enableraytracing
+             * @description stored and returned only (`ai_features.ray_tracing`): a hint for the broadcaster's own client renderer; the server does no ray tracing
              * @default false
              */
             enableRayTracing?: boolean;
@@ -1813,6 +2014,13 @@ export interface components {
              * @default false
              */
             isNSFW?: boolean;
+            /**
+             * Latencymode
+             * @description low: LL-HLS (CMAF parts, ~2-4 s behind live) for the rungs up to LUMALIVE_LLHLS_MAX_HEIGHT, from one extra real-time encoder per stream, besides the classic HLS ladder; normal: classic HLS only (segments, ~10+ s behind)
+             * @default low
+             * @enum {string}
+             */
+            latencyMode?: "low" | "normal";
             /**
              * Privacy
              * @default public
@@ -1836,6 +2044,72 @@ export interface components {
             items: components["schemas"]["Stream"][];
             /** Next Cursor */
             next_cursor: string | null;
+        } & {
+            [key: string]: unknown;
+        };
+        /** StreamRendition */
+        StreamRendition: {
+            /** Audio Kbps */
+            audio_kbps: number;
+            /**
+             * Codec
+             * @enum {string}
+             */
+            codec: "h264" | "hevc";
+            /**
+             * Codecs
+             * @description RFC 6381; once encoded, read back from the bitstream
+             */
+            codecs: string;
+            /**
+             * Frame Rate
+             * @description the source's; null in a plan
+             */
+            frame_rate: number | null;
+            /** Height */
+            height: number;
+            /**
+             * Name
+             * @description the HLS path part, e.g. `1080p`, or a tile's `20K_r0c4`
+             */
+            name: string;
+            /**
+             * Needs Upscale
+             * @description above the source: made by AI super-resolution
+             */
+            needs_upscale: boolean;
+            /** @description set on the tiles of a 20K stream */
+            tile: components["schemas"]["RenditionTile"] | null;
+            /**
+             * Upscale Passes
+             * @description learned x2 passes (the rest, if any, bicubic)
+             */
+            upscale_passes: number;
+            /** Video Kbps */
+            video_kbps: number;
+            /** Width */
+            width: number;
+        } & {
+            [key: string]: unknown;
+        };
+        /** StreamRenditions */
+        StreamRenditions: {
+            /**
+             * Basis
+             * @description `plan`: before the first segment, what the tier, bitrate and enableAI give a source at the tier's size (the largest ingestible, 8K, for 20K) at 30 fps; a smaller source gets fewer rungs. `encoded`: the ladder the first segment fixed
+             * @enum {string}
+             */
+            basis: "plan" | "encoded";
+            /**
+             * Items
+             * @description the ladder, highest first, then tiles
+             */
+            items: components["schemas"]["StreamRendition"][];
+            /**
+             * Reason
+             * @description why there is less than the tier, e.g. 20K tiling
+             */
+            reason: string | null;
         } & {
             [key: string]: unknown;
         };
@@ -4635,6 +4909,333 @@ export interface operations {
             };
         };
     };
+    llhls_master_api_live_streaming__stream_id__llhls_master_m3u8_get: {
+        parameters: {
+            query?: {
+                /** @description playback token (join's playback_url) */
+                pt?: string | null;
+            };
+            header?: never;
+            path: {
+                stream_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/vnd.apple.mpegurl": unknown;
+                };
+            };
+            /** @description bad request, e.g. a forged cursor (`invalid_cursor`) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description missing, forged or expired token, or a deleted user */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description not the owner of a stream you can see */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description not found, or not visible to you */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description wrong lifecycle state, or a duplicate */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description body over `LUMALIVE_MAX_BODY_BYTES` */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description validation failed */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description rate limited or over a quota; see `Retry-After` */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description database or stream actor unavailable; see `Retry-After` */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    llhls_media_api_live_streaming__stream_id__llhls__rendition__index_m3u8_get: {
+        parameters: {
+            query?: {
+                /** @description playback token (join's playback_url) */
+                pt?: string | null;
+                /** @description block until */
+                _HLS_msn?: number | null;
+                _HLS_part?: number | null;
+                /** @description delta update */
+                _HLS_skip?: string | null;
+            };
+            header?: never;
+            path: {
+                stream_id: string;
+                rendition: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/vnd.apple.mpegurl": unknown;
+                };
+            };
+            /** @description bad request, e.g. a forged cursor (`invalid_cursor`) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description missing, forged or expired token, or a deleted user */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description not the owner of a stream you can see */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description not found, or not visible to you */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description wrong lifecycle state, or a duplicate */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description body over `LUMALIVE_MAX_BODY_BYTES` */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description validation failed */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description rate limited or over a quota; see `Retry-After` */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description database or stream actor unavailable; see `Retry-After` */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    llhls_file_api_live_streaming__stream_id__llhls__rendition___file__get: {
+        parameters: {
+            query?: {
+                /** @description playback token (join's playback_url) */
+                pt?: string | null;
+            };
+            header?: never;
+            path: {
+                stream_id: string;
+                rendition: string;
+                file: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "video/iso.segment": unknown;
+                    "video/mp4": unknown;
+                };
+            };
+            /** @description bad request, e.g. a forged cursor (`invalid_cursor`) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description missing, forged or expired token, or a deleted user */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description not the owner of a stream you can see */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description not found, or not visible to you */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description wrong lifecycle state, or a duplicate */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description body over `LUMALIVE_MAX_BODY_BYTES` */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description validation failed */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description rate limited or over a quota; see `Retry-After` */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description database or stream actor unavailable; see `Retry-After` */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
     list_moderators_api_live_streaming__stream_id__moderators_get: {
         parameters: {
             query?: never;
@@ -5289,6 +5890,434 @@ export interface operations {
                 content: {
                     "application/json": components["schemas"]["Report"];
                 };
+            };
+            /** @description bad request, e.g. a forged cursor (`invalid_cursor`) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description missing, forged or expired token, or a deleted user */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description not the owner of a stream you can see */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description not found, or not visible to you */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description wrong lifecycle state, or a duplicate */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description body over `LUMALIVE_MAX_BODY_BYTES` */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description validation failed */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description rate limited or over a quota; see `Retry-After` */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description database or stream actor unavailable; see `Retry-After` */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    manifest_mpd_api_live_streaming__stream_id__tiles_manifest_mpd_get: {
+        parameters: {
+            query?: {
+                /** @description playback token (join's playback_url) */
+                pt?: string | null;
+            };
+            header?: never;
+            path: {
+                stream_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/dash+xml": unknown;
+                };
+            };
+            /** @description bad request, e.g. a forged cursor (`invalid_cursor`) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description missing, forged or expired token, or a deleted user */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description not the owner of a stream you can see */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description not found, or not visible to you */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description wrong lifecycle state, or a duplicate */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description body over `LUMALIVE_MAX_BODY_BYTES` */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description validation failed */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description rate limited or over a quota; see `Retry-After` */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description database or stream actor unavailable; see `Retry-After` */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    tiles_json_api_live_streaming__stream_id__tiles_tiles_json_get: {
+        parameters: {
+            query?: {
+                /** @description playback token (join's playback_url) */
+                pt?: string | null;
+            };
+            header?: never;
+            path: {
+                stream_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": unknown;
+                };
+            };
+            /** @description bad request, e.g. a forged cursor (`invalid_cursor`) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description missing, forged or expired token, or a deleted user */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description not the owner of a stream you can see */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description not found, or not visible to you */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description wrong lifecycle state, or a duplicate */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description body over `LUMALIVE_MAX_BODY_BYTES` */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description validation failed */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description rate limited or over a quota; see `Retry-After` */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description database or stream actor unavailable; see `Retry-After` */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    whep_play_api_live_streaming__stream_id__whep_post: {
+        parameters: {
+            query?: {
+                /** @description playback token (join's playback_url) */
+                pt?: string | null;
+            };
+            header?: never;
+            path: {
+                stream_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                /**
+                 * @example v=0
+                 *     o=- …
+                 */
+                "application/sdp": string;
+            };
+        };
+        responses: {
+            /** @description the SDP answer */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/sdp": unknown;
+                };
+            };
+            /** @description bad request, e.g. a forged cursor (`invalid_cursor`) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description missing, forged or expired token, or a deleted user */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description not the owner of a stream you can see */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description not found, or not visible to you */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description wrong lifecycle state, or a duplicate */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description body over `LUMALIVE_MAX_BODY_BYTES` */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description validation failed */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description rate limited or over a quota; see `Retry-After` */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description database or stream actor unavailable; see `Retry-After` */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    whep_stop_api_live_streaming__stream_id__whep__resource__delete: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                stream_id: string;
+                resource: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
             };
             /** @description bad request, e.g. a forged cursor (`invalid_cursor`) */
             400: {

@@ -1,6 +1,11 @@
 // The HLS player: hls.js (bundled) over the playback URL, with a rendition menu.
 // Levels are matched to the stream's renditions by their playlist's path
-// (`.../hls/<name>/index.m3u8`), so AI-enhanced rungs can be marked in the menu.
+// (`.../hls/<name>/index.m3u8` or `.../llhls/<name>/index.m3u8`), so AI-enhanced rungs
+// can be marked in the menu.
+// A low-latency source (`.../llhls/master.m3u8`) plays with hls.js `lowLatencyMode`
+// (parts, blocking reloads); if its master cannot be loaded (the stream has no LL
+// renditions, or not yet) the player falls back to the classic `.../hls/master.m3u8`
+// of the same stream, same token.
 import Hls, { type Level } from "hls.js";
 import { useEffect, useRef, useState } from "react";
 
@@ -15,7 +20,7 @@ interface MenuItem {
 
 function renditionOf(level: Level, renditions: RenditionInfo[]): RenditionInfo | undefined {
   const url = Array.isArray(level.url) ? level.url[0] : level.url;
-  const name = /\/hls\/([^/]+)\/index\.m3u8/.exec(String(url))?.[1];
+  const name = /\/(?:ll)?hls\/([^/]+)\/index\.m3u8/.exec(String(url))?.[1];
   return renditions.find((r) => r.name === name) ?? renditions.find((r) => r.height === level.height);
 }
 
@@ -32,8 +37,18 @@ function menu(levels: Level[], renditions: RenditionInfo[]): MenuItem[] {
   return items.sort((a, b) => b.height - a.height);
 }
 
+const LL_MASTER = "/llhls/master.m3u8";
+
+/** The classic master of a low-latency source; null for a classic one. */
+export function classicOf(src: string): string | null {
+  return src.includes(LL_MASTER) ? src.replace(LL_MASTER, "/hls/master.m3u8") : null;
+}
+
 export function Player(props: { src: string; renditions: RenditionInfo[]; poster?: string }) {
   const video = useRef<HTMLVideoElement>(null);
+  const [src, setSrc] = useState(props.src);
+  useEffect(() => setSrc(props.src), [props.src]);
+  const fallback = classicOf(src);
   const hls = useRef<Hls | null>(null);
   const [levels, setLevels] = useState<Level[]>([]);
   const [chosen, setChosen] = useState(-1);
@@ -44,10 +59,13 @@ export function Player(props: { src: string; renditions: RenditionInfo[]; poster
     const el = video.current;
     if (!el) return;
     if (!Hls.isSupported()) {
-      el.src = props.src; // Safari plays HLS natively
+      el.src = src; // Safari plays HLS natively (LL-HLS included)
       return;
     }
-    const player = new Hls({ liveSyncDurationCount: 2, lowLatencyMode: false });
+    const lowLatency = fallback !== null;
+    const player = new Hls(
+      lowLatency ? { lowLatencyMode: true } : { liveSyncDurationCount: 2, lowLatencyMode: false },
+    );
     hls.current = player;
     player.on(Hls.Events.MANIFEST_PARSED, (_e, data) => {
       setLevels(data.levels);
@@ -56,6 +74,10 @@ export function Player(props: { src: string; renditions: RenditionInfo[]; poster
     player.on(Hls.Events.LEVEL_SWITCHED, (_e, data) => setPlaying(data.level));
     player.on(Hls.Events.ERROR, (_e, data) => {
       if (!data.fatal) return;
+      if (lowLatency && data.details === Hls.ErrorDetails.MANIFEST_LOAD_ERROR) {
+        setSrc(fallback); // no low-latency renditions: the classic ones
+        return;
+      }
       if (data.type === Hls.ErrorTypes.NETWORK_ERROR) {
         setProblem("The stream is not reachable; retrying…");
         window.setTimeout(() => player.startLoad(), 2000);
@@ -66,13 +88,13 @@ export function Player(props: { src: string; renditions: RenditionInfo[]; poster
       }
     });
     player.on(Hls.Events.FRAG_BUFFERED, () => setProblem(null));
-    player.loadSource(props.src);
+    player.loadSource(src);
     player.attachMedia(el);
     return () => {
       player.destroy();
       hls.current = null;
     };
-  }, [props.src]);
+  }, [src, fallback]);
 
   const choose = (index: number) => {
     setChosen(index);
@@ -91,6 +113,7 @@ export function Player(props: { src: string; renditions: RenditionInfo[]; poster
         className="video"
         data-testid="player"
         data-level={now?.label ?? ""}
+        data-latency={fallback !== null ? "low" : "normal"}
         poster={props.poster}
         controls
         muted

@@ -53,6 +53,28 @@ export function masterUrl(id: string): string {
   return withToken(`${base(id)}/hls/master.m3u8`);
 }
 
+/** LL-HLS without joining (the Player falls back to `masterUrl` if it has none). */
+export function llMasterUrl(id: string): string {
+  return withToken(`${base(id)}/llhls/master.m3u8`);
+}
+
+/** Whether a viewer should get LL-HLS: the stream is live and its latency mode is low. */
+export function wantsLowLatency(stream: { status: string; latency_mode?: string | null }): boolean {
+  return stream.status === "live" && stream.latency_mode === "low";
+}
+
+/** The master a viewer of `stream` plays without joining: LL-HLS when it is live in
+ * low-latency mode, else the classic HLS (the recording of an ended stream). */
+export function viewerUrl(id: string, stream: { status: string; latency_mode?: string | null }): string {
+  return wantsLowLatency(stream) ? llMasterUrl(id) : masterUrl(id);
+}
+
+/** The join answer's master: `ll_playback_url` when the server gives one (the
+ * stream's latency mode is low), else `playback_url`. */
+export function joinedUrl(joined: { playback_url: string; ll_playback_url?: string | null }): string {
+  return joined.ll_playback_url ?? joined.playback_url;
+}
+
 /** Every stored event of a stream the caller may see, oldest first (at most `max`). */
 export async function allEvents(id: string, max = 5000): Promise<StreamEvent[]> {
   const service = LiveStreamingService.getInstance();

@@ -11,7 +11,7 @@ import { ReactionBar, ReactionCounter } from "../components/Reactions";
 import { useLiveStreaming } from "../hooks/useLiveStreaming";
 import { latestViewers } from "../lib/events";
 import { useSession } from "../lib/session";
-import { masterUrl, posterUrl, renditions, type RenditionInfo } from "../lib/webapi";
+import { joinedUrl, masterUrl, posterUrl, renditions, viewerUrl, type RenditionInfo } from "../lib/webapi";
 import { LiveStreamingService } from "../services/LiveStreamingService";
 import { NotFoundScreen } from "./NotFoundScreen";
 
@@ -62,11 +62,11 @@ export function WatchScreen(props: { id: string }) {
 
   const join = async () => {
     if (!session.token) {
-      setSrc(masterUrl(id)); // anonymous viewers of public streams watch without joining
+      setSrc(viewerUrl(id, stream)); // anonymous viewers of public streams watch without joining
       return;
     }
     const result = await live.joinLiveStream(id);
-    if (result) setSrc(result.playback_url);
+    if (result) setSrc(joinedUrl(result));
   };
   const leave = async () => {
     setSrc(null);

@@ -1,0 +1,290 @@
+"""How much memory a media worker needs for a stream's ladder, and the rungs that do not fit.
+
+The estimate is what `MediaWorker` and `EnhancerActor` declare to Ray (`memory=`), so
+the scheduler and the autoscaler see it, and what a stream's ladder is checked against
+before its first segment is encoded: a rung whose estimate does not fit the worker's
+budget is refused up front (logged, recorded with the ladder) instead of being found by
+Ray's OOM killer, which kills whatever is largest on the node (the ingest actor and the
+Serve controller among them, once).
+
+Invariants:
+- Plain arithmetic, no Ray, no torch: the ingest calls it for every new stream.
+- The estimate is an upper bound of a worker's peak RSS for one segment at a time
+  (each worker runs one), derived term by term in `media_memory_bytes` from peaks
+  measured on this project's CPU box (docs/media.md, "Memory"); the system test
+  `tests/system/test_media_memory.py` holds a 1080p -> 4K AI stream under it.
+- Refusal drops rungs from the top of the ladder only, never the last rung: a stream
+  always gets something.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from lumalive.settings import Settings
+from media.ladder import Rendition, build_ladder
+from models.footprint import MAX_PIXELS_CUDA, TILE_BATCH, TILE_CUDA, enhance_working_set_bytes
+
+__all__ = [
+    "HOOK_PIXELS",
+    "Refusal",
+    "enhancer_memory_bytes",
+    "enhancers_in_process",
+    "fit_ladder",
+    "fit_to_budget",
+    "hook_batch",
+    "hook_runs",
+    "media_memory_bytes",
+    "within_memory",
+    "worker_memory_bytes",
+]
+
+log = logging.getLogger(__name__)
+
+MiB = 1 << 20
+
+# An idle worker process: Python, PyAV/FFmpeg, numpy, torch imported (measured RSS of a
+# worker that has run one segment: ~420 MB with torch, ~150 MB without).
+PROCESS_BYTES = 450 * MiB
+# onnxruntime and the 12 MB NudeNet detector, with its 320x320 batches.
+MODERATION_BYTES = 120 * MiB
+# x264 (veryfast, one thread) holds about 46 frames of yuv420p in lookahead, references
+# and their low-resolution copies: measured 169 MB at 1080p, 589 MB at 4K, 2.26 GB at
+# 8K. x265 holds more (CTU analysis buffers); counted as 1.5x.
+X264_FRAMES = 48
+X265_FACTOR = 1.5
+# The decoder's reference frames and threads' frames, yuv420p at the source size.
+DECODE_FRAMES = 20
+# The segment's bytes as received, demuxed and encoded (all renditions), as a factor of
+# the largest rendition's segment: bytes are small next to frames, but not nothing at 8K.
+SEGMENT_COPIES = 4
+# Output pixels per frame-hook call: the frames an upscaled rendition gets from the
+# enhancer at once (two 4K frames, one 8K frame); bounds the RGB batches in and out.
+HOOK_PIXELS = 2 * 3840 * 2160
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """A rung left out of a stream's ladder because its worker would not fit `budget`."""
+
+    name: str
+    width: int
+    height: int
+    needs_bytes: int
+    budget_bytes: int
+
+    def event(self, source_sequence: int) -> dict[str, object]:
+        """The `quality_degraded` event (action `rendition_refused`) that records it."""
+        return {
+            "action": "rendition_refused",
+            "rendition": self.name,
+            "width": self.width,
+            "height": self.height,
+            "needs_mb": self.needs_bytes // MiB,
+            "budget_mb": self.budget_bytes // MiB,
+            "source_sequence": source_sequence,
+            "reason": self.reason,
+        }
+
+    @property
+    def reason(self) -> str:
+        return (
+            f"{self.name} ({self.width}x{self.height}) refused: a worker would need about "
+            f"{self.needs_bytes / (1 << 30):.1f} GiB, over its {self.budget_bytes / (1 << 30):.1f}"
+            " GiB (media_worker_memory_mb)"
+        )
+
+
+def hook_batch(renditions: Sequence[Rendition], limit: int = 8) -> int:
+    """Frames per frame-hook call for a ladder: as many as `HOOK_PIXELS` of its largest
+    rendition allow, at least one, at most `limit` (the transcoder's `hook_batch`)."""
+    largest = max((r.width * r.height for r in renditions), default=1)
+    return max(1, min(limit, HOOK_PIXELS // largest))
+
+
+def media_memory_bytes(
+    renditions: Sequence[Rendition],
+    ai: bool,
+    *,
+    source: tuple[int, int],
+    enhancer_in_process: bool = True,
+    moderation: bool = True,
+) -> int:
+    """Upper bound of one media worker's peak RSS while it runs one segment of this
+    ladder from a `source` (width, height) frame size.
+
+    Sum of, per term (yuv420p = 1.5 bytes/pixel, RGB = 3):
+    - the process itself (`PROCESS_BYTES`) and moderation (`MODERATION_BYTES`);
+    - decoding: `DECODE_FRAMES` yuv420p frames at the source size;
+    - per rendition: its encoder, `X264_FRAMES` yuv420p frames at its size (x1.5 for
+      HEVC), and its reformatter's output frame;
+    - with `ai` (the frame hook runs: super-resolution of rungs above the source,
+      denoise, sharpen): a batch of `hook_batch` source RGB frames, and for the largest
+      hooked rendition the same number of RGB frames out, held twice (the enhancer's
+      array and the frames made from it); plus, when the enhancer runs in the worker
+      (no enhancer pool), `models.footprint.enhance_working_set_bytes` for that
+      rendition (the enhancer's defaults on CPU: tiles, one 4K frame at a time);
+    - the segment's bytes, `SEGMENT_COPIES` times the largest rendition's 2 s at its
+      peak rate.
+    """
+    src_px = source[0] * source[1]
+    total = PROCESS_BYTES + (MODERATION_BYTES if moderation else 0)
+    total += int(DECODE_FRAMES * src_px * 1.5)
+    for r in renditions:
+        factor = X265_FACTOR if r.codec == "hevc" else 1.0
+        total += int((X264_FRAMES * factor + 1) * r.width * r.height * 1.5)
+    if ai:
+        hooked = [r for r in renditions if r.needs_upscale] or list(renditions)
+        big = max(hooked, key=lambda r: r.width * r.height)
+        batch = hook_batch(renditions)
+        total += batch * src_px * 3 + 2 * batch * big.width * big.height * 3
+        if enhancer_in_process:
+            total += enhance_working_set_bytes((big.width, big.height))
+    peak_kbps = max((r.maxrate_kbps + r.audio_kbps for r in renditions), default=0)
+    total += SEGMENT_COPIES * peak_kbps * 1000 // 8 * 2
+    return total
+
+
+def fit_ladder(
+    renditions: Sequence[Rendition],
+    ai: bool,
+    *,
+    source: tuple[int, int],
+    budget_bytes: int,
+    enhancer_in_process: bool = True,
+    moderation: bool = True,
+) -> tuple[tuple[Rendition, ...], tuple[Refusal, ...]]:
+    """The ladder without the top rungs whose worker would exceed `budget_bytes`, and
+    those refused (highest first). The last rung is always kept."""
+    kept = list(renditions)
+    refused: list[Refusal] = []
+    while len(kept) > 1:
+        needs = media_memory_bytes(
+            kept,
+            ai,
+            source=source,
+            enhancer_in_process=enhancer_in_process,
+            moderation=moderation,
+        )
+        if needs <= budget_bytes:
+            break
+        top = kept.pop(0)
+        refused.append(Refusal(top.name, top.width, top.height, needs, budget_bytes))
+    return tuple(kept), tuple(refused)
+
+
+def _is_tile(r: Rendition) -> bool:
+    return getattr(r, "tile", None) is not None
+
+
+def fit_to_budget(
+    renditions: Sequence[Rendition],
+    ai: bool,
+    *,
+    source: tuple[int, int],
+    budget_bytes: int,
+    enhancer_in_process: bool = True,
+    moderation: bool = True,
+) -> tuple[tuple[Rendition, ...], tuple[Refusal, ...]]:
+    """`fit_ladder` for a stream's whole plan: the ladder is one job per segment and is
+    fitted rung by rung; 20K tiles are jobs of their own (`actors.tile_jobs`), each
+    estimated alone, and refused together (one `Refusal` named for the set) if the
+    largest does not fit."""
+    ladder = [r for r in renditions if not _is_tile(r)]
+    tiles = [r for r in renditions if _is_tile(r)]
+    kw = {"source": source, "enhancer_in_process": enhancer_in_process, "moderation": moderation}
+    kept, refused = fit_ladder(ladder, ai, budget_bytes=budget_bytes, **kw)  # type: ignore[arg-type]
+    if tiles:
+        big = max(tiles, key=lambda r: r.width * r.height)
+        needs = media_memory_bytes([big], ai, **kw)  # type: ignore[arg-type]
+        if needs > budget_bytes:
+            grid = f"{len(tiles)} tiles"
+            refused += (Refusal(grid, big.width, big.height, needs, budget_bytes),)
+            tiles = []
+    return kept + tuple(tiles), refused
+
+
+def enhancers_in_process(settings: Settings, gpus: float) -> bool:
+    """Whether media workers run the models themselves (no enhancer pool)."""
+    if settings.media_enhancers is not None:
+        return settings.media_enhancers == 0
+    return gpus <= 0
+
+
+def worker_memory_bytes(settings: Settings, *, in_process: bool = True) -> int:
+    """What one media worker declares to Ray and the budget of a stream's ladder:
+    `media_worker_memory_mb`, or the estimate for the largest ladder these settings
+    allow (an 8K tier with AI from a 1080p source, moderation on, under
+    `media_max_height`)."""
+    if settings.media_worker_memory_mb is not None:
+        return settings.media_worker_memory_mb * MiB
+    ladder = build_ladder(1920, 1080, "8K", True).renditions
+    cap = settings.media_max_height
+    if cap:
+        ladder = tuple(r for r in ladder if min(r.width, r.height) <= cap) or ladder[-1:]
+    return media_memory_bytes(
+        ladder,
+        True,
+        source=(1920, 1080),
+        enhancer_in_process=in_process,
+        moderation=settings.moderation_fps > 0,
+    )
+
+
+# An enhancer actor with CUDA: torch, its CUDA context and kernels on the host side.
+ENHANCER_PROCESS_BYTES = 1536 * MiB
+# Requests one enhancer call gathers at most (the batching window's cap).
+ENHANCER_MAX_REQUESTS = 8
+
+
+def enhancer_memory_bytes(half: bool) -> int:
+    """What one enhancer actor declares to Ray: its process, the enhancer's working
+    set for an 8K frame (host memory on CPU; on CUDA the same figure bounds the GPU's),
+    and `ENHANCER_MAX_REQUESTS` requests' frames in and out, each at most
+    `HOOK_PIXELS` out and eight 1080p RGB frames in (`hook_batch`)."""
+    working = enhance_working_set_bytes(
+        (7680, 4320),
+        tile=TILE_CUDA if half else 256,
+        tile_batch=TILE_BATCH,
+        max_pixels=MAX_PIXELS_CUDA if half else 3840 * 2160,
+        half=half,
+    )
+    per_request = HOOK_PIXELS * 3 + 8 * 1920 * 1080 * 3
+    return ENHANCER_PROCESS_BYTES + working + ENHANCER_MAX_REQUESTS * per_request
+
+
+def hook_runs(renditions: Sequence[Rendition], ai_features: Mapping[str, Any]) -> bool:
+    """Whether the worker's frame hook (the enhancer) runs for a stream: denoise or
+    sharpen on, or AI enhancement with a rung above the source."""
+    if ai_features.get("denoise") or ai_features.get("sharpen"):
+        return True
+    return bool(ai_features.get("enhancement")) and any(r.needs_upscale for r in renditions)
+
+
+def within_memory(
+    stream: Mapping[str, Any],
+    settings: Settings,
+    renditions: Sequence[Rendition],
+    reason: str | None,
+    source: tuple[int, int],
+) -> tuple[tuple[Rendition, ...], str | None, tuple[Refusal, ...]]:
+    """A stream's planned renditions without those a worker's memory budget cannot
+    hold (`fit_to_budget` against `worker_memory_bytes`), the ladder reason with the
+    refusals added, and the refusals (each logged; the caller records the events)."""
+    in_process = not settings.media_enhancers
+    kept, refused = fit_to_budget(
+        renditions,
+        hook_runs(renditions, stream.get("ai_features") or {}),
+        source=source,
+        budget_bytes=worker_memory_bytes(settings, in_process=in_process),
+        enhancer_in_process=in_process,
+        moderation=settings.moderation_fps > 0,
+    )
+    for r in refused:
+        log.warning("stream %s: %s", stream.get("id"), r.reason)
+    if refused:
+        reason = "; ".join([*filter(None, [reason]), *(r.reason for r in refused)])
+    return kept, reason, refused

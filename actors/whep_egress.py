@@ -1,0 +1,217 @@
+"""WHEP playback in the ingest actor: the process that reads each stream's publisher
+also sends it to WebRTC viewers, straight from the segmenter, before any segment is
+cut, encoded or published.
+
+    publisher ─▶ StreamPipeline's Segmenter ─on_packet─▶ SourceTap ─▶ PacketHub ─▶ viewers
+
+`WhepEgress` is a mixin over `IngestService` that the ingest actor class puts first
+(`class IngestActor(WhepEgress, WhipIngest, ClusterIngest)`); it needs the `settings`
+attribute that `ClusterIngest` sets. The API calls it through `actors.whip_gateway`
+(`play`, `end_play`) after checking that the caller may see the stream, as for HLS.
+
+One hub per stream, made for its first viewer: the tap is installed on the stream's
+pipeline then (`StreamPipeline.packet_tap`), so a stream nobody watches over WebRTC
+pays nothing, and one that is watched converts its media once however many watch.
+A streaming encoder's lowest rung (LL-HLS) can later feed the same hub instead of the
+tap: viewers do not change.
+
+Invariants:
+- A viewer is admitted only while its stream has a pipeline that is not stopped (a
+  publisher, or one expected back within the reconnect grace), under
+  `whep_max_sessions_per_stream` and `whep_max_sessions_per_caller`; the count and the
+  claim are made with no await between them.
+- Once the stream's pipeline is gone or stopped (ended by its owner, the grace ran out,
+  moderation), its hub closes and every viewer's connection is closed.
+- A publisher that reconnects within the grace keeps its viewers: the hub moves to the
+  new pipeline if there is one, and the tap follows a new encoder's parameter sets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from actors.ingest_service import IngestService
+from actors.whip_ingest import whip_config
+from lumalive.errors import BadRequest, Conflict, NotFound, RateLimited
+from lumalive.settings import Settings
+from media.webrtc import InvalidOfferError, PacketHub, SourceTap, WhepConfig, WhepPlayback
+
+__all__ = ["WhepAnswer", "WhepEgress"]
+
+log = logging.getLogger(__name__)
+
+_WATCH_S = 1.0  # how often a hub checks that its stream's pipeline still runs
+_RETRY_S = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class WhepAnswer:
+    """An answered offer: the WHEP resource's id (its Location) and the SDP answer."""
+
+    resource: str
+    sdp: str
+
+
+@dataclass(slots=True)
+class _StreamHub:
+    hub: PacketHub
+    tap: SourceTap
+    pipeline: Any  # the StreamPipeline the tap is installed on
+    watcher: asyncio.Task[None] | None = None
+    viewers: dict[str, _Viewer] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class _Viewer:
+    stream_id: str
+    caller: str
+    playback: WhepPlayback
+
+
+class WhepEgress(IngestService):
+    """`IngestService` that also serves WHEP viewers (see module docstring)."""
+
+    settings: Settings  # set by ClusterIngest
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._hubs: dict[str, _StreamHub] = {}
+        self._viewers: dict[str, _Viewer] = {}  # by resource id
+        self._whep_config = WhepConfig(
+            connect_timeout_s=self.settings.whip_connect_timeout_s,
+            ice_servers=whip_config(self.settings).ice_servers,
+        )
+        self._whep_tasks: set[asyncio.Task[None]] = set()
+
+    async def whep_play(self, stream_id: str, caller: str, offer: str) -> WhepAnswer:
+        """Answer a viewer's offer to play the stream (the API checked it may see it).
+        `caller` names whom the per-caller limit counts (a user id, or an address)."""
+        pipeline: Any = self._pipelines.get(stream_id)  # a StreamPipeline: packet_tap
+        if pipeline is None or pipeline.stopped:
+            raise Conflict("the stream is not being published", "stream_not_live")
+        self._whep_admit(stream_id, caller)
+        entry = self._hub(stream_id, pipeline)
+        playback = WhepPlayback(entry.hub, self._whep_config)
+        viewer = _Viewer(stream_id, caller, playback)
+        self._viewers[playback.id] = entry.viewers[playback.id] = viewer  # the claim
+        try:
+            sdp = await playback.answer(offer)
+        except BaseException as e:
+            self._forget(viewer)
+            await playback.close("rejected")
+            if isinstance(e, InvalidOfferError):
+                raise BadRequest(str(e), "invalid_offer") from None
+            raise
+        self._spawn_whep(self._until_closed(viewer))
+        log.info("whep %s: playing stream %s for %s", playback.id, stream_id, caller)
+        return WhepAnswer(playback.id, sdp)
+
+    async def whep_stop(self, stream_id: str, resource: str) -> None:
+        """The WHEP DELETE: end that viewer's playback."""
+        viewer = self._viewers.get(resource)
+        if viewer is None or viewer.stream_id != stream_id or viewer.playback.closed:
+            raise NotFound("no such WHEP session", "whep_session_not_found")
+        await viewer.playback.close("stopped")
+
+    async def stop(self) -> None:
+        """Hang up on the viewers, then what the next class stops."""
+        for entry in list(self._hubs.values()):
+            self._drop_hub(entry)
+        await asyncio.gather(
+            *(v.playback.close("server_stopped") for v in list(self._viewers.values())),
+            return_exceptions=True,
+        )
+        for task in list(self._whep_tasks):
+            task.cancel()
+        await super().stop()
+
+    def status(self) -> dict[str, Any]:
+        whep = {
+            sid: {
+                "viewers": [v.playback.status() for v in entry.viewers.values()],
+                "published": entry.hub.published,
+                "reencoding": entry.tap.reencoding,
+                "tap_errors": entry.tap.errors,
+            }
+            for sid, entry in self._hubs.items()
+        }
+        return {**super().status(), "whep": whep}
+
+    # --- internals ------------------------------------------------------------------
+
+    def _whep_admit(self, stream_id: str, caller: str) -> None:
+        live = [v for v in self._viewers.values() if not v.playback.closed]
+        if (
+            sum(v.stream_id == stream_id for v in live)
+            >= self.settings.whep_max_sessions_per_stream
+        ):
+            raise RateLimited(
+                "this stream has as many WebRTC viewers as it takes; play its HLS instead",
+                _RETRY_S,
+                "whep_stream_full",
+            )
+        if sum(v.caller == caller for v in live) >= self.settings.whep_max_sessions_per_caller:
+            raise RateLimited(
+                "too many WebRTC sessions open; end one (DELETE its Location) first",
+                _RETRY_S,
+                "whep_too_many_sessions",
+            )
+
+    def _hub(self, stream_id: str, pipeline: Any) -> _StreamHub:
+        entry = self._hubs.get(stream_id)
+        if entry is None:
+            hub = PacketHub(asyncio.get_running_loop())
+            tap = SourceTap(
+                hub,
+                fallback_height=self.settings.whep_fallback_height,
+                keyframe_interval_s=self.settings.segment_seconds,
+                preset=self.settings.x264_preset,
+            )
+            entry = self._hubs[stream_id] = _StreamHub(hub, tap, pipeline)
+            pipeline.packet_tap = tap
+            entry.watcher = asyncio.create_task(self._watch_hub(stream_id, entry))
+        return entry
+
+    async def _watch_hub(self, stream_id: str, entry: _StreamHub) -> None:
+        """Follow the stream's pipeline; close the hub once there is none running."""
+        while True:
+            await asyncio.sleep(_WATCH_S)
+            pipeline: Any = self._pipelines.get(stream_id)  # a StreamPipeline: packet_tap
+            if pipeline is None or pipeline.stopped:
+                self._drop_hub(entry)
+                return
+            if pipeline is not entry.pipeline:  # a new pipeline for a reconnect
+                entry.pipeline.packet_tap = None
+                entry.pipeline = pipeline
+                pipeline.packet_tap = entry.tap
+
+    def _drop_hub(self, entry: _StreamHub) -> None:
+        """The stream is over for WebRTC: uninstall the tap, end every viewer."""
+        entry.pipeline.packet_tap = None
+        entry.hub.close()  # the playbacks see their subscription end and close
+        for sid, known in list(self._hubs.items()):
+            if known is entry:
+                del self._hubs[sid]
+        if entry.watcher is not None and entry.watcher is not asyncio.current_task():
+            entry.watcher.cancel()
+
+    async def _until_closed(self, viewer: _Viewer) -> None:
+        try:
+            await viewer.playback.wait_closed()
+        finally:
+            self._forget(viewer)
+
+    def _forget(self, viewer: _Viewer) -> None:
+        resource = viewer.playback.id
+        self._viewers.pop(resource, None)
+        entry = self._hubs.get(viewer.stream_id)
+        if entry is not None:
+            entry.viewers.pop(resource, None)
+
+    def _spawn_whep(self, coro: Any) -> None:
+        task = asyncio.create_task(coro)
+        self._whep_tasks.add(task)
+        task.add_done_callback(self._whep_tasks.discard)

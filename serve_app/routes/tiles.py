@@ -1,0 +1,121 @@
+"""Tile manifests of a 20K stream: the JSON tile map (for HLS players: each tile's media
+playlist and place in the frame) and the DASH MPD (the ladder and every tile, placed
+by SRD). The tiles' playlists and segments themselves are the HLS routes' (a tile is a
+rendition row with a tile position, sql/0010), so these documents only point there.
+
+Access is HLS's (`serve_app.routes.hls`): a playback token (`?pt=`) or the bearer
+token, the stream's visibility checked as that user, 404 for a caller who may not see
+it, and every URI inside carries a playback token for the same user.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID
+
+from fastapi import APIRouter, Response
+from fastapi.responses import JSONResponse
+
+from lumalive.errors import NotFound
+from lumalive.status import StreamStatus
+from lumalive.store import media
+from media.dash import MpdSegment, tile_mpd
+from media.ladder import Rendition
+from media.playlist import with_suffix
+from media.tile_renditions import tile_map
+from serve_app.deps import AccessDep, DbDep, MaybeUser, SettingsDep, TokensDep
+from serve_app.responses import ERRORS
+from serve_app.routes.hls import PlaybackToken, _cache, _viewer
+
+router = APIRouter(
+    prefix="/api/live-streaming/{stream_id}/tiles", tags=["playback"], responses=ERRORS
+)
+
+MPD_TYPE = "application/dash+xml"
+# Relative to .../{id}/tiles/: the HLS routes of the same stream.
+_HLS = "../hls/"
+
+
+async def _tiled(db: Any, user: UUID | None, stream_id: UUID) -> list[dict[str, Any]]:
+    """The stream's rendition rows, tiles included; NotFound unless it has tiles."""
+    async with db.acting(user) as conn:
+        rows: list[dict[str, Any]] = await media.renditions(conn, stream_id, tiles=True)
+    if not any(r["tile_row"] is not None for r in rows):
+        raise NotFound(
+            "the stream has no tiles (only 20K with enableAI, once its first segment is out)",
+            "tiles_not_available",
+        )
+    return rows
+
+
+@router.get("/tiles.json", responses={200: {"content": {"application/json": {}}}})
+async def tiles_json(
+    stream_id: UUID,
+    user: MaybeUser,
+    access: AccessDep,
+    tokens: TokensDep,
+    settings: SettingsDep,
+    db: DbDep,
+    pt: PlaybackToken = None,
+) -> JSONResponse:
+    """The tile map: the frame, the grid, each tile's place and media playlist, and the
+    ladder's master playlist and the MPD."""
+    stream, user, suffix = await _viewer(access, tokens, settings, stream_id, user, pt)
+    rows = await _tiled(db, user, stream_id)
+    tiles = [Rendition.from_row(r) for r in rows if r["tile_row"] is not None]
+    body = tile_map(
+        tiles,
+        playlist_uri=with_suffix(_HLS + "{name}/index.m3u8", suffix),
+        codecs={r["name"]: r["codecs"] for r in rows},
+        links={
+            "master": with_suffix(_HLS + "master.m3u8", suffix),
+            "mpd": with_suffix("manifest.mpd", suffix),
+        },
+    )
+    return JSONResponse(body, headers={"Cache-Control": _cache(stream, "no-cache", "max-age=300")})
+
+
+@router.get("/manifest.mpd", response_class=Response, responses={200: {"content": {MPD_TYPE: {}}}})
+async def manifest_mpd(
+    stream_id: UUID,
+    user: MaybeUser,
+    access: AccessDep,
+    tokens: TokensDep,
+    settings: SettingsDep,
+    db: DbDep,
+    pt: PlaybackToken = None,
+) -> Response:
+    """The DASH MPD (MPEG-TS segments, profile mp2t-simple): the ladder as one
+    AdaptationSet, each tile as another, placed by SRD; live: the playlist window."""
+    stream, user, suffix = await _viewer(access, tokens, settings, stream_id, user, pt)
+    rows = await _tiled(db, user, stream_id)
+    renditions = [Rendition.from_row(r) for r in rows]
+    live = stream["status"] != StreamStatus.ENDED
+    first_tile = next(r for r in renditions if r.tile is not None)
+    async with db.acting(user) as conn:
+        window = settings.live_window_segments if live else None
+        segments = await media.playlist(conn, stream_id, first_tile.name, window)
+    start: datetime = stream["started_at"] or datetime.now(UTC)
+    body = tile_mpd(
+        [r for r in renditions if r.tile is None],
+        [r for r in renditions if r.tile is not None],
+        [
+            MpdSegment(
+                s["sequence"], (s["program_date_time"] - start).total_seconds(), s["duration"]
+            )
+            for s in segments
+        ],
+        live=live,
+        availability_start=start,
+        published=datetime.now(UTC),
+        media_uri=_HLS + "{name}/$Number%08d$.ts",
+        uri_suffix=suffix,
+        codecs={r["name"]: r["codecs"] for r in rows},
+        update_s=settings.segment_seconds,
+    )
+    return Response(
+        body,
+        media_type=MPD_TYPE,
+        headers={"Cache-Control": _cache(stream, "no-cache", "max-age=300")},
+    )

@@ -1,0 +1,117 @@
+"""WHEP playback (IETF WHEP): a viewer watches a live stream over WebRTC, about a
+second behind its publisher instead of HLS's several.
+
+    OPTIONS /api/live-streaming/{id}/whep             204: what the endpoint accepts
+    POST    /api/live-streaming/{id}/whep             SDP offer → 201, SDP answer, Location
+    DELETE  /api/live-streaming/{id}/whep/{resource}  end the playback → 200
+    PATCH   /api/live-streaming/{id}/whep/{resource}  405: no trickle ICE or ICE restart;
+                                                       the offer carries every candidate
+
+Access is HLS's (`serve_app.routes.hls`): the user of a playback token (`?pt=`), else
+the bearer token's, else anonymous; the stream must be visible to them
+(`StreamAccess.visible`: 404 for a private or friends-only stream they may not see,
+403 for a user banned from it) and live (409 `stream_not_live`). The session's
+resource id is an unguessable capability: DELETE needs it, not a token (a WHEP
+player sends no credentials on DELETE). The peer connection lives in the ingest
+actor (`actors.whep_egress`); this replica keeps no state of it.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+from uuid import UUID
+
+from fastapi import APIRouter, Query, Request, Response
+from starlette.exceptions import HTTPException
+
+from actors import whip_gateway
+from lumalive.errors import BadRequest, Conflict
+from lumalive.status import StreamStatus
+from media.webrtc import InvalidOfferError, check_play_offer
+from serve_app.callers import client_address
+from serve_app.deps import AccessDep, MaybeUser, SettingsDep, TokensDep
+from serve_app.responses import ERRORS
+
+router = APIRouter(prefix="/api/live-streaming", tags=["playback"], responses=ERRORS)
+
+_SDP = "application/sdp"
+_OFFER_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {_SDP: {"schema": {"type": "string"}, "example": "v=0\r\no=- …"}},
+    }
+}
+_ANSWER: dict[int | str, dict[str, Any]] = {
+    201: {"description": "the SDP answer", "content": {_SDP: {}}}
+}
+PlaybackToken = Annotated[
+    str | None,
+    Query(alias="pt", max_length=2048, description="playback token (join's playback_url)"),
+]
+
+
+@router.options("/{stream_id}/whep", status_code=204, include_in_schema=False)
+async def whep_options(stream_id: UUID) -> Response:
+    return Response(status_code=204, headers={"Allow": "OPTIONS, POST", "Accept-Post": _SDP})
+
+
+@router.post(
+    "/{stream_id}/whep",
+    status_code=201,
+    response_class=Response,
+    responses=_ANSWER,
+    openapi_extra=_OFFER_BODY,
+)
+async def whep_play(
+    stream_id: UUID,
+    request: Request,
+    user: MaybeUser,
+    access: AccessDep,
+    tokens: TokensDep,
+    settings: SettingsDep,
+    pt: PlaybackToken = None,
+) -> Response:
+    """Watch the live stream over WebRTC: the body is a complete SDP offer (ICE
+    gathered) that receives H.264 video and, optionally, Opus audio; the answer is
+    complete too. Who may watch is who may play its HLS. Too many sessions on the
+    stream or from the caller is 429; an offer that cannot be answered is 400
+    `invalid_offer`; a stream not being published is 409 `stream_not_live`."""
+    if pt is not None:
+        user = tokens.verify_playback(pt, stream_id)
+    stream = await access.visible(user, stream_id)
+    if stream["status"] != StreamStatus.LIVE:
+        raise Conflict(f"stream is {stream['status']}, not live", "stream_not_live")
+    offer = await _offer(request)
+    caller = str(user) if user else f"ip:{client_address(request, settings.trusted_proxies)}"
+    answer = await whip_gateway.play(stream_id, caller, offer)
+    return Response(
+        answer.sdp,
+        status_code=201,
+        media_type=_SDP,
+        headers={"Location": f"/api/live-streaming/{stream_id}/whep/{answer.resource}"},
+    )
+
+
+@router.delete("/{stream_id}/whep/{resource}", response_class=Response)
+async def whep_stop(stream_id: UUID, resource: str) -> Response:
+    """End the playback (its Location is the capability; no token needed)."""
+    await whip_gateway.end_play(stream_id, resource)
+    return Response(status_code=200)
+
+
+@router.patch("/{stream_id}/whep/{resource}", include_in_schema=False)
+async def whep_patch(stream_id: UUID, resource: str) -> Response:
+    raise HTTPException(405, "trickle ICE and ICE restarts are not supported", {"Allow": "DELETE"})
+
+
+async def _offer(request: Request) -> str:
+    """The body as an SDP offer the ingest can answer; BadRequest otherwise."""
+    content_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+    if content_type != _SDP:
+        raise BadRequest(f"the body must be an SDP offer ({_SDP})", "invalid_content_type")
+    try:
+        offer = (await request.body()).decode("utf-8")
+        check_play_offer(offer)
+    except (UnicodeDecodeError, InvalidOfferError) as e:
+        raise BadRequest(str(e), "invalid_offer") from None
+    return offer

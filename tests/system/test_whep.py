@@ -1,0 +1,200 @@
+"""WHEP playback in the running system: a real ffmpeg publishes over RTMP, and an aiortc
+peer plays the viewer, posting its offer to `POST /api/live-streaming/{id}/whep` as a
+WHEP player does. The ingest actor answers and sends the publisher's H.264 as it
+arrives (no re-encoding) with its AAC as Opus; the viewer decodes both.
+
+ICE runs on loopback: the system keeps `LUMALIVE_WHIP_HOST_ADDRESSES` at 127.0.0.1,
+and this process gathers on 127.0.0.1 too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import av
+import httpx
+import pytest
+from aiortc import RTCPeerConnection, RTCSessionDescription
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+
+from lumalive.settings import Settings
+from media.webrtc import use_host_addresses
+from tests.utils.api import BASE, assert_error
+
+pytestmark = pytest.mark.slow
+
+SIZE = (320, 240)
+PUBLISH_S = 14
+
+
+class Viewer:
+    """What a WHEP player does, with aiortc: a receive-only offer (ICE gathered),
+    POSTed to the stream's WHEP URL; the answer applied; DELETE the Location to stop."""
+
+    def __init__(self) -> None:
+        self.pc = RTCPeerConnection()
+        self.pc.addTransceiver("video", direction="recvonly")
+        self.pc.addTransceiver("audio", direction="recvonly")
+        self.frames: list[av.VideoFrame] = []
+        self.sounds: list[av.AudioFrame] = []
+        self._tasks: list[asyncio.Task[None]] = []
+        self.pc.on("track", self._track)
+
+    def _track(self, track: MediaStreamTrack) -> None:
+        into: list[Any] = self.frames if track.kind == "video" else self.sounds
+        self._tasks.append(asyncio.ensure_future(_receive(track, into)))
+
+    async def offer(self) -> str:
+        await self.pc.setLocalDescription(await self.pc.createOffer())
+        return str(self.pc.localDescription.sdp)
+
+    async def play(
+        self, client: httpx.AsyncClient, sid: str, headers: dict[str, str]
+    ) -> httpx.Response:
+        r = await post_offer(client, sid, await self.offer(), headers)
+        if r.status_code == 201:
+            await self.pc.setRemoteDescription(RTCSessionDescription(r.text, "answer"))
+        return r
+
+    async def close(self) -> None:
+        await self.pc.close()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+async def _receive(track: MediaStreamTrack, into: list[Any]) -> None:
+    try:
+        while True:
+            into.append(await track.recv())
+    except MediaStreamError:
+        return
+
+
+async def post_offer(
+    client: httpx.AsyncClient,
+    sid: str,
+    sdp: str,
+    headers: dict[str, str] | None = None,
+    ctype: str = "application/sdp",
+) -> httpx.Response:
+    headers = {**(headers or {}), "Content-Type": ctype}
+    return await client.post(f"{BASE}/{sid}/whep", content=sdp.encode(), headers=headers)
+
+
+async def eventually(check: Any, what: str, timeout_s: float = 30.0) -> Any:
+    deadline = time.monotonic() + timeout_s
+    while not (value := await check()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.2)
+    return value
+
+
+async def ffmpeg_source(url: str) -> asyncio.subprocess.Process:
+    """A live encoder without B-frames (as WebRTC wants it): 320x240 at 25 fps, a
+    keyframe every second, with AAC sound, in real time."""
+    return await asyncio.create_subprocess_exec(
+        *("ffmpeg", "-hide_banner", "-nostdin", "-loglevel", "error", "-re"),
+        *("-f", "lavfi", "-i", f"testsrc=size=320x240:rate=25:duration={PUBLISH_S}"),
+        *("-f", "lavfi", "-i", f"sine=frequency=440:sample_rate=48000:duration={PUBLISH_S}"),
+        *("-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency", "-g", "25"),
+        *("-c:a", "aac", "-f", "flv", url),
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )
+
+
+@pytest.fixture(autouse=True)
+def loopback() -> None:
+    use_host_addresses(["127.0.0.1"])
+
+
+async def test_a_viewer_plays_an_rtmp_publish_over_whep(
+    client: httpx.AsyncClient, make_user: Any, make_stream: Any, settings: Settings
+) -> None:
+    owner = await make_user("caster")
+    stream = await make_stream(owner)
+    sid = stream["id"]
+    viewer = Viewer()
+    offer = await viewer.offer()
+    # Not being published yet: nothing to play.
+    assert_error(await post_offer(client, sid, offer), 409, "stream_not_live")
+    sending = offer.replace("a=recvonly", "a=sendonly")
+    publisher = await ffmpeg_source(f"{settings.rtmp_url}/{stream['stream_key']}")
+    try:
+
+        async def answered() -> httpx.Response | None:
+            r = await post_offer(client, sid, offer)  # anonymous: the stream is public
+            return r if r.status_code != 409 else None
+
+        r = await eventually(answered, "the stream to be live")
+        assert r.status_code == 201, r.text
+        assert r.headers["content-type"].startswith("application/sdp")
+        location = r.headers["location"]
+        assert location.startswith(f"{BASE}/{sid}/whep/")
+        # Bodies that are no offer a viewer can play are refused before anything starts.
+        assert_error(await post_offer(client, sid, "hello"), 400, "invalid_offer")
+        assert_error(await post_offer(client, sid, sending), 400, "invalid_offer")
+        r2 = await post_offer(client, sid, offer, ctype="text/plain")
+        assert_error(r2, 400, "invalid_content_type")
+        await viewer.pc.setRemoteDescription(RTCSessionDescription(r.text, "answer"))
+
+        async def playing() -> bool:
+            return len(viewer.frames) >= 25 and len(viewer.sounds) >= 25
+
+        await eventually(playing, "a second of pictures and sound", 20)
+        assert {(f.width, f.height) for f in viewer.frames} == {SIZE}  # the source's own
+        assert {s.sample_rate for s in viewer.sounds} == {48_000}  # Opus
+        # Sessions per caller are bounded (LUMALIVE_WHEP_MAX_SESSIONS_PER_CALLER, 3).
+        fan = await make_user("fan")
+        taken = [await post_offer(client, sid, offer, fan.auth) for _ in range(3)]
+        assert [t.status_code for t in taken] == [201] * 3, taken[-1].text
+        too_many = await post_offer(client, sid, offer, fan.auth)
+        assert_error(too_many, 429, "whep_too_many_sessions")
+        for t in taken:
+            assert (await client.delete(t.headers["location"])).status_code == 200
+        # The viewer ends the session: the server hangs up and forgets it.
+        r = await client.delete(location)
+        assert r.status_code == 200, r.text
+
+        async def hung_up() -> bool:
+            return viewer.pc.connectionState in ("closed", "failed")
+
+        await eventually(hung_up, "the server to close the viewer's connection", 10)
+        assert_error(await client.delete(location), 404, "whep_session_not_found")
+    finally:
+        await viewer.close()
+        publisher.kill()
+        await publisher.wait()
+    r = await client.post(f"{BASE}/end/{sid}", headers=owner.auth)
+    assert r.status_code == 200, r.text
+
+
+async def test_whep_is_refused_to_whom_hls_is(
+    client: httpx.AsyncClient, make_user: Any, make_stream: Any
+) -> None:
+    owner, stranger = await make_user("caster"), await make_user("stranger")
+    private = await make_stream(owner, privacy="private", start=True)
+    offer = await Viewer().offer()
+    pid = private["id"]
+    hls = await client.get(f"{BASE}/{pid}/hls/master.m3u8", headers=stranger.auth)
+    assert_error(hls, 404)
+    assert_error(await post_offer(client, pid, offer, stranger.auth), 404, "stream_not_found")
+    assert_error(await post_offer(client, pid, offer), 404, "stream_not_found")  # anonymous
+    # Its owner may watch: admitted past access, refused only for having no publisher.
+    assert_error(await post_offer(client, pid, offer, owner.auth), 409, "stream_not_live")
+    r = await client.post(f"{BASE}/end/{pid}", headers=owner.auth)
+    assert r.status_code == 200, r.text
+    assert_error(await client.delete(f"{BASE}/{pid}/whep/nope"), 404, "whep_session_not_found")
+    # A user banned from a public stream gets 403 for its WHEP as for its HLS.
+    public = await make_stream(owner, start=True)
+    ban = {"userId": str(stranger.id)}
+    r = await client.post(f"{BASE}/{public['id']}/bans", json=ban, headers=owner.auth)
+    assert r.status_code == 201, r.text
+    hls = await client.get(f"{BASE}/{public['id']}/hls/master.m3u8", headers=stranger.auth)
+    assert_error(hls, 403, "banned_from_stream")
+    banned = await post_offer(client, public["id"], offer, stranger.auth)
+    assert_error(banned, 403, "banned_from_stream")
+    r = await client.post(f"{BASE}/end/{public['id']}", headers=owner.auth)
+    assert r.status_code == 200, r.text

@@ -1,0 +1,167 @@
+"""WHEP's media side without Ray: the segmenter's tap makes a published FLV
+WebRTC-ready (H.264 passed through as Annex B, AAC → Opus; a B-frame source re-encoded
+once), and a real aiortc viewer plays a hub over loopback (ICE, DTLS, SRTP real)."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from typing import Any
+
+import av
+import pytest
+from aiortc import RTCPeerConnection, RTCSessionDescription
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+
+from media.segmenter import Segmenter
+from media.webrtc import (
+    InvalidOfferError,
+    MediaPacket,
+    PacketHub,
+    SourceTap,
+    WhepConfig,
+    WhepPlayback,
+    check_play_offer,
+    use_host_addresses,
+)
+from tests.utils.media import ChunkedReader, frame_index, synthetic
+
+SIZE = (320, 240)
+
+
+async def tapped(data: bytes, **tap_options: object) -> tuple[list[MediaPacket], SourceTap]:
+    """Every packet a viewer subscribed from the start gets of `data` (an FLV publish)."""
+    hub = PacketHub(asyncio.get_running_loop())
+    viewer = hub.subscribe()
+    tap = SourceTap(hub, **tap_options)  # type: ignore[arg-type]
+    segmenter = Segmenter(ChunkedReader(data), format="flv", on_packet=tap)
+    done = threading.Event()
+
+    def cut() -> None:
+        for _ in segmenter:
+            pass
+        done.set()
+
+    await asyncio.to_thread(cut)
+    await asyncio.sleep(0.05)  # deliveries scheduled from the thread
+    hub.close()
+    packets = []
+    for kind in ("video", "audio"):
+        while (p := await viewer.get(kind)) is not None:  # type: ignore[arg-type]
+            packets.append(p)
+    return packets, tap
+
+
+def decode_video(packets: list[MediaPacket]) -> list[av.VideoFrame]:
+    decoder = av.CodecContext.create("h264", "r")
+    frames = []
+    for p in packets:
+        if p.kind == "video":
+            frames += decoder.decode(p.to_av())
+    return frames + list(decoder.decode(None))
+
+
+def decode_audio(packets: list[MediaPacket]) -> int:
+    decoder = av.CodecContext.create("libopus", "r")
+    return sum(f.samples for p in packets if p.kind == "audio" for f in decoder.decode(p.to_av()))
+
+
+async def test_the_tap_passes_h264_through_and_makes_opus() -> None:
+    packets, tap = await tapped(synthetic(frames=50, gop=25, size=SIZE))
+    video = [p for p in packets if p.kind == "video"]
+    assert not tap.reencoding and tap.errors == 0
+    assert len(video) == 50 and video[0].keyframe and video[0].data.startswith(b"\0\0\0\1")
+    assert [p.keyframe for p in video].count(True) == 2
+    frames = decode_video(packets)
+    assert [(f.width, f.height) for f in frames] == [SIZE] * 50
+    assert [frame_index(f) for f in frames] == list(range(50))  # every picture, in order
+    samples = decode_audio(packets)
+    assert 1.6 * 48_000 < samples <= 2.1 * 48_000  # 2 s of sound as 48 kHz Opus
+    audio_pts = [p.pts for p in packets if p.kind == "audio"]
+    assert all(b - a == 960 for a, b in zip(audio_pts, audio_pts[1:], strict=False))
+
+
+async def test_a_b_frame_source_is_reencoded_once_without_b_frames() -> None:
+    data = synthetic(frames=50, gop=25, size=SIZE, preset="superfast", x264_params="bframes=2")
+    packets, tap = await tapped(data, fallback_height=120)
+    assert tap.reencoding
+    video = [p for p in packets if p.kind == "video"]
+    assert all(b.pts > a.pts for a, b in zip(video, video[1:], strict=False))  # no reordering
+    frames = decode_video(packets)
+    assert {(f.width, f.height) for f in frames} == {(160, 120)}
+    indices = [frame_index(f.reformat(320, 240)) for f in frames]
+    assert indices == sorted(indices) and len(frames) >= 40
+
+
+def test_offers_a_viewer_cannot_play_are_refused() -> None:
+    with pytest.raises(InvalidOfferError):
+        check_play_offer("hello")
+    with pytest.raises(InvalidOfferError, match="not receiving"):
+        check_play_offer(_OFFER.replace("a=recvonly", "a=sendonly"))
+    with pytest.raises(InvalidOfferError, match="video/h264"):
+        check_play_offer(_OFFER.replace("H264/90000", "VP9/90000"))
+    assert check_play_offer(_OFFER).has_audio is False
+
+
+async def receive(track: MediaStreamTrack, into: list[Any]) -> None:
+    try:
+        while True:
+            into.append(await track.recv())
+    except MediaStreamError:
+        return
+
+
+async def test_an_aiortc_viewer_plays_a_hub_over_loopback() -> None:
+    use_host_addresses(["127.0.0.1"])
+    source, _ = await tapped(synthetic(frames=75, gop=25, size=SIZE))
+    hub = PacketHub(asyncio.get_running_loop())
+    viewer = RTCPeerConnection()
+    viewer.addTransceiver("video", direction="recvonly")
+    viewer.addTransceiver("audio", direction="recvonly")
+    frames: list[av.VideoFrame] = []
+    sounds: list[av.AudioFrame] = []
+    tasks: list[asyncio.Task[None]] = []
+
+    @viewer.on("track")
+    def on_track(track: MediaStreamTrack) -> None:
+        into: list[Any] = frames if track.kind == "video" else sounds
+        tasks.append(asyncio.ensure_future(receive(track, into)))
+
+    await viewer.setLocalDescription(await viewer.createOffer())
+    playback = WhepPlayback(hub, WhepConfig(connect_timeout_s=10))
+    answer = await playback.answer(viewer.localDescription.sdp)
+    await viewer.setRemoteDescription(RTCSessionDescription(answer, "answer"))
+    async with asyncio.timeout(10):
+        while viewer.connectionState != "connected":
+            await asyncio.sleep(0.05)
+    # Published as a live source does, 25 fps with the audio interleaved; the viewer
+    # subscribed before the first keyframe, so it gets every picture.
+    for packet in sorted(source, key=lambda p: float(p.pts * p.time_base)):
+        hub.publish(packet)
+        if packet.kind == "video":
+            await asyncio.sleep(0.04)
+    await asyncio.sleep(0.5)
+    status = playback.status()
+    hub.close()  # the stream is over: the playback ends itself
+    async with asyncio.timeout(5):
+        while not playback.closed:
+            await asyncio.sleep(0.05)
+    await playback.close("test")
+    assert playback.reason == "stream_ended"
+    await viewer.close()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    assert status["sent"]["video"] == 75
+    assert len(frames) >= 70 and {(f.width, f.height) for f in frames} == {SIZE}
+    indices = [frame_index(f) for f in frames]
+    assert indices == sorted(indices) and indices[0] == 0
+    assert sum(s.samples for s in sounds) > 48_000  # Opus decoded by the viewer
+
+
+_OFFER = (
+    "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\na=group:BUNDLE 0\r\n"
+    "m=video 9 UDP/TLS/RTP/SAVPF 96\r\nc=IN IP4 0.0.0.0\r\na=mid:0\r\na=recvonly\r\n"
+    "a=rtcp-mux\r\na=rtpmap:96 H264/90000\r\n"
+    "a=fmtp:96 packetization-mode=1;profile-level-id=42e01f\r\n"
+    "a=ice-ufrag:abcd\r\na=ice-pwd:abcdefghijklmnopqrstuvwx\r\n"
+    "a=fingerprint:sha-256 " + ":".join(["AB"] * 32) + "\r\na=setup:actpass\r\n"
+)
