@@ -21,6 +21,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from actors.futures import settle
 from lumalive.errors import RateLimited
 
 __all__ = ["CallLane", "BUSY_RETRY_S"]
@@ -69,23 +70,14 @@ class CallLane:
             results = await self._send([item for item, _ in batch])
         except Exception as exc:  # noqa: BLE001 - the whole call failed: every caller hears
             for _, fut in batch:
-                _settle(fut, exc=exc)
+                settle(fut, exc=exc)
         else:
             for (_, fut), result in zip(batch, results, strict=True):
                 if isinstance(result, Exception):
-                    _settle(fut, exc=result)
+                    settle(fut, exc=result)
                 else:
-                    _settle(fut, result=result)
+                    settle(fut, result=result)
         finally:
             self._inflight -= 1
             if self._queue:
                 self._launch()
-
-
-def _settle(fut: asyncio.Future[Any], result: Any = None, exc: BaseException | None = None) -> None:
-    if fut.done():  # the caller went away
-        return
-    if exc is not None:
-        fut.set_exception(exc)
-    else:
-        fut.set_result(result)

@@ -7,7 +7,9 @@ Invariants:
   a playlist never lists a deleted object. A failed object delete leaves an object
   that no row names (unreachable, harmless); it is logged, the sweep goes on.
 - A live stream keeps at least its newest `live_window_segments` segments per
-  rendition, whatever the DVR window, so its live playlist stays whole.
+  rendition, whatever the DVR window, so its live playlist stays whole. The LL-HLS
+  renditions (sql/0012 `expire_ll_media`) follow the same rules: an LL segment
+  goes with its parts.
 - The logic is `RetentionSweeper`, a plain class (the rows come through the
   `ExpireRows` seam); the ingest actor runs its `run` loop.
 """
@@ -21,7 +23,7 @@ from dataclasses import dataclass
 
 from lumalive.db import Database
 from lumalive.settings import Settings
-from lumalive.store import retention
+from lumalive.store import llhls, retention
 from lumalive.store.retention import Expired
 from media.storage import SegmentStorage
 
@@ -39,7 +41,7 @@ ExpireRows = Callable[[int], Awaitable[list[Expired]]]
 class Swept:
     """What one sweep deleted."""
 
-    segments: int = 0  # segment rows past the DVR window
+    segments: int = 0  # segment rows (and LL-HLS part rows) past the DVR window
     vods: int = 0  # ended streams whose media expired
     objects: int = 0  # storage objects
 
@@ -49,13 +51,22 @@ def postgres_expiry(settings: Settings, db: Database) -> ExpireRows:
 
     async def expire(max_rows: int) -> list[Expired]:
         async with db.acting(None) as conn:
-            return await retention.expire_media(
-                conn,
-                dvr_window_s=settings.dvr_window_s,
-                keep_last=settings.live_window_segments,
-                vod_retention_days=settings.vod_retention_days,
-                max_rows=max_rows,
-            )
+            # LL-HLS rows (sql/0012) first: their objects share the stream's prefix.
+            # An LL playlist lists its own window of segments: that many stay.
+            ll_keep = max(settings.live_window_segments, settings.llhls_window_segments)
+            expired = []
+            for rows, keep in (
+                (llhls.expire_ll_media, ll_keep),
+                (retention.expire_media, settings.live_window_segments),
+            ):
+                expired += await rows(
+                    conn,
+                    dvr_window_s=settings.dvr_window_s,
+                    keep_last=keep,
+                    vod_retention_days=settings.vod_retention_days,
+                    max_rows=max_rows,
+                )
+            return expired
 
     return expire
 

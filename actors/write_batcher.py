@@ -25,6 +25,7 @@ from uuid import UUID
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from actors.futures import settle
 from lumalive.db import set_actor
 
 __all__ = ["WriteBatcher", "Operation", "Begin", "ActAs", "Bulk"]
@@ -90,13 +91,13 @@ class WriteBatcher:
             results = await self._transaction(batch)
         except Exception as exc:
             if len(batch) == 1:
-                _settle(batch[0][3], exc=exc)
+                settle(batch[0][3], exc=exc)
                 return
             for item in batch:  # isolate the failing write
                 await self._write([item])
             return
         for (_, _, _, fut), result in zip(batch, results, strict=True):
-            _settle(fut, result=result)
+            settle(fut, result=result)
 
     async def _transaction(self, batch: list[_Item]) -> list[Any]:
         results: list[Any] = []
@@ -117,12 +118,3 @@ class WriteBatcher:
         self.batches += 1
         self.writes += len(batch)
         return results
-
-
-def _settle(fut: asyncio.Future[Any], result: Any = None, exc: BaseException | None = None) -> None:
-    if fut.done():  # the caller went away
-        return
-    if exc is not None:
-        fut.set_exception(exc)
-    else:
-        fut.set_result(result)

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -41,6 +40,7 @@ import httpx
 import psycopg
 from psycopg.rows import dict_row
 
+from bench.ffmpeg_source import make_source, publish
 from tests.utils.ray_nodes import Deployed, LocalCluster, deploy
 
 __all__ = ["Overload", "analyse", "print_report", "run", "main"]
@@ -160,13 +160,6 @@ def print_report(runs: list[Overload]) -> None:
             )
 
 
-def _publish(deployed: Deployed, key: str, source: Path, *, paced: bool) -> None:
-    args = ["ffmpeg", "-hide_banner", "-nostdin", "-loglevel", "error"]
-    args += ["-re"] if paced else []
-    url = f"rtmp://127.0.0.1:{deployed.rtmp_port}/live/{key}"
-    subprocess.run([*args, "-i", str(source), "-c", "copy", "-f", "flv", url], check=True)
-
-
 def _wait(dsn: str, sid: str, n: int, timeout_s: float) -> int:
     deadline = time.monotonic() + timeout_s
     while True:
@@ -193,7 +186,7 @@ def run(
         r = http.post(f"{API}/create", json={"title": "overload"}, headers=auth)
         r.raise_for_status()
         sid, key = r.json()["id"], r.json()["stream_key"]
-        _publish(deployed, key, source, paced=paced)
+        publish(deployed, key, source, paced=paced)
         got = _wait(deployed.dsn, sid, segments, timeout_s)
         http.post(f"{API}/end/{sid}", headers=auth)
     if got < segments:
@@ -201,18 +194,6 @@ def run(
     result = analyse(deployed.dsn, sid, segment_s, label)
     print_report([result])
     return result
-
-
-def make_source(path: Path, seconds: int, size: str, fps: int) -> Path:
-    """An H.264 FLV test pattern with a keyframe every second (not timed)."""
-    subprocess.run(
-        ["ffmpeg", "-hide_banner", "-nostdin", "-loglevel", "error", "-y"]
-        + ["-f", "lavfi", "-i", f"testsrc2=size={size}:rate={fps}", "-t", str(seconds)]
-        + ["-c:v", "libx264", "-preset", "veryfast", "-g", str(fps), "-keyint_min", str(fps)]
-        + ["-sc_threshold", "0", "-pix_fmt", "yuv420p", "-f", "flv", str(path)],
-        check=True,
-    )
-    return path
 
 
 def _one_cluster(

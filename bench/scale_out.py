@@ -34,7 +34,6 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -46,6 +45,7 @@ import httpx
 import psycopg
 from psycopg.rows import dict_row
 
+from bench.ffmpeg_source import make_source, publish
 from tests.utils.ray_nodes import Deployed, LocalCluster, deploy
 
 EDGE, ENCODE = "lumalive_edge", "media_encode"
@@ -68,25 +68,6 @@ class Run:
     def pct(self, q: float) -> float:
         ordered = sorted(self.latencies_ms)
         return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))] / 1000
-
-
-def make_source(path: Path, seconds: int, size: str, fps: int) -> Path:
-    """An H.264 FLV of a test pattern with a keyframe every second (not timed)."""
-    subprocess.run(
-        ["ffmpeg", "-hide_banner", "-nostdin", "-loglevel", "error", "-y"]
-        + ["-f", "lavfi", "-i", f"testsrc2=size={size}:rate={fps}", "-t", str(seconds)]
-        + ["-c:v", "libx264", "-preset", "veryfast", "-g", str(fps), "-keyint_min", str(fps)]
-        + ["-sc_threshold", "0", "-pix_fmt", "yuv420p", "-f", "flv", str(path)],
-        check=True,
-    )
-    return path
-
-
-def publish(deployed: Deployed, key: str, source: Path, *, paced: bool) -> None:
-    args = ["ffmpeg", "-hide_banner", "-nostdin", "-loglevel", "error"]
-    args += ["-re"] if paced else []
-    url = f"rtmp://127.0.0.1:{deployed.rtmp_port}/live/{key}"
-    subprocess.run([*args, "-i", str(source), "-c", "copy", "-f", "flv", url], check=True)
 
 
 def rows(dsn: str, sql: str, sid: str) -> list[dict[str, Any]]:

@@ -33,14 +33,13 @@ from collections.abc import AsyncIterator, Sequence
 from typing import Any
 from uuid import UUID
 
-import psycopg
-
 from lumalive import metrics
 from lumalive.db import Database
 from lumalive.errors import Unavailable
 from lumalive.store import activity
 from lumalive.store.activity import EventRow
 from serve_app.coalescer import Broadcast, Coalescer, Message, viewer_count
+from serve_app.pg_listener import listen_forever
 from serve_app.subscription import Subscription
 
 __all__ = [
@@ -198,27 +197,15 @@ class EventHub:
         await asyncio.wait_for(self._listening.wait(), 30)
 
     async def _listen(self) -> None:
-        backoff = 0.5
-        while True:
-            try:
-                async with await psycopg.AsyncConnection.connect(
-                    self._dsn, autocommit=True
-                ) as conn:
-                    await conn.execute(f'SET ROLE "{self._role}"')
-                    await conn.execute(f"LISTEN {CHANNEL}")
-                    if self._listening.is_set():  # a reconnect: catch up on what we missed
-                        for channel in list(self._channels.values()):
-                            self._poke(channel)
-                    self._listening.set()
-                    backoff = 0.5
-                    async for note in conn.notifies():
-                        self._on_notify(note.payload)
-            except asyncio.CancelledError:
-                raise
-            except Exception:  # noqa: BLE001 - a dropped connection: reconnect
-                log.warning("event listener lost its connection; reconnecting", exc_info=True)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 5.0)
+        await listen_forever(
+            self._dsn, self._role, CHANNEL, self._on_notify, self._on_listening, log, "event"
+        )
+
+    def _on_listening(self) -> None:
+        if self._listening.is_set():  # a reconnect: catch up on what we missed
+            for channel in list(self._channels.values()):
+                self._poke(channel)
+        self._listening.set()
 
     def _on_notify(self, payload: str) -> None:
         sid, _, seq = payload.partition(":")

@@ -22,9 +22,8 @@ import logging
 from collections.abc import Awaitable, Callable
 from uuid import UUID
 
-import psycopg
-
 from lumalive.store.llhls import CHANNEL
+from serve_app.pg_listener import listen_forever
 
 __all__ = ["PartWaiter"]
 
@@ -75,27 +74,15 @@ class PartWaiter:
             event.set()
 
     async def _listen(self) -> None:
-        backoff = 0.5
-        while True:
-            try:
-                async with await psycopg.AsyncConnection.connect(
-                    self._dsn, autocommit=True
-                ) as conn:
-                    await conn.execute(f'SET ROLE "{self._role}"')
-                    await conn.execute(f"LISTEN {CHANNEL}")
-                    self._listening.set()
-                    backoff = 0.5
-                    for event in self._events.values():  # a reconnect: re-check everything
-                        event.set()
-                    self._events.clear()
-                    async for note in conn.notifies():
-                        self._on_notify(note.payload)
-            except asyncio.CancelledError:
-                raise
-            except Exception:  # noqa: BLE001 - a dropped connection: reconnect
-                log.warning("LL-HLS listener lost its connection; reconnecting", exc_info=True)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 5.0)
+        await listen_forever(
+            self._dsn, self._role, CHANNEL, self._on_notify, self._on_listening, log, "LL-HLS"
+        )
+
+    def _on_listening(self) -> None:
+        self._listening.set()
+        for event in self._events.values():  # a reconnect: re-check everything
+            event.set()
+        self._events.clear()
 
     async def close(self) -> None:
         if self._task is not None:

@@ -122,3 +122,81 @@ END $$;
 GRANT SELECT, INSERT ON ll_renditions, ll_segments, ll_parts TO lumalive_app;
 -- live_streams' SELECT is granted column by column (0001): the new one too.
 GRANT SELECT (latency_mode) ON live_streams TO lumalive_app;
+
+-- Retention of LL media (issue 9's rules, applied to these tables; conventions of
+-- 0009: SECURITY DEFINER, lumalive.definer = on, not executable by PUBLIC, granted to
+-- lumalive_app by name, only for the sweep, rows first and objects after).
+-- Deleting a stream needs nothing new: ll_renditions cascades from live_streams, and
+-- ll_segments/ll_parts from ll_renditions; its objects share the stream's prefix.
+--
+-- expire_ll_media returns what 0009's expire_media returns, for the LL tables:
+-- (stream_id, path) for each LL segment that left a live stream's DVR window (the
+-- newest `keep_last` of a rendition stay, whatever their age) and for each of its
+-- parts; (stream_id, NULL) for an ended stream whose VOD outlived vod_retention — all
+-- its LL rows go (its objects share the stream's prefix). Init segments stay while
+-- the stream has rows (a few hundred bytes per input). At most max_rows segments and
+-- max_rows streams per call.
+CREATE INDEX ll_segments_age_idx ON ll_segments (stream_id, program_date_time);
+
+CREATE FUNCTION expire_ll_media(dvr_window interval, keep_last integer,
+                                vod_retention interval, max_rows integer)
+RETURNS TABLE (expired_stream uuid, expired_path text)
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = public SET lumalive.definer = on AS $$
+BEGIN
+    IF app_user_id() IS NOT NULL THEN
+        RAISE EXCEPTION 'expire_ll_media is for the retention sweep, not a user'
+            USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    IF keep_last < 1 OR max_rows < 1 THEN
+        RAISE EXCEPTION 'keep_last and max_rows must be at least 1';
+    END IF;
+    IF dvr_window IS NOT NULL THEN
+        RETURN QUERY
+        WITH newest AS (
+            SELECT g.stream_id, g.rendition, max(g.sequence) AS last
+              FROM ll_segments g JOIN live_streams s ON s.id = g.stream_id
+             WHERE s.status = 'live'
+             GROUP BY g.stream_id, g.rendition
+        ), doomed AS (
+            SELECT g.stream_id, g.rendition, g.sequence
+              FROM ll_segments g JOIN newest n
+                ON n.stream_id = g.stream_id AND n.rendition = g.rendition
+             WHERE g.program_date_time < now() - dvr_window
+               AND g.sequence <= n.last - keep_last
+             ORDER BY g.program_date_time
+             LIMIT max_rows
+               FOR UPDATE OF g SKIP LOCKED
+        ), parts_gone AS (
+            DELETE FROM ll_parts p USING doomed d
+             WHERE p.stream_id = d.stream_id AND p.rendition = d.rendition
+               AND p.sequence = d.sequence
+            RETURNING p.stream_id, p.path
+        ), segments_gone AS (
+            DELETE FROM ll_segments g USING doomed d
+             WHERE g.stream_id = d.stream_id AND g.rendition = d.rendition
+               AND g.sequence = d.sequence
+            RETURNING g.stream_id, g.path
+        )
+        SELECT * FROM segments_gone UNION ALL SELECT * FROM parts_gone;
+    END IF;
+    IF vod_retention IS NOT NULL THEN
+        RETURN QUERY
+        WITH doomed AS (
+            SELECT s.id FROM live_streams s
+             WHERE s.status = 'ended' AND s.ended_at < now() - vod_retention
+               AND EXISTS (SELECT 1 FROM ll_renditions r WHERE r.stream_id = s.id)
+             ORDER BY s.ended_at
+             LIMIT max_rows
+               FOR UPDATE OF s SKIP LOCKED
+        ), gone AS (
+            -- segments and parts go with their renditions (ON DELETE CASCADE)
+            DELETE FROM ll_renditions r USING doomed d WHERE r.stream_id = d.id
+            RETURNING r.stream_id
+        )
+        SELECT DISTINCT gone.stream_id, NULL::text FROM gone;
+    END IF;
+END $$;
+
+REVOKE EXECUTE ON FUNCTION expire_ll_media(interval, integer, interval, integer) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION expire_ll_media(interval, integer, interval, integer)
+    TO lumalive_app;

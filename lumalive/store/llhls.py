@@ -8,12 +8,14 @@ decides who sees what. Inserting parts NOTIFYs `lumalive_llhls` with the stream 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
+
+from .retention import Expired
 
 __all__ = [
     "CHANNEL",
@@ -24,6 +26,7 @@ __all__ = [
     "add_parts",
     "add_renditions",
     "add_segments",
+    "expire_ll_media",
     "heads",
     "part",
     "parts_from",
@@ -237,3 +240,30 @@ async def segment(
         .first()
     )
     return dict(row) if row else None
+
+
+async def expire_ll_media(
+    conn: AsyncConnection,
+    *,
+    dvr_window_s: float,
+    keep_last: int,
+    vod_retention_days: float | None,
+    max_rows: int,
+) -> list[Expired]:
+    """`retention.expire_media` for the LL tables (sql/0012 `expire_ll_media`): up to
+    `max_rows` LL segments past a live stream's DVR window (0: none), each returned
+    with its parts' keys, and up to `max_rows` ended streams' LL rows past
+    `vod_retention_days` (None: kept). Only in a session with no acting user."""
+    rows = await conn.execute(
+        text(
+            "SELECT expired_stream, expired_path FROM expire_ll_media("
+            "CAST(:dvr AS interval), :keep, CAST(:vod AS interval), :n)"
+        ),
+        {
+            "dvr": timedelta(seconds=dvr_window_s) if dvr_window_s > 0 else None,
+            "keep": keep_last,
+            "vod": timedelta(days=vod_retention_days) if vod_retention_days is not None else None,
+            "n": max_rows,
+        },
+    )
+    return [Expired(r.expired_stream, r.expired_path) for r in rows]

@@ -35,8 +35,7 @@ from av.stream import Stream
 
 from media.audio import AAC_FRAME
 
-from .encoder import _Sink
-from .fmp4 import AudioSample
+from .fmp4 import AudioSample, Sink
 
 __all__ = ["LiveAudio"]
 
@@ -53,7 +52,7 @@ class LiveAudio:
 
     def __init__(self, rate: int, kbps: int) -> None:
         self.rate = rate
-        sink = _Sink()
+        sink = Sink()
         # The muxer is here only for the init segment (esds from the encoder's config);
         # packets never go through it (fmp4.with_audio puts them into the parts).
         self._container = av.open(sink, "w", format="mp4", options={"movflags": "empty_moov"})

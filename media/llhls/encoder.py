@@ -25,11 +25,10 @@ Invariants:
 from __future__ import annotations
 
 import contextlib
-import io
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 import av
 from av.container import OutputContainer
@@ -43,11 +42,9 @@ from media.encoders import EncoderSettings
 from media.encoders.software import LibX264
 from media.ladder import Rendition
 
-from .fmp4 import AAC_CODECS, timed_samples, with_audio, with_audio_track
+from .audio import LiveAudio
+from .fmp4 import AAC_CODECS, Sink, timed_samples, with_audio, with_audio_track
 from .parts import EncodedPart, PartPlan
-
-if TYPE_CHECKING:
-    from .audio import LiveAudio
 
 __all__ = ["StreamingEncoder", "Tune", "TIME_BASE"]
 
@@ -56,24 +53,6 @@ Tune = Literal["zerolatency", "none"]
 _MOVFLAGS = "+".join(
     ["empty_moov", "default_base_moof", "frag_keyframe", "skip_trailer", "cmaf", "frag_discont"]
 )
-
-
-class _Sink(io.RawIOBase):
-    """What the muxer writes, taken away by the caller after each packet."""
-
-    def __init__(self) -> None:
-        self.pending = bytearray()
-
-    def writable(self) -> bool:
-        return True
-
-    def write(self, b: bytes | bytearray | memoryview) -> int:  # type: ignore[override]
-        self.pending += b
-        return len(b)
-
-    def take(self) -> bytes:
-        data, self.pending = bytes(self.pending), bytearray()
-        return data
 
 
 @dataclass(slots=True)
@@ -91,7 +70,7 @@ class _RungOutput:
     ) -> None:
         self.rendition = rendition
         self._plan = plan
-        self._sink = _Sink()
+        self._sink = Sink()
         self._container: OutputContainer = av.open(
             self._sink,
             "w",

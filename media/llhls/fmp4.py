@@ -1,5 +1,6 @@
 """Box surgery that puts one shared AAC track into each LL rendition's fMP4: the audio
-`trak`/`trex` into the video's init segment, an audio `traf` into every part's `moof`.
+`trak`/`trex` into the video's init segment, an audio `traf` into every part's `moof`;
+and `Sink`, where our muxers write.
 
 Why by hand, not one muxer with both streams: the mp4 muxer cuts a fragment on any
 track's packet once that track's fragment is `frag_duration` long, so an audio packet
@@ -19,15 +20,34 @@ Invariants:
 
 from __future__ import annotations
 
+import io
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-__all__ = ["AAC_CODECS", "AudioSample", "timed_samples", "with_audio", "with_audio_track"]
+__all__ = ["AAC_CODECS", "AudioSample", "Sink", "timed_samples", "with_audio", "with_audio_track"]
 
 AAC_CODECS = "mp4a.40.2"  # the HLS CODECS entry of the AAC-LC track
 AUDIO_TRACK = 2
 _SYNC = 0x02000000  # sample_depends_on = 2: depends on no other sample
+
+
+class Sink(io.RawIOBase):
+    """What the muxer writes, taken away by the caller after each packet."""
+
+    def __init__(self) -> None:
+        self.pending = bytearray()
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, b: bytes | bytearray | memoryview) -> int:  # type: ignore[override]
+        self.pending += b
+        return len(b)
+
+    def take(self) -> bytes:
+        data, self.pending = bytes(self.pending), bytearray()
+        return data
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,8 +4,9 @@ same live FLV an RTMP publish produces, so one pipeline serves both.
 Modules, innermost first: `avc` (H.264 and AAC as FLV tag bodies), `clock` (a
 track's frame times on the publish's millisecond timeline), `frames` (decoded
 frames → H.264/AAC tags, PyAV), `ice` (which addresses and ICE servers aiortc
-uses), `whip` (one publish: the offer, the answer, the peer connection, its media
-into an `IngestSession`). Playback (WHEP) the other way: `hub` (a stream's
+uses), `sdp` (the offer checks and negotiation WHIP and WHEP share), `whip` (one
+publish: the offer, the answer, the peer connection, its media into an
+`IngestSession`). Playback (WHEP) the other way: `hub` (a stream's
 WebRTC-ready packets fanned out to viewers), `tap` (the segmenter's packets made
 WebRTC-ready once per stream), `whep` (one viewer's peer connection). No Ray here.
 """
@@ -13,9 +14,10 @@ WebRTC-ready once per stream), `whep` (one viewer's peer connection). No Ray her
 from media.webrtc.frames import FlvTag, MediaEncoder
 from media.webrtc.hub import MediaPacket, PacketHub, Subscription
 from media.webrtc.ice import IceServer, use_host_addresses
+from media.webrtc.sdp import InvalidOfferError
 from media.webrtc.tap import SourceTap
 from media.webrtc.whep import WhepConfig, WhepPlayback, check_play_offer
-from media.webrtc.whip import InvalidOfferError, WhipConfig, WhipPublish, check_offer
+from media.webrtc.whip import WhipConfig, WhipPublish, check_offer
 
 __all__ = [
     "FlvTag",

@@ -33,7 +33,7 @@ from media.rtmp import flv
 from media.webrtc.avc import aac_config_body, aac_frame_body, avc_config_body, avc_frame_body
 from media.webrtc.clock import TrackClock
 
-__all__ = ["AudioEncoder", "FlvTag", "MediaEncoder", "VideoEncoder"]
+__all__ = ["AudioEncoder", "FlvTag", "MediaEncoder", "VideoEncoder", "open_h264_encoder"]
 
 _MS = Fraction(1, 1000)
 _AUDIO_RATE = 48_000
@@ -50,6 +50,29 @@ class FlvTag:
     kind: int
     timestamp: int
     body: bytes
+
+
+def open_h264_encoder(
+    width: int, height: int, time_base: Fraction, preset: str, *, global_header: bool = False
+) -> VideoCodecContext:
+    """An open low-latency libx264 encoder that makes a keyframe only where its caller
+    forces one (an I picture, sent as an IDR): the WHIP encoder cuts segments of one
+    length that way, and the WHEP tap keyframes on its own schedule, so both open it
+    here. `global_header`: SPS/PPS in extradata rather than in the stream."""
+    ctx = av.CodecContext.create("libx264", "w")
+    assert isinstance(ctx, VideoCodecContext)
+    ctx.width, ctx.height, ctx.pix_fmt, ctx.time_base = width, height, "yuv420p", time_base
+    if global_header:
+        ctx.flags |= Flags.global_header
+    ctx.gop_size = 100_000  # never on its own: scenecut=0, keyint=infinite
+    ctx.options = {
+        "preset": preset,
+        "tune": "zerolatency",
+        "forced-idr": "1",
+        "x264-params": "scenecut=0:keyint=infinite",
+    }
+    ctx.open()
+    return ctx
 
 
 class VideoEncoder:
@@ -88,22 +111,9 @@ class VideoEncoder:
         return self._tags(self._ctx.encode(None)) if self._ctx else []
 
     def _open(self, width: int, height: int) -> VideoCodecContext:
-        ctx = av.CodecContext.create("libx264", "w")
-        assert isinstance(ctx, VideoCodecContext)
-        ctx.width, ctx.height = max(2, width - width % 2), max(2, height - height % 2)
-        ctx.pix_fmt = "yuv420p"
-        ctx.time_base = _MS
-        ctx.flags |= Flags.global_header  # SPS/PPS in extradata, for the avcC record
-        # Keyframes only where `encode` forces them: segments of one length each.
-        ctx.gop_size = 100_000
-        ctx.options = {
-            "preset": self._preset,
-            "tune": "zerolatency",
-            "forced-idr": "1",
-            "x264-params": "scenecut=0:keyint=infinite",
-        }
-        ctx.open()
-        return ctx
+        w, h = max(2, width - width % 2), max(2, height - height % 2)
+        # SPS/PPS in extradata, for the avcC record.
+        return open_h264_encoder(w, h, _MS, self._preset, global_header=True)
 
     @staticmethod
     def _tags(packets: list[Packet[Stream]]) -> list[FlvTag]:

@@ -37,6 +37,7 @@ from av.video.codeccontext import VideoCodecContext
 from av.video.frame import PictureType
 
 from media.parameter_sets import ParameterSets
+from media.webrtc.frames import open_h264_encoder
 from media.webrtc.hub import MediaPacket, PacketHub
 
 __all__ = ["OpusTranscoder", "SourceTap", "VideoReencoder", "avcc_to_annexb"]
@@ -173,18 +174,7 @@ class VideoReencoder:
     def _open(self, width: int, height: int) -> VideoCodecContext:
         out_h = min(self._height, height) // 2 * 2
         out_w = max(2, round(width * out_h / height) // 2 * 2)
-        ctx = av.CodecContext.create("libx264", "w")
-        assert isinstance(ctx, VideoCodecContext)
-        ctx.width, ctx.height, ctx.pix_fmt, ctx.time_base = out_w, out_h, "yuv420p", self._tb
-        ctx.gop_size = 100_000  # keyframes where `_encode` forces them
-        ctx.options = {
-            "preset": self._preset,
-            "tune": "zerolatency",
-            "forced-idr": "1",
-            "x264-params": "scenecut=0:keyint=infinite",
-        }
-        ctx.open()
-        return ctx
+        return open_h264_encoder(out_w, out_h, self._tb, self._preset)  # keyframes: `_encode`
 
 
 class SourceTap:

@@ -31,17 +31,23 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpSender
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
-from aiortc.sdp import SessionDescription
 from av.packet import Packet
 from av.stream import Stream
 
 from media.webrtc.hub import Kind, PacketHub, Subscription
 from media.webrtc.ice import IceServer
-from media.webrtc.whip import InvalidOfferError
+from media.webrtc.sdp import (
+    InvalidOfferError,
+    Offer,
+    check_media,
+    ended_reason,
+    negotiate,
+    parse_offer,
+)
 
-__all__ = ["PacketTrack", "PlayOffer", "WhepConfig", "WhepPlayback", "check_play_offer"]
+__all__ = ["PacketTrack", "WhepConfig", "WhepPlayback", "check_play_offer"]
 
 log = logging.getLogger(__name__)
 
@@ -59,41 +65,15 @@ class WhepConfig:
     ice_servers: tuple[IceServer, ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
-class PlayOffer:
-    """What an acceptable offer receives."""
-
-    has_audio: bool
-
-
-def check_play_offer(sdp: str) -> PlayOffer:
+def check_play_offer(sdp: str) -> Offer:
     """What a WHEP offer receives; `InvalidOfferError` if it cannot be answered."""
-    if not sdp.lstrip().startswith("v=0"):
-        raise InvalidOfferError("the body is not an SDP offer (it must start with v=0)")
-    try:
-        desc = SessionDescription.parse(sdp)
-    except (AssertionError, ValueError, IndexError, KeyError) as e:
-        raise InvalidOfferError(f"the SDP offer cannot be parsed: {e!r}") from e
-    videos = [m for m in desc.media if m.kind == "video"]
-    audios = [m for m in desc.media if m.kind == "audio"]
-    if len(videos) != 1 or len(audios) > 1:
-        raise InvalidOfferError(
-            f"the offer must receive one video track and at most one audio track "
-            f"(it has {len(videos)} video, {len(audios)} audio)"
-        )
+    videos, audios = parse_offer(sdp, "receive")
     for media in (*videos, *audios):
-        if media.direction not in _RECEIVING:
-            raise InvalidOfferError(f"the offer's {media.kind} is {media.direction}, not receiving")
         wanted = _CODECS[media.kind][0]
         names = {c.mimeType.lower() for c in media.rtp.codecs}
-        if wanted not in names:
-            raise InvalidOfferError(
-                f"the offer's {media.kind} does not receive {wanted} (offered {sorted(names)})"
-            )
-        ice, dtls = media.ice, media.dtls
-        if not (ice and ice.usernameFragment and ice.password and dtls and dtls.fingerprints):
-            raise InvalidOfferError(f"the offer's {media.kind} has no ICE credentials or DTLS")
-    return PlayOffer(has_audio=bool(audios))
+        missing = f"the offer's {media.kind} does not receive {wanted} (offered {sorted(names)})"
+        check_media(media, _RECEIVING, "receiving", None if wanted in names else missing)
+    return Offer(has_audio=bool(audios))
 
 
 class PacketTrack(MediaStreamTrack):
@@ -164,14 +144,12 @@ class WhepPlayback:
             transceiver = pc.addTransceiver(track, direction="sendonly")
             transceiver.setCodecPreferences(_preferred(kind))
         try:
-            await pc.setRemoteDescription(RTCSessionDescription(offer_sdp, "offer"))
-            await pc.setLocalDescription(await pc.createAnswer())
-        except Exception as e:  # noqa: BLE001 - aiortc raises many kinds for a bad offer
+            answer = await negotiate(pc, offer_sdp)
+        except InvalidOfferError:
             await self.close("rejected")
-            raise InvalidOfferError(f"the offer cannot be answered: {e}") from e
+            raise
         pc.on("connectionstatechange", self._state_changed)
         self._watcher = asyncio.create_task(self._watch(), name=f"whep-watch-{self.id}")
-        answer: str = pc.localDescription.sdp
         return answer
 
     async def wait_closed(self) -> None:
@@ -186,9 +164,8 @@ class WhepPlayback:
 
     async def _state_changed(self) -> None:
         assert self._pc is not None
-        state = self._pc.connectionState
-        if state in ("failed", "closed"):
-            self.close("ice_failed" if state == "failed" else "disconnected")
+        if (reason := ended_reason(self._pc.connectionState)) is not None:
+            self.close(reason)
 
     async def _watch(self) -> None:
         """Close a playback that never connects, or whose stream is over."""

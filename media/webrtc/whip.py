@@ -39,7 +39,6 @@ from aiortc import (
     RTCPeerConnection,
     RTCRtpReceiver,
     RTCRtpTransceiver,
-    RTCSessionDescription,
 )
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from aiortc.sdp import SessionDescription
@@ -47,6 +46,14 @@ from aiortc.sdp import SessionDescription
 from media.rtmp import IngestSession, amf0
 from media.webrtc.frames import FlvTag, MediaEncoder
 from media.webrtc.ice import IceServer
+from media.webrtc.sdp import (
+    InvalidOfferError,
+    Offer,
+    check_media,
+    ended_reason,
+    negotiate,
+    parse_offer,
+)
 
 __all__ = ["InvalidOfferError", "Offer", "WhipConfig", "WhipPublish", "check_offer"]
 
@@ -60,10 +67,6 @@ _STOP_S = 2.0  # how long a receive loop may take to return once the connection 
 _FLV_AVC, _FLV_AAC = 7.0, 10.0  # onMetaData codec ids
 
 
-class InvalidOfferError(ValueError):
-    """The SDP offer cannot be answered (malformed, or nothing we can receive)."""
-
-
 @dataclass(frozen=True, slots=True)
 class WhipConfig:
     """How publishes are received and encoded."""
@@ -75,40 +78,16 @@ class WhipConfig:
     ice_servers: tuple[IceServer, ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
-class Offer:
-    """What an acceptable offer publishes."""
-
-    has_audio: bool
-
-
 def check_offer(sdp: str) -> Offer:
     """What a WHIP offer publishes; `InvalidOfferError` if it cannot be answered."""
-    if not sdp.lstrip().startswith("v=0"):
-        raise InvalidOfferError("the body is not an SDP offer (it must start with v=0)")
-    try:
-        desc = SessionDescription.parse(sdp)
-    except (AssertionError, ValueError, IndexError, KeyError) as e:
-        raise InvalidOfferError(f"the SDP offer cannot be parsed: {e!r}") from e
-    videos = [m for m in desc.media if m.kind == "video"]
-    audios = [m for m in desc.media if m.kind == "audio"]
-    if len(videos) != 1 or len(audios) > 1:
-        raise InvalidOfferError(
-            f"the offer must send one video track and at most one audio track "
-            f"(it has {len(videos)} video, {len(audios)} audio)"
-        )
+    videos, audios = parse_offer(sdp, "send")
     for media, codecs in ((videos[0], _VIDEO_CODECS), *((a, _AUDIO_CODECS) for a in audios)):
-        if media.direction not in _SENDING:
-            raise InvalidOfferError(f"the offer's {media.kind} is {media.direction}, not sending")
         names = {c.mimeType.split("/")[-1].lower() for c in media.rtp.codecs}
-        if not names & codecs:
-            raise InvalidOfferError(
-                f"no {media.kind} codec the server decodes in the offer "
-                f"(offered {sorted(names)}, supported {sorted(codecs)})"
-            )
-        ice, dtls = media.ice, media.dtls
-        if not (ice and ice.usernameFragment and ice.password and dtls and dtls.fingerprints):
-            raise InvalidOfferError(f"the offer's {media.kind} has no ICE credentials or DTLS")
+        unsupported = (
+            f"no {media.kind} codec the server decodes in the offer "
+            f"(offered {sorted(names)}, supported {sorted(codecs)})"
+        )
+        check_media(media, _SENDING, "sending", None if names & codecs else unsupported)
     return Offer(has_audio=bool(audios))
 
 
@@ -163,12 +142,10 @@ class WhipPublish:
         video.setCodecPreferences(_h264_first("video"))
         audio = pc.addTransceiver("audio", direction="recvonly") if offer.has_audio else None
         try:
-            await pc.setRemoteDescription(RTCSessionDescription(offer_sdp, "offer"))
-            await pc.setLocalDescription(await pc.createAnswer())
-        except Exception as e:  # noqa: BLE001 - aiortc raises many kinds for a bad offer
+            answer = await negotiate(pc, offer_sdp)
+        except InvalidOfferError:
             await self.close("rejected")
-            raise InvalidOfferError(f"the offer cannot be answered: {e}") from e
-        answer: str = pc.localDescription.sdp
+            raise
         self.video_codec = _first_codec(answer, "video")
         self._metadata(offer.has_audio)
         pc.on("connectionstatechange", self._state_changed)
@@ -229,9 +206,8 @@ class WhipPublish:
 
     async def _state_changed(self) -> None:
         assert self._pc is not None
-        state = self._pc.connectionState
-        if state in ("failed", "closed"):
-            self.close("ice_failed" if state == "failed" else "disconnected")
+        if (reason := ended_reason(self._pc.connectionState)) is not None:
+            self.close(reason)
 
     async def _watch(self) -> None:
         """Close a publish that never connects, or stops sending."""

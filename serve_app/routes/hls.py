@@ -12,36 +12,27 @@ playback token for the same user, so a standard player needs nothing but the URL
 
 This is the classic ladder (whole segments, every player). A stream in latency mode `low` is
 also served as LL-HLS (CMAF parts, blocking reload) by `serve_app.routes.llhls`, under
-`/llhls/`, with the same access rules (it reuses `_viewer` and `_cache`).
+`/llhls/`, with the same access rules (`serve_app.viewer`).
 """
 
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any
-from urllib.parse import quote
+from typing import Annotated
 from uuid import UUID
 
-from fastapi import APIRouter, Path, Query, Response
+from fastapi import APIRouter, Depends, Path, Response
 
-from lumalive.auth import TokenService
 from lumalive.errors import NotFound
-from lumalive.settings import Settings
-from lumalive.status import StreamStatus
 from lumalive.store import media
 from media.ladder import Rendition
 from media.playlist import SegmentRecord, master_playlist, media_playlist, segment_name
-from serve_app.deps import (
-    AccessDep,
-    DbDep,
-    MaybeUser,
-    MediaStorageDep,
-    SettingsDep,
-    TokensDep,
-)
+from serve_app.deps import DbDep, MediaStorageDep, SettingsDep
 from serve_app.responses import ERRORS
 from serve_app.segment_response import segment_response
-from serve_app.stream_access import StreamAccess
+from serve_app.viewer import PlaybackToken, ViewerDep, cache_control, resolve_viewer
+
+__all__ = ["PLAYLIST_TYPE", "SEGMENT_TYPE", "PlaybackToken", "RenditionName", "router"]
 
 router = APIRouter(
     prefix="/api/live-streaming/{stream_id}/hls", tags=["playback"], responses=ERRORS
@@ -53,33 +44,20 @@ SEGMENT_TYPE = "video/mp2t"
 _SEGMENT = re.compile(r"^(?:(\d{1,12})\.(ts|m4s)|init\.mp4)$")
 
 RenditionName = Annotated[str, Path(pattern=r"^[A-Za-z0-9_-]{1,20}$")]
-PlaybackToken = Annotated[
-    str | None,
-    Query(alias="pt", max_length=2048, description="playback token (join's playback_url)"),
-]
 
 
-async def _viewer(
-    access: StreamAccess,
-    tokens: TokenService,
-    settings: Settings,
-    stream_id: UUID,
-    user: UUID | None,
-    pt: str | None,
-) -> tuple[dict[str, Any], UUID | None, str]:
-    """The stream as the caller sees it, the caller, and the query every URI in a
-    playlist carries. NotFound if the caller may not see the stream."""
-    if pt is not None:
-        user = tokens.verify_playback(pt, stream_id)
-    elif user is not None:
-        pt = tokens.issue_playback(user, stream_id, settings.playback_ttl_s)
-    stream = await access.visible(user, stream_id)
-    return stream, user, f"?pt={quote(pt)}" if pt else ""
+# serve_app.routes.llhls's names for them, until its routes take `ViewerDep`.
+_viewer = resolve_viewer
+_cache = cache_control
 
 
-def _cache(stream: dict[str, Any], live: str, ended: str) -> str:
-    scope = "public" if stream["privacy"] == "public" else "private"
-    return live if stream["status"] != StreamStatus.ENDED else f"{scope}, {ended}"
+def _segment(segment: Annotated[str, Path(max_length=20)]) -> re.Match[str]:
+    """The segment's name parsed; a dependency declared before the viewer's so that a
+    name that cannot be a segment is 404 before the stream is looked up."""
+    match = _SEGMENT.match(segment)
+    if match is None:
+        raise NotFound("no such segment", "segment_not_found")
+    return match
 
 
 @router.get(
@@ -88,30 +66,17 @@ def _cache(stream: dict[str, Any], live: str, ended: str) -> str:
     response_class=Response,
     responses={200: {"content": {PLAYLIST_TYPE: {}}}},
 )
-async def master(
-    stream_id: UUID,
-    user: MaybeUser,
-    access: AccessDep,
-    tokens: TokensDep,
-    settings: SettingsDep,
-    db: DbDep,
-    pt: PlaybackToken = None,
-) -> Response:
+async def master(stream_id: UUID, viewer: ViewerDep, db: DbDep) -> Response:
     """The multivariant playlist: one entry per rendition, highest first."""
-    stream, user, suffix = await _viewer(access, tokens, settings, stream_id, user, pt)
-    async with db.acting(user) as conn:
+    async with db.acting(viewer.user) as conn:
         rows = await media.renditions(conn, stream_id)
     if not rows:
         raise NotFound("the stream has no media yet", "media_not_ready")
     renditions = [Rendition.from_row(r) for r in rows]
     body = master_playlist(
-        renditions, codecs={r["name"]: r["codecs"] for r in rows}, uri_suffix=suffix
+        renditions, codecs={r["name"]: r["codecs"] for r in rows}, uri_suffix=viewer.suffix
     )
-    return Response(
-        body,
-        media_type=PLAYLIST_TYPE,
-        headers={"Cache-Control": _cache(stream, "no-cache", "max-age=300")},
-    )
+    return Response(body, media_type=PLAYLIST_TYPE, headers={"Cache-Control": viewer.cache()})
 
 
 @router.get(
@@ -122,18 +87,14 @@ async def master(
 async def media_index(
     stream_id: UUID,
     rendition: RenditionName,
-    user: MaybeUser,
-    access: AccessDep,
-    tokens: TokensDep,
+    viewer: ViewerDep,
     settings: SettingsDep,
     db: DbDep,
-    pt: PlaybackToken = None,
 ) -> Response:
     """A rendition's playlist: the live window, or every segment once the stream ended."""
-    stream, user, suffix = await _viewer(access, tokens, settings, stream_id, user, pt)
-    ended = stream["status"] == StreamStatus.ENDED
+    ended = viewer.ended
     window = None if ended else settings.live_window_segments
-    async with db.acting(user) as conn:
+    async with db.acting(viewer.user) as conn:
         rows = await media.playlist(conn, stream_id, rendition, window)
         if not rows and rendition not in {
             r["name"] for r in await media.renditions(conn, stream_id)
@@ -159,15 +120,11 @@ async def media_index(
         else max(1, round(settings.segment_seconds)),
         discontinuity_sequence=rows[0]["discontinuity_sequence"] if rows else 0,
         playlist_type="VOD" if ended else None,
-        uri_suffix=suffix,
+        uri_suffix=viewer.suffix,
         # fMP4 (HDR) renditions: their init segment (media.cmaf, sql/0011).
         map_uri="init.mp4" if rows and rows[0]["path"].endswith(".m4s") else None,
     )
-    return Response(
-        body,
-        media_type=PLAYLIST_TYPE,
-        headers={"Cache-Control": _cache(stream, "no-cache", "max-age=300")},
-    )
+    return Response(body, media_type=PLAYLIST_TYPE, headers={"Cache-Control": viewer.cache()})
 
 
 @router.get(
@@ -178,28 +135,22 @@ async def media_index(
 async def media_segment(
     stream_id: UUID,
     rendition: RenditionName,
-    segment: Annotated[str, Path(max_length=20)],
-    user: MaybeUser,
-    access: AccessDep,
-    tokens: TokensDep,
+    match: Annotated[re.Match[str], Depends(_segment)],
+    viewer: ViewerDep,
     settings: SettingsDep,
     db: DbDep,
     storage: MediaStorageDep,
-    pt: PlaybackToken = None,
 ) -> Response:
     """One segment (MPEG-TS). Immutable once published."""
-    match = _SEGMENT.match(segment)
-    if match is None:
-        raise NotFound("no such segment", "segment_not_found")
-    stream, user, _ = await _viewer(access, tokens, settings, stream_id, user, pt)
-    async with db.acting(user) as conn:
+    segment = match.string
+    async with db.acting(viewer.user) as conn:
         if match.group(1) is None:
             row = await media.init_segment(conn, stream_id, rendition)
         else:
             row = await media.segment(conn, stream_id, rendition, int(match.group(1)))
     if row is None or (match.group(2) and not row["path"].endswith("." + match.group(2))):
         raise NotFound("no such segment", "segment_not_found")
-    scope = "public" if stream["privacy"] == "public" else "private"
+    scope = "public" if viewer.public else "private"
     headers = {"Cache-Control": f"{scope}, max-age=31536000, immutable"}
     if not segment.endswith(".ts"):  # RFC 8216 3.3 / 3.5; Starlette keeps a given type
         headers["Content-Type"] = "video/mp4" if match.group(1) is None else "video/iso.segment"

@@ -3,7 +3,7 @@ playlist and place in the frame) and the DASH MPD (the ladder and every tile, pl
 by SRD). The tiles' playlists and segments themselves are the HLS routes' (a tile is a
 rendition row with a tile position, sql/0010), so these documents only point there.
 
-Access is HLS's (`serve_app.routes.hls`): a playback token (`?pt=`) or the bearer
+Access is HLS's (`serve_app.viewer`): a playback token (`?pt=`) or the bearer
 token, the stream's visibility checked as that user, 404 for a caller who may not see
 it, and every URI inside carries a playback token for the same user.
 """
@@ -18,15 +18,14 @@ from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
 
 from lumalive.errors import NotFound
-from lumalive.status import StreamStatus
 from lumalive.store import media
 from media.dash import MpdSegment, tile_mpd
 from media.ladder import Rendition
 from media.playlist import with_suffix
 from media.tile_renditions import tile_map
-from serve_app.deps import AccessDep, DbDep, MaybeUser, SettingsDep, TokensDep
+from serve_app.deps import DbDep, SettingsDep
 from serve_app.responses import ERRORS
-from serve_app.routes.hls import PlaybackToken, _cache, _viewer
+from serve_app.viewer import ViewerDep
 
 router = APIRouter(
     prefix="/api/live-streaming/{stream_id}/tiles", tags=["playback"], responses=ERRORS
@@ -50,19 +49,11 @@ async def _tiled(db: Any, user: UUID | None, stream_id: UUID) -> list[dict[str, 
 
 
 @router.get("/tiles.json", responses={200: {"content": {"application/json": {}}}})
-async def tiles_json(
-    stream_id: UUID,
-    user: MaybeUser,
-    access: AccessDep,
-    tokens: TokensDep,
-    settings: SettingsDep,
-    db: DbDep,
-    pt: PlaybackToken = None,
-) -> JSONResponse:
+async def tiles_json(stream_id: UUID, viewer: ViewerDep, db: DbDep) -> JSONResponse:
     """The tile map: the frame, the grid, each tile's place and media playlist, and the
     ladder's master playlist and the MPD."""
-    stream, user, suffix = await _viewer(access, tokens, settings, stream_id, user, pt)
-    rows = await _tiled(db, user, stream_id)
+    rows = await _tiled(db, viewer.user, stream_id)
+    suffix = viewer.suffix
     tiles = [Rendition.from_row(r) for r in rows if r["tile_row"] is not None]
     body = tile_map(
         tiles,
@@ -73,25 +64,19 @@ async def tiles_json(
             "mpd": with_suffix("manifest.mpd", suffix),
         },
     )
-    return JSONResponse(body, headers={"Cache-Control": _cache(stream, "no-cache", "max-age=300")})
+    return JSONResponse(body, headers={"Cache-Control": viewer.cache()})
 
 
 @router.get("/manifest.mpd", response_class=Response, responses={200: {"content": {MPD_TYPE: {}}}})
 async def manifest_mpd(
-    stream_id: UUID,
-    user: MaybeUser,
-    access: AccessDep,
-    tokens: TokensDep,
-    settings: SettingsDep,
-    db: DbDep,
-    pt: PlaybackToken = None,
+    stream_id: UUID, viewer: ViewerDep, settings: SettingsDep, db: DbDep
 ) -> Response:
     """The DASH MPD (MPEG-TS segments, profile mp2t-simple): the ladder as one
     AdaptationSet, each tile as another, placed by SRD; live: the playlist window."""
-    stream, user, suffix = await _viewer(access, tokens, settings, stream_id, user, pt)
+    stream, user = viewer.stream, viewer.user
     rows = await _tiled(db, user, stream_id)
     renditions = [Rendition.from_row(r) for r in rows]
-    live = stream["status"] != StreamStatus.ENDED
+    live = not viewer.ended
     first_tile = next(r for r in renditions if r.tile is not None)
     async with db.acting(user) as conn:
         window = settings.live_window_segments if live else None
@@ -110,12 +95,8 @@ async def manifest_mpd(
         availability_start=start,
         published=datetime.now(UTC),
         media_uri=_HLS + "{name}/$Number%08d$.ts",
-        uri_suffix=suffix,
+        uri_suffix=viewer.suffix,
         codecs={r["name"]: r["codecs"] for r in rows},
         update_s=settings.segment_seconds,
     )
-    return Response(
-        body,
-        media_type=MPD_TYPE,
-        headers={"Cache-Control": _cache(stream, "no-cache", "max-age=300")},
-    )
+    return Response(body, media_type=MPD_TYPE, headers={"Cache-Control": viewer.cache()})

@@ -18,49 +18,35 @@ actor (`actors.whep_egress`); this replica keeps no state of it.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
 from uuid import UUID
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Request, Response
 from starlette.exceptions import HTTPException
 
 from actors import whip_gateway
-from lumalive.errors import BadRequest, Conflict
+from lumalive.errors import Conflict
 from lumalive.status import StreamStatus
-from media.webrtc import InvalidOfferError, check_play_offer
+from media.webrtc import check_play_offer
 from serve_app.callers import client_address
 from serve_app.deps import AccessDep, MaybeUser, SettingsDep, TokensDep
 from serve_app.responses import ERRORS
+from serve_app.sdp_exchange import ANSWER, OFFER_BODY, SDP, answered, read_offer
+from serve_app.viewer import PlaybackToken
 
 router = APIRouter(prefix="/api/live-streaming", tags=["playback"], responses=ERRORS)
-
-_SDP = "application/sdp"
-_OFFER_BODY = {
-    "requestBody": {
-        "required": True,
-        "content": {_SDP: {"schema": {"type": "string"}, "example": "v=0\r\no=- …"}},
-    }
-}
-_ANSWER: dict[int | str, dict[str, Any]] = {
-    201: {"description": "the SDP answer", "content": {_SDP: {}}}
-}
-PlaybackToken = Annotated[
-    str | None,
-    Query(alias="pt", max_length=2048, description="playback token (join's playback_url)"),
-]
 
 
 @router.options("/{stream_id}/whep", status_code=204, include_in_schema=False)
 async def whep_options(stream_id: UUID) -> Response:
-    return Response(status_code=204, headers={"Allow": "OPTIONS, POST", "Accept-Post": _SDP})
+    return Response(status_code=204, headers={"Allow": "OPTIONS, POST", "Accept-Post": SDP})
 
 
 @router.post(
     "/{stream_id}/whep",
     status_code=201,
     response_class=Response,
-    responses=_ANSWER,
-    openapi_extra=_OFFER_BODY,
+    responses=ANSWER,
+    openapi_extra=OFFER_BODY,
 )
 async def whep_play(
     stream_id: UUID,
@@ -81,15 +67,10 @@ async def whep_play(
     stream = await access.visible(user, stream_id)
     if stream["status"] != StreamStatus.LIVE:
         raise Conflict(f"stream is {stream['status']}, not live", "stream_not_live")
-    offer = await _offer(request)
+    offer = await read_offer(request, check_play_offer)
     caller = str(user) if user else f"ip:{client_address(request, settings.trusted_proxies)}"
     answer = await whip_gateway.play(stream_id, caller, offer)
-    return Response(
-        answer.sdp,
-        status_code=201,
-        media_type=_SDP,
-        headers={"Location": f"/api/live-streaming/{stream_id}/whep/{answer.resource}"},
-    )
+    return answered(answer.sdp, f"/api/live-streaming/{stream_id}/whep/{answer.resource}")
 
 
 @router.delete("/{stream_id}/whep/{resource}", response_class=Response)
@@ -102,16 +83,3 @@ async def whep_stop(stream_id: UUID, resource: str) -> Response:
 @router.patch("/{stream_id}/whep/{resource}", include_in_schema=False)
 async def whep_patch(stream_id: UUID, resource: str) -> Response:
     raise HTTPException(405, "trickle ICE and ICE restarts are not supported", {"Allow": "DELETE"})
-
-
-async def _offer(request: Request) -> str:
-    """The body as an SDP offer the ingest can answer; BadRequest otherwise."""
-    content_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
-    if content_type != _SDP:
-        raise BadRequest(f"the body must be an SDP offer ({_SDP})", "invalid_content_type")
-    try:
-        offer = (await request.body()).decode("utf-8")
-        check_play_offer(offer)
-    except (UnicodeDecodeError, InvalidOfferError) as e:
-        raise BadRequest(str(e), "invalid_offer") from None
-    return offer

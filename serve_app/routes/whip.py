@@ -13,38 +13,26 @@ peer connection lives; the API replica keeps no state of the publish.
 
 from __future__ import annotations
 
-from typing import Any
 from uuid import UUID
 
 from fastapi import APIRouter, Request, Response
 from starlette.exceptions import HTTPException
 
 from actors import whip_gateway
-from lumalive.errors import BadRequest
-from media.webrtc import InvalidOfferError, check_offer
+from media.webrtc import check_offer
 from serve_app.deps import AccessDep, CurrentUser, rate_limited
 from serve_app.responses import ERRORS
+from serve_app.sdp_exchange import ANSWER, OFFER_BODY, answered, read_offer
 
 router = APIRouter(prefix="/api/live-streaming", tags=["whip"], responses=ERRORS)
-
-_SDP = "application/sdp"
-_OFFER_BODY = {
-    "requestBody": {
-        "required": True,
-        "content": {_SDP: {"schema": {"type": "string"}, "example": "v=0\r\no=- …"}},
-    }
-}
-_ANSWER: dict[int | str, dict[str, Any]] = {
-    201: {"description": "the SDP answer", "content": {_SDP: {}}}
-}
 
 
 @router.post(
     "/{stream_id}/whip",
     status_code=201,
     response_class=Response,
-    responses=_ANSWER,
-    openapi_extra=_OFFER_BODY,
+    responses=ANSWER,
+    openapi_extra=OFFER_BODY,
     dependencies=[rate_limited("start")],
 )
 async def whip_publish(
@@ -55,16 +43,11 @@ async def whip_publish(
     the live-stream quota (429); a stream already published, over RTMP or WHIP, is
     409 `already_publishing`; an offer that cannot be answered is 400 `invalid_offer`."""
     await access.owned(user, stream_id)
-    offer = await _offer(request)
+    offer = await read_offer(request, check_offer)
     peer = request.client.host if request.client else "unknown"
     answer = await whip_gateway.publish(stream_id, user, offer, peer)
     access.invalidate(stream_id)  # publishing may have started it
-    return Response(
-        answer.sdp,
-        status_code=201,
-        media_type=_SDP,
-        headers={"Location": f"/api/live-streaming/{stream_id}/whip/{answer.resource}"},
-    )
+    return answered(answer.sdp, f"/api/live-streaming/{stream_id}/whip/{answer.resource}")
 
 
 @router.delete("/{stream_id}/whip/{resource}", response_class=Response)
@@ -81,16 +64,3 @@ async def whip_stop(
 @router.patch("/{stream_id}/whip/{resource}", include_in_schema=False)
 async def whip_patch(stream_id: UUID, resource: str) -> Response:
     raise HTTPException(405, "trickle ICE and ICE restarts are not supported", {"Allow": "DELETE"})
-
-
-async def _offer(request: Request) -> str:
-    """The body as an SDP offer the ingest can answer; BadRequest otherwise."""
-    content_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
-    if content_type != _SDP:
-        raise BadRequest(f"the body must be an SDP offer ({_SDP})", "invalid_content_type")
-    try:
-        offer = (await request.body()).decode("utf-8")
-        check_offer(offer)
-    except (UnicodeDecodeError, InvalidOfferError) as e:
-        raise BadRequest(str(e), "invalid_offer") from None
-    return offer

@@ -37,6 +37,9 @@ def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
         # a small, fast HLS ladder (480p/360p) for the 2-core CI boxes
         media_max_height=480,
         x264_preset="ultrafast",
+        # idle workers give their CPUs back sooner: tests that start their own media
+        # actors (test_media_memory) wait for a free CPU
+        media_pool_idle_s=15.0,
         webhook_allow_http=True,  # the tests' webhook receivers: plain http
         webhook_allow_private=True,  # ... on loopback
         webhook_retry_s=(0.2, 0.4, 0.4, 0.4),  # retried in a second, not minutes

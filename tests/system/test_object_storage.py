@@ -12,23 +12,19 @@ more than the test; the Ray pool only moves the worker's call to another process
 from __future__ import annotations
 
 import io
-import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
-from uuid import UUID
 
 import av
 import httpx
 import pytest
 
-from actors.media_worker import SegmentJob, SegmentOutcome, SegmentWorker
-from actors.segment_publisher import Cut, SegmentPublisher
 from lumalive.db import Database
 from lumalive.settings import Settings
 from media.object_storage import open_storage
 from media.segmenter import Segmenter, SourceSegment
-from serve_app.app import create_app
 from tests.utils.api import Person
+from tests.utils.in_process import api_client, publish_segment
 from tests.utils.media import CLIP
 from tests.utils.s3 import s3_environment
 
@@ -50,12 +46,8 @@ def s3_settings(settings: Settings, bucket_url: str) -> Settings:
 @pytest.fixture
 async def api(s3_settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
     """The API app with the bucket as its segment store, served in process."""
-    app = create_app(s3_settings)
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://api") as c:
+    async for c in api_client(s3_settings):
         yield c
-    if app.state.replica is not None:
-        await app.state.replica.close()
 
 
 def _source() -> SourceSegment:
@@ -67,14 +59,7 @@ async def _publish_to_bucket(
     stream: dict[str, Any], owner: Person, settings: Settings, db: Database
 ) -> list[str]:
     """One segment of the clip: encoded into the bucket, published to Postgres."""
-    source = _source()
-    row = {**stream, "id": UUID(stream["id"]), "user_id": owner.id}
-    publisher = SegmentPublisher(row, settings, db, on_not_live=lambda: None)
-    job = SegmentJob(stream["id"], 0, publisher.ladder(source), source.frames, 0)
-    result = SegmentWorker(settings).process(job, source.data)
-    assert result.error is None
-    now = time.time()
-    verdict = await publisher.publish(Cut(source, now, now - 5), SegmentOutcome(result))
+    result, verdict = await publish_segment(stream, owner, settings, db, _source(), cut_s_ago=5)
     assert verdict is not None, "the stream was not live"
     return [r.key for r in result.renditions]
 

@@ -9,22 +9,18 @@ the bucket and the real publisher records it.
 from __future__ import annotations
 
 import io
-import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
-from uuid import UUID
 
 import httpx
 import pytest
 
-from actors.media_worker import SegmentJob, SegmentOutcome, SegmentWorker
-from actors.segment_publisher import Cut, SegmentPublisher
 from lumalive.db import Database
 from lumalive.settings import Settings
 from media.object_storage import open_storage
 from media.segmenter import Segmenter
-from serve_app.app import create_app
 from tests.utils.api import Person
+from tests.utils.in_process import api_client, publish_segment
 from tests.utils.media import synthetic
 from tests.utils.s3 import s3_environment
 
@@ -37,25 +33,16 @@ def bucket_url() -> Iterator[str]:
         yield f"s3://{env['AWS_S3_BUCKET']}/media"
 
 
-async def _api(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(settings)
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://api") as c:
-        yield c
-    if app.state.replica is not None:
-        await app.state.replica.close()
-
-
 @pytest.fixture
 async def proxied(settings: Settings, bucket_url: str) -> AsyncIterator[httpx.AsyncClient]:
-    async for c in _api(settings.model_copy(update={"media_url": bucket_url})):
+    async for c in api_client(settings.model_copy(update={"media_url": bucket_url})):
         yield c
 
 
 @pytest.fixture
 async def presigned(settings: Settings, bucket_url: str) -> AsyncIterator[httpx.AsyncClient]:
     update = {"media_url": bucket_url, "media_presign": True, "media_presign_ttl_s": 120}
-    async for c in _api(settings.model_copy(update=update)):
+    async for c in api_client(settings.model_copy(update=update)):
         yield c
 
 
@@ -66,13 +53,8 @@ async def _publish(
     settings = settings.model_copy(update={"media_url": bucket_url})
     data = synthetic(frames=20, gop=20, size=(854, 480), fps=10)
     source = next(iter(Segmenter(io.BytesIO(data), format="flv")))
-    row = {**stream, "id": UUID(stream["id"]), "user_id": owner.id}
-    publisher = SegmentPublisher(row, settings, db, on_not_live=lambda: None)
-    job = SegmentJob(stream["id"], 0, publisher.ladder(source), source.frames, 0)
-    result = SegmentWorker(settings).process(job, source.data)
-    assert result.error is None
-    now = time.time()
-    assert await publisher.publish(Cut(source, now, now - 2), SegmentOutcome(result))
+    _, verdict = await publish_segment(stream, owner, settings, db, source, cut_s_ago=2)
+    assert verdict
     return f"/api/live-streaming/{stream['id']}/hls/360p/00000000.ts"
 
 

@@ -22,6 +22,7 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from lumalive.settings import Settings
 from media.webrtc import use_host_addresses
 from tests.utils.api import BASE, assert_error
+from tests.utils.rtmp import ffmpeg_live
 
 pytestmark = pytest.mark.slow
 
@@ -91,20 +92,6 @@ async def eventually(check: Any, what: str, timeout_s: float = 30.0) -> Any:
     return value
 
 
-async def ffmpeg_source(url: str) -> asyncio.subprocess.Process:
-    """A live encoder without B-frames (as WebRTC wants it): 320x240 at 25 fps, a
-    keyframe every second, with AAC sound, in real time."""
-    return await asyncio.create_subprocess_exec(
-        *("ffmpeg", "-hide_banner", "-nostdin", "-loglevel", "error", "-re"),
-        *("-f", "lavfi", "-i", f"testsrc=size=320x240:rate=25:duration={PUBLISH_S}"),
-        *("-f", "lavfi", "-i", f"sine=frequency=440:sample_rate=48000:duration={PUBLISH_S}"),
-        *("-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency", "-g", "25"),
-        *("-c:a", "aac", "-f", "flv", url),
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.PIPE,
-    )
-
-
 @pytest.fixture(autouse=True)
 def loopback() -> None:
     use_host_addresses(["127.0.0.1"])
@@ -121,7 +108,9 @@ async def test_a_viewer_plays_an_rtmp_publish_over_whep(
     # Not being published yet: nothing to play.
     assert_error(await post_offer(client, sid, offer), 409, "stream_not_live")
     sending = offer.replace("a=recvonly", "a=sendonly")
-    publisher = await ffmpeg_source(f"{settings.rtmp_url}/{stream['stream_key']}")
+    url = f"{settings.rtmp_url}/{stream['stream_key']}"
+    # Without B-frames (as WebRTC wants it).
+    publisher = await ffmpeg_live(url, PUBLISH_S, "-preset", "ultrafast")
     try:
 
         async def answered() -> httpx.Response | None:

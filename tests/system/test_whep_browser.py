@@ -17,6 +17,7 @@ import pytest
 from lumalive.settings import Settings
 from tests.utils.api import BASE
 from tests.utils.browser import chromium
+from tests.utils.rtmp import ffmpeg_live
 
 pytestmark = pytest.mark.slow
 
@@ -54,25 +55,15 @@ window.decoded = async () => {
 </script></body></html>"""
 
 
-async def ffmpeg_high_profile(url: str) -> asyncio.subprocess.Process:
-    return await asyncio.create_subprocess_exec(
-        *("ffmpeg", "-hide_banner", "-nostdin", "-loglevel", "error", "-re"),
-        *("-f", "lavfi", "-i", f"testsrc=size=320x240:rate=25:duration={PUBLISH_S}"),
-        *("-f", "lavfi", "-i", f"sine=frequency=440:sample_rate=48000:duration={PUBLISH_S}"),
-        *("-c:v", "libx264", "-preset", "veryfast", "-tune", "zerolatency", "-profile:v", "high"),
-        *("-g", "25", "-pix_fmt", "yuv420p", "-c:a", "aac", "-f", "flv", url),
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.PIPE,
-    )
-
-
 async def test_chromium_plays_a_high_profile_publish_over_whep(
     client: httpx.AsyncClient, make_user: Any, make_stream: Any, settings: Settings
 ) -> None:
     owner = await make_user("caster")
     stream = await make_stream(owner)
     sid = stream["id"]
-    publisher = await ffmpeg_high_profile(f"{settings.rtmp_url}/{stream['stream_key']}")
+    url = f"{settings.rtmp_url}/{stream['stream_key']}"
+    high = ("-preset", "veryfast", "-profile:v", "high", "-pix_fmt", "yuv420p")
+    publisher = await ffmpeg_live(url, PUBLISH_S, *high)
     try:
         async with chromium() as browser:
             page = await browser.new_page()

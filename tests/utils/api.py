@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["BASE", "Person", "assert_error", "free_port"]
+__all__ = ["BASE", "Person", "admitted", "assert_error", "free_port"]
 
 BASE = "/api/live-streaming"
 
@@ -37,3 +39,15 @@ def assert_error(r: Any, status: int, code: str | None = None) -> dict[str, Any]
     if code:
         assert body["error"]["code"] == code, body
     return dict(body["error"])
+
+
+async def admitted(send: Callable[[], Awaitable[Any]], attempts: int = 10) -> Any:
+    """The response to a request sent as a well-behaved client does: a 503 `overloaded`
+    (admission control shedding a burst) is sent again after its Retry-After."""
+    for _ in range(attempts - 1):
+        r = await send()
+        if r.status_code != 503:
+            return r
+        assert_error(r, 503, "overloaded")
+        await asyncio.sleep(float(r.headers["retry-after"]))
+    return await send()

@@ -72,6 +72,21 @@ async def ffmpeg_publish(
     )
 
 
+async def ffmpeg_live(url: str, seconds: int, *x264: str) -> asyncio.subprocess.Process:
+    """A live encoder publishing in real time: a 320x240 25 fps test pattern, a keyframe
+    every second, and a 440 Hz AAC tone, for `seconds`; `x264` adds the H.264 options
+    that set one test's encoder apart (preset, profile). The WHEP tests share it."""
+    return await asyncio.create_subprocess_exec(
+        *("ffmpeg", "-hide_banner", "-nostdin", "-loglevel", "error", "-re"),
+        *("-f", "lavfi", "-i", f"testsrc=size=320x240:rate=25:duration={seconds}"),
+        *("-f", "lavfi", "-i", f"sine=frequency=440:sample_rate=48000:duration={seconds}"),
+        *("-c:v", "libx264", *x264, "-tune", "zerolatency", "-g", "25"),
+        *("-c:a", "aac", "-f", "flv", url),
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )
+
+
 async def finished(process: asyncio.subprocess.Process) -> Published:
     async with asyncio.timeout(TIMEOUT_S):
         _, stderr = await process.communicate()
