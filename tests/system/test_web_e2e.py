@@ -105,16 +105,25 @@ async def _video_plays(page: Page) -> None:
         " return v && v.videoWidth > 0 && v.currentTime > 0; }",
         timeout=MEDIA_TIMEOUT_S * 1000,
     )
-    # Time must move on by more than a second; a loaded 2-core box (a browser, Ray,
-    # Postgres and two encoders) may rebuffer for a moment, so it has 10 s to do it.
+    # Time must move on by more than a second. A loaded 2-core box (a browser, Ray,
+    # Postgres and the encoders) may rebuffer for a moment, and a low-latency play
+    # that stalls for 6 s falls back to classic HLS (the player's watchdog), so it
+    # has 20 s to do it; the path it played is printed.
     t1 = await video.evaluate("v => v.currentTime")
     t2 = t1
-    for _ in range(20):
+    for _ in range(40):
         await asyncio.sleep(0.5)
         t2 = await video.evaluate("v => v.currentTime")
         if t2 > t1 + 1:
             break
-    assert t2 > t1 + 1, f"the video does not advance: {t1} -> {t2}"
+    state = await video.evaluate(
+        "v => ({src: v.currentSrc, ready: v.readyState, paused: v.paused,"
+        " buffered: Array.from({length: v.buffered.length},"
+        " (_, i) => [v.buffered.start(i), v.buffered.end(i)]),"
+        " latency: v.dataset.latency, level: v.dataset.level})"
+    )
+    print(f"player: {t1:.2f} -> {t2:.2f} s, latency {state['latency']}")
+    assert t2 > t1 + 1, f"the video does not advance: {t1} -> {t2}; player {state}"
 
 
 async def _timed(action: Awaitable[Any], shown: Awaitable[Any]) -> float:

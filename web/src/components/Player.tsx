@@ -5,7 +5,10 @@
 // A low-latency source (`.../llhls/master.m3u8`) plays with hls.js `lowLatencyMode`
 // (parts, blocking reloads); if its master cannot be loaded (the stream has no LL
 // renditions, or not yet) the player falls back to the classic `.../hls/master.m3u8`
-// of the same stream, same token.
+// of the same stream, same token. So does a low-latency play that stops moving: if the
+// video has been playing and then stands still for `LL_STALL_MS` without being
+// paused (parts no longer arrive: the streaming encoder fell behind or stopped), the
+// classic playlists, which the segment pool publishes on its own, take over.
 import Hls, { type Level } from "hls.js";
 import { useEffect, useRef, useState } from "react";
 
@@ -38,10 +41,32 @@ function menu(levels: Level[], renditions: RenditionInfo[]): MenuItem[] {
 }
 
 const LL_MASTER = "/llhls/master.m3u8";
+export const LL_STALL_MS = 6000; // two classic segments: a rebuffer longer than that is a stall
+const WATCH_MS = 1000;
 
 /** The classic master of a low-latency source; null for a classic one. */
 export function classicOf(src: string): string | null {
   return src.includes(LL_MASTER) ? src.replace(LL_MASTER, "/hls/master.m3u8") : null;
+}
+
+/** Calls `stalled` once if the video, having played, stands still (not paused) for
+ * `LL_STALL_MS`; returns the interval to clear. */
+export function watchStall(
+  el: Pick<HTMLVideoElement, "paused" | "currentTime">,
+  stalled: () => void,
+): number {
+  let last = el.currentTime;
+  let since = Date.now();
+  const timer = window.setInterval(() => {
+    if (el.paused || el.currentTime !== last || last === 0) {
+      last = el.currentTime;
+      since = Date.now();
+    } else if (Date.now() - since > LL_STALL_MS) {
+      window.clearInterval(timer);
+      stalled();
+    }
+  }, WATCH_MS);
+  return timer;
 }
 
 export function Player(props: { src: string; renditions: RenditionInfo[]; poster?: string }) {
@@ -90,7 +115,9 @@ export function Player(props: { src: string; renditions: RenditionInfo[]; poster
     player.on(Hls.Events.FRAG_BUFFERED, () => setProblem(null));
     player.loadSource(src);
     player.attachMedia(el);
+    const watchdog = lowLatency ? watchStall(el, () => setSrc(fallback)) : undefined;
     return () => {
+      window.clearInterval(watchdog);
       player.destroy();
       hls.current = null;
     };
