@@ -3,12 +3,13 @@
 // (`.../hls/<name>/index.m3u8` or `.../llhls/<name>/index.m3u8`), so AI-enhanced rungs
 // can be marked in the menu.
 // A low-latency source (`.../llhls/master.m3u8`) plays with hls.js `lowLatencyMode`
-// (parts, blocking reloads); if its master cannot be loaded (the stream has no LL
-// renditions, or not yet) the player falls back to the classic `.../hls/master.m3u8`
-// of the same stream, same token. So does a low-latency play that stops moving: if the
-// video has been playing and then stands still for `LL_STALL_MS` without being
-// paused (parts no longer arrive: the streaming encoder fell behind or stopped), the
-// classic playlists, which the segment pool publishes on its own, take over.
+// (parts, blocking reloads). The classic `.../hls/master.m3u8` of the same stream, same
+// token, which the segment pool publishes on its own, takes over when
+// - the LL master cannot be loaded (no LL renditions yet: a viewer who joined before
+//   the first part); the player polls it and moves back once it answers;
+// - the LL play, having started, stands still for `LL_STALL_MS` without being paused
+//   (parts no longer arrive: the streaming encoder fell behind or stopped); it stays
+//   on classic then, rather than flap between the two.
 import Hls, { type Level } from "hls.js";
 import { useEffect, useRef, useState } from "react";
 
@@ -43,6 +44,7 @@ function menu(levels: Level[], renditions: RenditionInfo[]): MenuItem[] {
 const LL_MASTER = "/llhls/master.m3u8";
 export const LL_STALL_MS = 6000; // two classic segments: a rebuffer longer than that is a stall
 const WATCH_MS = 1000;
+const LL_RETRY_MS = 5000;
 
 /** The classic master of a low-latency source; null for a classic one. */
 export function classicOf(src: string): string | null {
@@ -69,10 +71,41 @@ export function watchStall(
   return timer;
 }
 
+/** Polls a low-latency master the player fell back from because it did not exist
+ * yet (a viewer who joined before the first part); calls `ready` once it answers. */
+function awaitLowLatency(master: string, ready: () => void): () => void {
+  let stopped = false;
+  const timer = window.setInterval(async () => {
+    const r = await fetch(master, { cache: "no-store" }).catch(() => null);
+    if (r?.ok && !stopped) {
+      stopped = true;
+      window.clearInterval(timer);
+      ready();
+    }
+  }, LL_RETRY_MS);
+  return () => {
+    stopped = true;
+    window.clearInterval(timer);
+  };
+}
+
 export function Player(props: { src: string; renditions: RenditionInfo[]; poster?: string }) {
   const video = useRef<HTMLVideoElement>(null);
   const [src, setSrc] = useState(props.src);
-  useEffect(() => setSrc(props.src), [props.src]);
+  // Set when the low-latency master was missing: the player goes back to it once it
+  // exists. Never after a stall: that would flap between the two.
+  const [pendingLow, setPendingLow] = useState<string | null>(null);
+  useEffect(() => {
+    setSrc(props.src);
+    setPendingLow(null);
+  }, [props.src]);
+  useEffect(() => {
+    if (!pendingLow) return;
+    return awaitLowLatency(pendingLow, () => {
+      setPendingLow(null);
+      setSrc(pendingLow);
+    });
+  }, [pendingLow]);
   const fallback = classicOf(src);
   const hls = useRef<Hls | null>(null);
   const [levels, setLevels] = useState<Level[]>([]);
@@ -100,7 +133,8 @@ export function Player(props: { src: string; renditions: RenditionInfo[]; poster
     player.on(Hls.Events.ERROR, (_e, data) => {
       if (!data.fatal) return;
       if (lowLatency && data.details === Hls.ErrorDetails.MANIFEST_LOAD_ERROR) {
-        setSrc(fallback); // no low-latency renditions: the classic ones
+        setPendingLow(src); // no low-latency renditions (yet): the classic ones
+        setSrc(fallback);
         return;
       }
       if (data.type === Hls.ErrorTypes.NETWORK_ERROR) {
