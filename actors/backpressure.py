@@ -8,14 +8,19 @@ Degradation order (`shedding_steps`), one level per step:
   never         the lowest rung: every source segment is published in it.
 A ladder without AI rungs starts at the top rung. Level 0 is the full ladder.
 
-Signals (a `Backlog` read from the pool as each segment is cut): how many segments
-wait for a worker (not running yet), and how long the oldest of them has waited, in
-segment durations. A pool that keeps up has no segment waiting as the next is cut.
+Signals (a `Backlog` read from the pool as each segment is cut, before it is handed
+over): how many jobs wait for a worker (not running yet), whether every worker is busy
+(`full`: the segment being cut will wait too), and how long the oldest waiting job has
+waited, in segment durations. A pool that keeps up has no job waiting as the next
+segment is cut.
 
 Invariants:
-- Degrade (one level up) when `waiting >= degrade_waiting` or the oldest has waited
-  `degrade_age` segment durations; the first step is taken at once, each further one
-  only after `escalate_s` at the level (its jobs need time to show their effect).
+- Degrade (one level up) when `queued >= degrade_waiting` (the jobs waiting, plus the
+  segment being cut if no worker is free for it: counting it reacts a segment sooner
+  than counting only what was already waiting) or the oldest has waited `degrade_age`
+  segment durations, and something waits; the first step is taken at once, each
+  further one only after `escalate_s` at the level (its jobs need time to show their
+  effect).
 - Restore (one level down) only after the pool has had nothing waiting for `restore_s`
   without a break, and at least `restore_s` after the last change: the gap between the
   two thresholds, and the hold time, is the hysteresis that keeps it from flapping. A
@@ -41,6 +46,13 @@ class Backlog:
 
     waiting: int = 0
     oldest_submitted_at: float | None = None
+    full: bool = False  # every worker busy, none to start: the next job waits
+
+    @property
+    def queued(self) -> int:
+        """What the next segment would wait behind: the waiting jobs, plus itself if
+        no worker is free for it."""
+        return self.waiting + int(self.full)
 
     def oldest_age(self, now: float) -> float:
         return 0.0 if self.oldest_submitted_at is None else max(0.0, now - self.oldest_submitted_at)
@@ -133,7 +145,7 @@ class BackpressureController:
         age = backlog.oldest_age(now)
         t = self.thresholds
         overloaded = (
-            backlog.waiting >= t.degrade_waiting or age >= t.degrade_age * self.segment_s
+            backlog.queued >= t.degrade_waiting or age >= t.degrade_age * self.segment_s
         ) and backlog.waiting > 0
         if overloaded:
             self._calm_since = None

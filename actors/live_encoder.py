@@ -26,16 +26,23 @@ Invariants:
 - The tap never blocks the segmenter: past `_QUEUE_PACKETS` waiting packets it drops
   video and audio until the next video keyframe (the encoder fell behind real time),
   and counts it.
+- Encode once (`llhls_encode_once`, `actors.encode_once`): the segmenter's cut points
+  reach the encoder as marks on the packets (`cut`, called in the segmenter's thread
+  before the next segment's first packet is tapped); the classic TS segments made at
+  them wait here (`classic`) for the pipeline, which takes them instead of encoding
+  those rungs on the pool. A classic segment that will never come (the encoder failed
+  or the input ended) is answered None at once, so the pipeline falls back to the pool.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import math
 import queue
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
@@ -48,9 +55,11 @@ from lumalive.settings import Settings
 from lumalive.status import StreamStatus
 from lumalive.store import llhls, media
 from media.ladder import Rendition, plan
+from media.llhls.classic import ClassicSegment
 from media.llhls.live import LiveTranscoder, SourcePacket
 from media.llhls.parts import EncodedPart, init_name, part_name, segment_name
 from media.object_storage import open_storage
+from media.segmenter import SourceSegment
 from media.storage import SegmentStorage
 
 __all__ = ["LiveEncoder", "ll_renditions", "wants_low_latency"]
@@ -58,6 +67,11 @@ __all__ = ["LiveEncoder", "ll_renditions", "wants_low_latency"]
 log = logging.getLogger(__name__)
 
 _QUEUE_PACKETS = 1000  # about 10 s of 60 fps video and 48 kHz AAC
+_CLASSIC_KEPT = 8  # classic segments made but not (yet) asked for, per stream
+
+Classic = dict[str, ClassicSegment]  # one source segment's classic TS, by rendition
+# (the input's renditions, their init segments by name, the parts just made)
+PartTap = Callable[[Sequence[Rendition], Mapping[str, bytes], list[EncodedPart]], None]
 
 
 def wants_low_latency(stream: dict[str, Any], settings: Settings) -> bool:
@@ -136,6 +150,16 @@ class LiveEncoder:
         self.stopped = False
         self.published_parts = 0
         self.dropped_packets = 0
+        # Encode once: classic segments made (by source sequence) and asked for.
+        self.encode_once = settings.llhls_encode_once
+        self._tap: _Tap | None = None
+        self._classic_made: dict[int, Classic] = {}
+        self._classic_asked: dict[int, asyncio.Future[Classic | None]] = {}
+        self._classic_last = -1  # the highest source sequence made (or given up)
+        self.failed = False  # this input's encoder stopped ("LL-HLS encoder failed")
+        self._classic_running = False  # until the encoder thread's last word
+        # WHEP (`media.webrtc.rung.RungVideo`): each batch of parts, in the encoder's thread.
+        self.part_tap: PartTap | None = None
 
     async def open(self) -> None:
         async with self._db.acting(self.owner_id) as conn:
@@ -146,8 +170,9 @@ class LiveEncoder:
         self._next = self._resume.next_sequence
         self._published_any = self._resume.any_segment
 
-    def begin(self) -> Callable[[Packet[Stream]], None]:
-        """A new input: a new encoder session; returns the segmenter's tap for it."""
+    def begin(self, first_sequence: int = 0) -> Callable[[Packet[Stream]], None]:
+        """A new input: a new encoder session; returns the segmenter's tap for it.
+        `first_sequence`: the source sequence of the input's first segment."""
         loop = asyncio.get_running_loop()
         s = self._settings
         transcoder = LiveTranscoder(
@@ -157,7 +182,10 @@ class LiveEncoder:
             epoch=self._epoch,
             tune=s.llhls_tune,
             preset=s.x264_preset,
+            classic=self.encode_once,
         )
+        self.failed = False
+        self._classic_running = True
         self._transcoder = transcoder
         self._base = self._next
         self._input_discontinuity = self._published_any
@@ -165,21 +193,107 @@ class LiveEncoder:
         self._packets = packets
 
         def emit(parts: list[EncodedPart] | None) -> None:
+            part_tap, enc = self.part_tap, transcoder.encoder
+            if parts and part_tap is not None and enc is not None:  # WHEP (never raises)
+                part_tap(transcoder.renditions, enc.inits, parts)
             loop.call_soon_threadsafe(self._out.put_nowait, parts)
 
+        def emit_classic(segments: list[ClassicSegment] | None, failed: bool = False) -> None:
+            loop.call_soon_threadsafe(self._classic_done, segments, failed)
+
         self._thread = threading.Thread(
-            target=_encode, args=(transcoder, packets, emit), name=f"llhls-{self.stream_id}"
+            target=_encode,
+            args=(transcoder, packets, emit, emit_classic),
+            name=f"llhls-{self.stream_id}",
         )
         self._thread.start()
         self._publisher = asyncio.create_task(self._publish_loop(transcoder))
-        return _Tap(packets, self)
+        self._tap = _Tap(packets, self, first_sequence if self.encode_once else None)
+        return self._tap
+
+    def cut(self, next_sequence: int) -> None:
+        """The segmenter cut: its next video packet starts segment `next_sequence`.
+        Called in the segmenter's thread, between the cut and that packet's tap."""
+        tap = self._tap
+        if tap is not None and self.encode_once:
+            tap.mark = next_sequence
+
+    @property
+    def segment_seconds(self) -> float:
+        return self._settings.segment_seconds
+
+    def carried(self, renditions: Sequence[Rendition], segment: SourceSegment) -> set[str]:
+        """Which of a segment's pool renditions this encoder makes classic TS of: its
+        LL rungs (same name and size), unless the pool would make them differently
+        (denoise and sharpen touch every rung, HDR maps colour)."""
+        ai = self._stream.get("ai_features") or {}
+        if not self.carries_classic or ai.get("denoise") or ai.get("sharpen") or ai.get("hdr"):
+            return set()
+        ll = ll_renditions(
+            self._stream, self._settings, segment.width, segment.height, segment.fps or 30.0
+        )
+        sizes = {(r.name, r.width, r.height) for r in ll}
+        return {r.name for r in renditions if (r.name, r.width, r.height) in sizes}
+
+    async def store_classic(self, puts: dict[str, bytes]) -> list[str]:
+        """Store classic segments at the pool's keys; the keys, in order."""
+        await asyncio.to_thread(self._put_all, puts)
+        return list(puts)
+
+    @property
+    def carries_classic(self) -> bool:
+        """Whether classic segments of this input's LL rungs are (still) being made."""
+        return self.encode_once and self._classic_running and not self.failed
+
+    async def classic(self, sequence: int, timeout: float) -> Classic | None:
+        """Source segment `sequence`'s classic TS of every LL rung, once made; None if
+        it never will be (or not within `timeout` seconds: the encoder fell behind)."""
+        if (made := self._classic_made.get(sequence)) is not None:
+            return made  # a segment's jobs (`actors.lowest_first`) each ask for it
+        if not self.carries_classic or sequence <= self._classic_last:
+            return None
+        future = self._classic_asked.get(sequence) or asyncio.get_running_loop().create_future()
+        self._classic_asked[sequence] = future
+        try:
+            return await asyncio.wait_for(asyncio.shield(future), timeout)
+        except TimeoutError:
+            return None
+
+    def _classic_done(self, segments: list[ClassicSegment] | None, failed: bool) -> None:
+        """From the encoder thread: classic segments made, or None: no more will be
+        (`failed`: the encoder failed; the pool takes its rungs back)."""
+        if segments is None:
+            self._classic_running = False
+            if failed:
+                self.failed = True
+                log.warning("stream %s: the pool takes the LL rungs back", self.stream_id)
+            self._classic_last = max([self._classic_last, *self._classic_asked])
+            self._answer(list(self._classic_asked), None)
+            return
+        made: dict[int, Classic] = {}
+        for seg in segments:
+            made.setdefault(seg.source_sequence, {})[seg.rendition] = seg
+        for sequence, by_rung in sorted(made.items()):
+            self._classic_last = max(self._classic_last, sequence)
+            self._classic_made[sequence] = by_rung
+            self._answer([sequence], by_rung)
+        skipped = [s for s in self._classic_asked if s < self._classic_last]  # never made
+        self._answer(skipped, None)
+        for sequence in sorted(self._classic_made)[:-_CLASSIC_KEPT]:
+            del self._classic_made[sequence]
+
+    def _answer(self, sequences: list[int], answer: Classic | None) -> None:
+        for sequence in sequences:
+            future = self._classic_asked.pop(sequence, None)
+            if future is not None and not future.done():
+                future.set_result(answer)
 
     async def end(self) -> None:
         """The input ended: flush its encoder and publish what it made."""
         thread, task, packets = self._thread, self._publisher, self._packets
         if thread is None or task is None or packets is None:
             return
-        self._thread = self._publisher = self._packets = None
+        self._thread = self._publisher = self._packets = self._tap = None
         await asyncio.to_thread(packets.put, None)  # waits for room: the end is never dropped
         await asyncio.to_thread(thread.join)
         await task
@@ -196,6 +310,8 @@ class LiveEncoder:
             "published_parts": self.published_parts,
             "dropped_packets": self.dropped_packets,
             "decode_errors": t.decode_errors if t else 0,
+            "encode_once": self.carries_classic,
+            "failed": self.failed,
         }
 
     # --- publishing -----------------------------------------------------------------
@@ -342,16 +458,22 @@ class _Tap:
     """The segmenter's `on_packet`: copies video packets into the encoder's queue,
     never blocking (see the module docstring)."""
 
-    def __init__(self, packets: queue.Queue[SourcePacket | None], owner: LiveEncoder) -> None:
+    def __init__(
+        self, packets: queue.Queue[SourcePacket | None], owner: LiveEncoder, mark: int | None
+    ) -> None:
         self._packets = packets
         self._owner = owner
         self._dropping = False
+        # Encode once: the source sequence the next video packet starts (`LiveEncoder.cut`).
+        self.mark = mark
 
     def __call__(self, packet: Packet[Stream]) -> None:
         try:
             p = SourcePacket.of(packet)
             if p is None:
                 return
+            if self.mark is not None and not p.audio:
+                p, self.mark = dataclasses.replace(p, classic=self.mark), None
             if self._dropping and (p.audio or not p.keyframe):
                 self._owner.dropped_packets += 1
                 return
@@ -368,16 +490,34 @@ def _encode(
     transcoder: LiveTranscoder,
     packets: queue.Queue[SourcePacket | None],
     emit: Callable[[list[EncodedPart] | None], None],
+    emit_classic: Callable[[list[ClassicSegment] | None, bool], None],
 ) -> None:
-    """The encoder thread: packets in until None, parts out, then None."""
+    """The encoder thread: packets in until None, parts (and classic segments) out,
+    then None."""
+    failed = True
     try:
         while (p := packets.get()) is not None:
             parts = transcoder.push(p)
             if parts:
                 emit(parts)
+            if classic := transcoder.take_classic():
+                emit_classic(classic, False)
         emit(transcoder.close())
+        emit_classic(transcoder.take_classic(), False)
+        failed = False
     except Exception:  # noqa: BLE001 - the LL renditions stop; HLS goes on
         log.exception("LL-HLS encoder failed")
         transcoder.abort()
+        emit_classic(None, True)  # at once: the pool takes the rungs back
+        _drain(packets)
     finally:
+        if not failed:
+            emit_classic(None, False)
         emit(None)
+
+
+def _drain(packets: queue.Queue[SourcePacket | None]) -> None:
+    """After a failure: take packets until the end, so `end()` never waits on a
+    full queue."""
+    while packets.get() is not None:
+        pass

@@ -122,11 +122,12 @@ def media_memory_bytes(
     - per rendition: its encoder, `X264_FRAMES` yuv420p frames at its size (x1.5 for
       HEVC), and its reformatter's output frame;
     - with `ai` (the frame hook runs: super-resolution of rungs above the source,
-      denoise, sharpen): a batch of `hook_batch` source RGB frames, and for the largest
-      hooked rendition the same number of RGB frames out, held twice (the enhancer's
-      array and the frames made from it); plus, when the enhancer runs in the worker
-      (no enhancer pool), `models.footprint.enhance_working_set_bytes` for that
-      rendition (the enhancer's defaults on CPU: tiles, one 4K frame at a time);
+      denoise, sharpen): a batch of `hook_batch` source RGB frames, the same number of
+      RGB frames out for every hooked rendition (made together: `media.shared_passes`),
+      and the largest's once more (the frames made from its array); plus, when the
+      enhancer runs in the worker (no enhancer pool),
+      `models.footprint.enhance_working_set_bytes` for the largest hooked rendition
+      (the enhancer's defaults on CPU: tiles, one 4K frame at a time);
     - the segment's bytes, `SEGMENT_COPIES` times the largest rendition's 2 s at its
       peak rate.
     """
@@ -140,7 +141,10 @@ def media_memory_bytes(
         hooked = [r for r in renditions if r.needs_upscale] or list(renditions)
         big = max(hooked, key=lambda r: r.width * r.height)
         batch = hook_batch(renditions)
-        total += batch * src_px * 3 + 2 * batch * big.width * big.height * 3
+        # Out: every hooked rung's frames at once (made together, sharing their x2
+        # passes: media.shared_passes), and the frames made from the largest.
+        out_px = sum(r.width * r.height for r in hooked) + big.width * big.height
+        total += batch * src_px * 3 + batch * out_px * 3
         if enhancer_in_process:
             total += enhance_working_set_bytes((big.width, big.height))
     peak_kbps = max((r.maxrate_kbps + r.audio_kbps for r in renditions), default=0)
@@ -270,10 +274,13 @@ def within_memory(
     renditions: Sequence[Rendition],
     reason: str | None,
     source: tuple[int, int],
+    *,
+    log_refusals: bool = True,
 ) -> tuple[tuple[Rendition, ...], str | None, tuple[Refusal, ...]]:
     """A stream's planned renditions without those a worker's memory budget cannot
     hold (`fit_to_budget` against `worker_memory_bytes`), the ladder reason with the
-    refusals added, and the refusals (each logged; the caller records the events)."""
+    refusals added, and the refusals (each logged unless `log_refusals` is off: a plan
+    shown in an API answer; the caller records the events)."""
     in_process = not settings.media_enhancers
     kept, refused = fit_to_budget(
         renditions,
@@ -283,7 +290,7 @@ def within_memory(
         enhancer_in_process=in_process,
         moderation=settings.moderation_fps > 0,
     )
-    for r in refused:
+    for r in refused if log_refusals else ():
         log.warning("stream %s: %s", stream.get("id"), r.reason)
     if refused:
         reason = "; ".join([*filter(None, [reason]), *(r.reason for r in refused)])

@@ -11,6 +11,10 @@ segments, live in `actors.segment_publisher`.
 Invariants:
 - Segments are published in the order they were cut, whatever order the workers
   finish in (a queue of tasks awaited front to back).
+- A segment's lowest rung is its own job (`actors.lowest_first`) and is published as
+  soon as it is done; its other rungs follow through a second queue, in the same
+  order (`SegmentPublisher.publish_rest`). So a slow rung never holds the lowest
+  rung's playlist back, and every rendition's segments are still published in order.
 - One input at a time. A later input (the publisher reconnected) continues the
   source numbering and the timeline, and its first segment is a discontinuity.
 - Once a publish finds the stream not live (the owner ended it, the grace period ran
@@ -35,10 +39,11 @@ from typing import Any
 from uuid import UUID
 
 from actors.backpressure import Backlog, BackpressureController, shedding_steps
+from actors.encode_once import run_segment
 from actors.live_encoder import LiveEncoder, wants_low_latency
+from actors.lowest_first import split_lowest
 from actors.media_worker import SegmentJob, SegmentOutcome, SegmentResult
 from actors.segment_publisher import Cut, SegmentPublisher, Verdict
-from actors.tile_jobs import run_tiled
 from lumalive.db import Database
 from lumalive.settings import Settings
 from lumalive.store import media
@@ -61,7 +66,9 @@ class _InFlight:
     """A segment between cutting and publishing."""
 
     cut: Cut
-    task: asyncio.Task[SegmentOutcome]
+    task: asyncio.Task[SegmentOutcome]  # the lowest rung (or the whole segment)
+    rest: asyncio.Task[SegmentOutcome] | None = None  # the other rungs, published after
+    pending: tuple[str, ...] = ()  # their names
 
 
 class StreamPipeline:
@@ -91,6 +98,9 @@ class StreamPipeline:
         self._ai = stream.get("ai_features") or {}
         self._segments = SegmentPublisher(stream, settings, db, on_not_live=self._stop)
         self._queue: asyncio.Queue[_InFlight | None] = asyncio.Queue()
+        # Segments published in their lowest rung, waiting for their other rungs.
+        self._rest_queue: asyncio.Queue[_InFlight | None] = asyncio.Queue()
+        self._rest_task: asyncio.Task[None] | None = None
         self._input_lock = asyncio.Lock()
         self._publish_task: asyncio.Task[None] | None = None
         # Where the next input continues from.
@@ -117,6 +127,8 @@ class StreamPipeline:
     async def open(self) -> None:
         """Read back where an earlier publish of this stream left off, start publishing."""
         async with self._db.acting(self.owner_id) as conn:
+            # Upper rungs a restart kept from following their lowest: gaps (lowest_first).
+            await media.gap_unpublished_rungs(conn, self.stream_id)
             resume = await media.resume(conn, self.stream_id)
             rows = await media.renditions(conn, self.stream_id, tiles=True)
         self._next_source_sequence = resume.next_source_sequence
@@ -127,6 +139,7 @@ class StreamPipeline:
         self._publish_task = asyncio.create_task(
             self._publish_loop(), name=f"publish-{self.stream_id}"
         )
+        self._rest_task = asyncio.create_task(self._rest_loop(), name=f"rest-{self.stream_id}")
 
     async def ingest(self, source: Any, *, started_at: float | None = None) -> None:
         """Run one input (a blocking FLV reader) until it ends. Its segments are handed
@@ -142,10 +155,14 @@ class StreamPipeline:
             anchor = started_at or time.time()
 
             def emit(item: tuple[SourceSegment, float] | None) -> None:
+                if item is not None and self._live is not None:
+                    self._live.cut(item[0].sequence + 1)  # encode once: its next cut point
                 loop.call_soon_threadsafe(cuts.put_nowait, item)
 
             # LL-HLS (`actors.live_encoder`): a streaming encoder session per input.
-            self._live_tap = self._live.begin() if self._live is not None else None
+            self._live_tap = (
+                self._live.begin(self._next_source_sequence) if self._live is not None else None
+            )
             done = loop.run_in_executor(self._executor, _cut, segmenter, emit)
             try:
                 while (item := await cuts.get()) is not None:
@@ -173,6 +190,7 @@ class StreamPipeline:
         async with self._input_lock:  # held by `ingest` until its input ends
             pass
         await self._queue.join()
+        await self._rest_queue.join()  # filled by the first queue: joined after it
 
     async def close(self) -> None:
         """Stop: nothing more is published. Waits for the segments still in the pool
@@ -184,6 +202,15 @@ class StreamPipeline:
             self._queue.put_nowait(None)
             await asyncio.gather(self._publish_task, return_exceptions=True)
             self._publish_task = None
+        if self._rest_task is not None:  # after the first queue: it feeds this one
+            self._rest_queue.put_nowait(None)
+            await asyncio.gather(self._rest_task, return_exceptions=True)
+            self._rest_task = None
+
+    @property
+    def live_encoder(self) -> LiveEncoder | None:
+        """The stream's LL-HLS streaming encoder, if it has one (WHEP reads its rung)."""
+        return self._live
 
     def status(self) -> dict[str, Any]:
         return {
@@ -254,9 +281,17 @@ class StreamPipeline:
             sharpen=bool(self._ai.get("sharpen")),
             submitted_at=cut.cut_at,
         )
-        # A 20K stream's tiles go to the pool as jobs of their own (`actors.tile_jobs`).
-        task = asyncio.create_task(run_tiled(self._run, job, segment.data))
-        self._queue.put_nowait(_InFlight(cut, task))
+        # The lowest rung apart (`actors.lowest_first`); a 20K stream's tiles go to the
+        # pool as jobs of their own (`actors.tile_jobs`); the rungs the streaming
+        # encoder carries are not encoded again (`actors.encode_once`).
+        first, rest = split_lowest(job, self._settings.segment_seconds)
+        task = asyncio.create_task(run_segment(self._run, first, segment, self._live))
+        if rest is None:
+            self._queue.put_nowait(_InFlight(cut, task))
+            return
+        later = asyncio.create_task(run_segment(self._run, rest, segment, self._live))
+        pending = tuple(r.name for r in rest.renditions)
+        self._queue.put_nowait(_InFlight(cut, task, later, pending))
 
     # --- publishing -----------------------------------------------------------------
 
@@ -266,35 +301,66 @@ class StreamPipeline:
             try:
                 if item is None:
                     return
-                outcome = await self._outcome(item)
+                outcome = await self._outcome(item.cut, item.task)
                 if not self.stopped:
-                    await self._publish(item.cut, outcome)
+                    await self._publish(item.cut, outcome, item.pending)
+                else:
+                    await self._segments.discard(outcome)
+                if item.rest is not None:
+                    self._rest_queue.put_nowait(item)
             finally:
                 self._queue.task_done()
 
-    async def _outcome(self, item: _InFlight) -> SegmentOutcome:
+    async def _rest_loop(self) -> None:
+        """A segment's other rungs, once its lowest is published: in the same order."""
+        while True:
+            item = await self._rest_queue.get()
+            try:
+                if item is None:
+                    return
+                assert item.rest is not None
+                outcome = await self._outcome(item.cut, item.rest)
+                if not self.stopped:
+                    await self._publish_rest(item.cut, outcome)
+                else:
+                    await self._segments.discard(outcome)
+            finally:
+                self._rest_queue.task_done()
+
+    async def _outcome(self, cut: Cut, task: asyncio.Task[SegmentOutcome]) -> SegmentOutcome:
         """The worker's outcome; a segment the pool gave up on is published as dropped."""
         try:
-            return await item.task
+            return await task
         except asyncio.CancelledError:
             raise
         except Exception as e:  # noqa: BLE001 - workers kept dying, or a bug
-            sequence = item.cut.segment.sequence
+            sequence = cut.segment.sequence
             log.exception("segment %s of %s failed", sequence, self.stream_id)
             return SegmentOutcome(SegmentResult(sequence, error=f"{type(e).__name__}: {e}"), 0)
 
-    async def _publish(self, cut: Cut, outcome: SegmentOutcome) -> None:
-        """Publish one segment; a withheld one ends the stream. A failure loses only
-        this segment: the stream goes on."""
+    async def _publish(
+        self, cut: Cut, outcome: SegmentOutcome, pending: tuple[str, ...] = ()
+    ) -> None:
+        """Publish one segment (its `pending` rungs follow); a withheld one ends the
+        stream. A failure loses only this segment: the stream goes on."""
         try:
-            verdict = await self._segments.publish(cut, outcome)
+            verdict = await self._segments.publish(cut, outcome, pending)
             if verdict is not None and verdict.end:
                 await self._end_for_policy(cut.segment, verdict)
         except Exception:  # noqa: BLE001 - the stream goes on
             log.exception(
                 "publishing segment %s of %s failed", cut.segment.sequence, self.stream_id
             )
-            await self._segments.lost(outcome)
+            await self._segments.lost(cut, outcome)
+
+    async def _publish_rest(self, cut: Cut, outcome: SegmentOutcome) -> None:
+        """Publish a segment's other rungs. A failure loses only them: the stream goes on."""
+        try:
+            await self._segments.publish_rest(cut, outcome)
+        except Exception:  # noqa: BLE001 - the stream goes on
+            log.exception(
+                "publishing the rest of %s of %s failed", cut.segment.sequence, self.stream_id
+            )
 
     async def _end_for_policy(self, segment: SourceSegment, verdict: Verdict) -> None:
         """A withheld segment ends the stream: publish nothing more, then end it."""

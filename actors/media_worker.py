@@ -25,7 +25,7 @@ import dataclasses
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,6 +39,7 @@ from media.ladder import Rendition
 from media.object_storage import open_storage
 from media.playlist import segment_name
 from media.sampling import sample_frames
+from media.shared_passes import SharedPassHook
 from media.storage import SegmentStorage
 from media.tile_renditions import cropping_hook
 from media.transcode import (
@@ -89,6 +90,9 @@ class SegmentJob:
     denoise: bool = False
     sharpen: bool = False
     submitted_at: float = 0.0  # time.time() when the segment was cut
+    # The pool serves it this much later than its age says (`actors.lowest_first`: a
+    # segment's upper rungs go after the lowest rungs of the next segments).
+    defer_s: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,7 +189,11 @@ class SegmentWorker:
             hook, renditions = self._hook(job, enhance_s)
             t = time.perf_counter()
             transcoder = self._transcoder(job.renditions if hook else ())
-            encoded = transcoder.transcode(data, renditions, hook, expected_frames=job.frames)
+            encoded = (
+                transcoder.transcode(data, renditions, hook, expected_frames=job.frames)
+                if job.renditions
+                else {}  # moderation only: the streaming encoder made every rung
+            )
             timings["enhance"] = round(enhance_s[0] * 1000, 1)
             timings["encode"] = round(_ms(t) - timings["enhance"], 1)
         except CorruptSegmentError as e:
@@ -278,21 +286,32 @@ class SegmentWorker:
             self._enhancer = self._enhancer_factory()
         enhancer = self._enhancer
 
-        def hook(frames: np.ndarray, rendition: Rendition) -> np.ndarray:
-            t = time.perf_counter()
-            config = EnhanceConfig(
+        def config(rendition: Rendition) -> EnhanceConfig:
+            return EnhanceConfig(
                 upscale=rendition.name in upscale,
                 denoise=job.denoise,
                 sharpen=job.sharpen,
                 target_size=(rendition.width, rendition.height),
             )
-            out: np.ndarray = enhancer.enhance(frames, config)
+
+        def hook(frames: np.ndarray, rendition: Rendition) -> np.ndarray:
+            t = time.perf_counter()
+            out: np.ndarray = enhancer.enhance(frames, config(rendition))
+            spent[0] += time.perf_counter() - t
+            return out
+
+        def many(frames: np.ndarray, rungs: Sequence[Rendition]) -> list[np.ndarray]:
+            t = time.perf_counter()
+            out: list[np.ndarray] = enhancer.enhance_many(frames, [config(r) for r in rungs])
             spent[0] += time.perf_counter() - t
             return out
 
         renditions = job.renditions
         if job.denoise or job.sharpen:
             renditions = tuple(dataclasses.replace(r, needs_upscale=True) for r in renditions)
+        if hasattr(enhancer, "enhance_many"):  # in process: rungs share their x2 passes
+            hooked = [r for r in renditions if r.needs_upscale]
+            hook = SharedPassHook(many, hooked, hook)
         # A 20K tile (`rendition.tile`) is enhanced from its source window only, then cut.
         return cropping_hook(hook), renditions
 

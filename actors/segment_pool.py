@@ -8,7 +8,8 @@ Invariants:
 - At most `size` workers; each runs one segment at a time, so a segment waits in the
   pool, not behind another one inside a worker, and a worker that dies loses exactly
   the segment it was running.
-- Free workers go to the oldest waiting segment (by `SegmentJob.submitted_at`).
+- Free workers go to the oldest waiting segment (by `SegmentJob.submitted_at`, plus
+  its `defer_s`: a segment's upper rungs wait for the next lowest rungs).
 - A worker that dies mid-segment (`WorkerDied`) costs a retry, not a gap: the segment
   is resubmitted (up to `max_attempts` times in all) with its original age, so ahead
   of newer ones, and the dead worker is replaced on demand.
@@ -86,7 +87,7 @@ class SegmentPool(Generic[W]):
         attempt = 0
         while True:
             attempt += 1
-            worker = await self._acquire(job.submitted_at)
+            worker = await self._acquire(job.submitted_at + job.defer_s)
             try:
                 result = await self._factory.process(worker, job, shared)
             except WorkerDied:
@@ -116,7 +117,8 @@ class SegmentPool(Generic[W]):
     def backlog(self) -> Backlog:
         """The segments waiting for a worker (not running yet), for backpressure."""
         waiting = [priority for priority, _, fut in self._waiters if not fut.done()]
-        return Backlog(len(waiting), min(waiting, default=None))
+        full = not self._idle and self._workers >= self.size  # the next job would wait
+        return Backlog(len(waiting), min(waiting, default=None), full)
 
     def shutdown(self) -> None:
         for worker in self._idle + self._busy:

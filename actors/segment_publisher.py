@@ -1,5 +1,7 @@
 """What one published segment writes: its quality row, the moderation decision, its
-segment and rendition rows, all in one transaction that first checks the stream is live.
+segment and rendition rows, in one transaction that first checks the stream is live;
+and, when its lowest rung was published apart (`actors.lowest_first`), its other rungs
+later, in a second transaction (`publish_rest`).
 
 Invariants:
 - Every publish locks the stream row and checks it is live, so an `end` cannot commit
@@ -15,7 +17,18 @@ Invariants:
 - A rung shed under backpressure gets a gap row (`gap`, no object) for every segment
   published in the other rungs, so all rungs' media sequence numbers stay aligned;
   a level change is a `quality_degraded` event in the transaction of the first segment
-  at the new level.
+  at the new level. If that transaction fails, the event is carried to the next
+  publish's transaction (`lost`), so a level change is never lost, only late.
+- A segment is published per rendition in order, not all or nothing: its first
+  transaction writes the moderation decision, the quality row, the lowest rung's row
+  (which fixes the segment's sequence number) and the shed rungs' gaps; the rungs
+  still being encoded (`pending`) follow in `publish_rest`, at that sequence number,
+  in the order the segments were published, each as its segment or, if its job
+  failed, as a gap. So each rendition's rows are still written in sequence order, and
+  nothing of a segment is written before its moderation verdict (it comes with the
+  lowest rung's job); a segment dropped, withheld or lost in its first transaction
+  gets no rest (its objects are deleted). Rungs still pending when the ingest restarts
+  become gaps when the stream's next pipeline opens (`media.gap_unpublished_rungs`).
 - No orphaned objects: a segment the worker stored but that no row will name (the
   stream is no longer live, the publish failed, or it was withheld or dropped) has
   its objects deleted once that is decided (`discard`); a withheld segment must not
@@ -37,14 +50,15 @@ from uuid import UUID
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from actors.media_memory import Refusal, within_memory
+from actors.media_memory import Refusal
 from actors.media_worker import ModerationResult, SegmentOutcome, SegmentResult, segment_key
+from actors.stream_ladder import ladder_for, stream_ladder
 from lumalive.db import Database
 from lumalive.settings import Settings
 from lumalive.status import StreamStatus
 from lumalive.store import activity, media
-from media.hdr import hdr_renditions, probe_colour, uses_fmp4
-from media.ladder import Rendition, plan
+from media.hdr import probe_colour, uses_fmp4
+from media.ladder import Rendition
 from media.object_storage import open_storage
 from media.segmenter import SourceSegment
 from media.storage import SegmentStorage
@@ -76,24 +90,6 @@ class Verdict:
     moderation: ModerationResult | None  # None: not moderated
     flagged: bool  # scored over `nsfw_threshold`
     end: bool  # ... and so withheld, and the stream ended for it (`nsfw_end_stream`)
-
-
-def ladder_for(
-    stream: dict[str, Any], settings: Settings, width: int, height: int, fps: float
-) -> tuple[tuple[Rendition, ...], str | None]:
-    """The stream's renditions for a source size (`media.ladder.plan`): its quality tier
-    on top at the stream's bitrate, rungs above the source only with AI enhancement,
-    20K tiles after the ladder, none above `media_max_height`."""
-    ai = stream.get("ai_features") or {}
-    return plan(
-        width,
-        height,
-        stream["quality"],
-        bool(ai.get("enhancement")),
-        fps=fps or 30.0,
-        bitrate_kbps=stream.get("bitrate"),
-        max_height=settings.media_max_height,
-    )
 
 
 class SegmentPublisher:
@@ -129,6 +125,10 @@ class SegmentPublisher:
         self._discontinuity_next = False
         self.published = 0
         self.dropped = 0
+        # Segments whose lowest rung is published and whose other rungs are still to come.
+        self._placed: dict[int, _Placed] = {}
+        # Level changes whose publish failed: written by the next one (`lost`).
+        self._unrecorded: list[dict[str, Any]] = []
 
     def restore(self, resume: media.Resume, renditions: Sequence[dict[str, Any]]) -> None:
         """Continue where an earlier publish of the stream left off."""
@@ -142,21 +142,22 @@ class SegmentPublisher:
 
     def ladder(self, segment: SourceSegment) -> tuple[Rendition, ...]:
         """The renditions to encode a segment to: fixed by the stream's first segment."""
-        if self.renditions is None:
-            planned, reason = ladder_for(
-                self._stream, self._settings, segment.width, segment.height, segment.fps
-            )
-            if (self._stream.get("ai_features") or {}).get("hdr"):  # enableHDR: media.hdr
-                planned = hdr_renditions(planned, probe_colour(segment.data).range)
-            # Rungs a worker's memory cannot hold are refused now, not by the OOM killer.
-            self.renditions, self._ladder_reason, self._refused = within_memory(
-                self._stream, self._settings, planned, reason, (segment.width, segment.height)
+        if self.renditions is None:  # as the API's plan says (`actors.stream_ladder`)
+            self.renditions, self._ladder_reason, self._refused = stream_ladder(
+                self._stream,
+                self._settings,
+                (segment.width, segment.height),
+                segment.fps,
+                lambda: probe_colour(segment.data).range,
             )
         return self.renditions
 
-    async def lost(self, outcome: SegmentOutcome) -> None:
-        """A segment's publish failed: nothing of it was committed, so its objects go."""
+    async def lost(self, cut: Cut, outcome: SegmentOutcome) -> None:
+        """A segment's publish failed: nothing of it was committed, so its objects go;
+        its level change, if any, is written by the next publish."""
         self._discontinuity_next = True
+        if cut.quality_change is not None:
+            self._unrecorded.append(cut.quality_change)
         await self.discard(outcome)
 
     async def discard(self, outcome: SegmentOutcome) -> None:
@@ -170,10 +171,13 @@ class SegmentPublisher:
         except Exception:  # noqa: BLE001 - unreachable objects; the stream goes on
             log.exception("deleting unpublished segment objects of %s failed", self.stream_id)
 
-    async def publish(self, cut: Cut, outcome: SegmentOutcome) -> Verdict | None:
+    async def publish(
+        self, cut: Cut, outcome: SegmentOutcome, pending: tuple[str, ...] = ()
+    ) -> Verdict | None:
         """One segment's rows in one transaction that first checks the stream is live;
-        once committed, the state the next segment continues from. None: the stream
-        is not live, nothing was written."""
+        once committed, the state the next segment continues from. `pending`: the
+        rungs not in `outcome`, still being encoded (`publish_rest` writes them). None:
+        the stream is not live, nothing was written."""
         quality = _quality(cut, outcome)
         verdict = self._verdict(outcome.result.moderation)
         rows = None
@@ -186,10 +190,43 @@ class SegmentPublisher:
         if not live:
             await self.discard(outcome)
             return None
+        self._unrecorded = []  # committed with this segment
         self._advance(rows)
         if rows is None:  # dropped or withheld: committed without segment rows
             await self.discard(outcome)
+        elif pending:
+            self._placed[cut.segment.sequence] = _Placed(rows[0], pending)
         return verdict
+
+    async def publish_rest(self, cut: Cut, outcome: SegmentOutcome) -> None:
+        """The rungs of a segment that `publish` left `pending`: at its sequence number,
+        each as encoded or, if the job failed, as a gap. Nothing if the segment itself
+        was not published (its objects are deleted) or the stream is no longer live."""
+        placed = self._placed.pop(cut.segment.sequence, None)
+        if placed is None:
+            await self.discard(outcome)
+            return
+        rows = _rest_rows(placed, outcome, str(self.stream_id))
+        if outcome.result.error is not None:
+            await self.discard(outcome)  # what a failed job (tiles) stored: unnamed
+        try:
+            live = await self._add_rest(rows)
+        except Exception:  # noqa: BLE001 - the lowest rung is out; keep the rungs aligned
+            log.exception("publishing the upper rungs of %s failed", self.stream_id)
+            await self.discard(outcome)
+            live = await self._add_rest([_as_gap(r, "publish failed") for r in rows])
+        if not live:
+            await self.discard(outcome)
+
+    async def _add_rest(self, rows: list[media.NewSegment]) -> bool:
+        """Write a segment's later rows if the stream is live; whether it was."""
+        async with self._db.acting(self.owner_id) as conn:
+            live = await media.lock_status(conn, self.stream_id) == StreamStatus.LIVE
+            if not live:
+                self._on_not_live()
+                return False
+            await media.add_segments(conn, self.stream_id, rows)
+        return True
 
     def _verdict(self, moderation: ModerationResult | None) -> Verdict:
         score = moderation.max_score if moderation is not None else None
@@ -210,8 +247,9 @@ class SegmentPublisher:
         or withheld) and its quality, then the moderation action. The published
         segment rows, or None if it was dropped or withheld."""
         sequence, result = cut.segment.sequence, outcome.result
-        if cut.quality_change is not None:
-            await activity.add_event(conn, self.stream_id, "quality_degraded", cut.quality_change)
+        changes = [*self._unrecorded, *([cut.quality_change] if cut.quality_change else [])]
+        for change in changes:  # an earlier failed publish's first (`lost`)
+            await activity.add_event(conn, self.stream_id, "quality_degraded", change)
         if verdict.moderation is not None:
             await media.add_moderation(conn, self.stream_id, _moderation_row(sequence, verdict))
         rows = None
@@ -276,7 +314,11 @@ class SegmentPublisher:
         discontinuity = (seg.discontinuity or self._discontinuity_next) and sequence > 0
         pdt = datetime.fromtimestamp(cut.wall_start, UTC)
         # The worker (Ray node:host:pid) that encoded it: where a stream's work ran.
-        timings = {**result.timings, "retries": outcome.retries, "worker": result.worker}
+        timings: dict[str, float | str] = {
+            **result.timings,
+            "retries": outcome.retries,
+            "worker": result.worker,
+        }
         return [
             media.NewSegment(
                 rendition=e.name,
@@ -296,8 +338,11 @@ class SegmentPublisher:
         ]
 
     def _rendition_rows(self, result: SegmentResult) -> list[media.NewRendition]:
+        """The ladder's rows. A rung not encoded yet (published apart, or shed) has the
+        codecs its plan says, with audio only if the encoded rungs have it."""
         assert self.renditions is not None
         codecs = {e.name: e.codecs for e in result.renditions}
+        audio = not codecs or any(",mp4a" in c for c in codecs.values())
         return [
             media.NewRendition(
                 name=r.name,
@@ -310,7 +355,7 @@ class SegmentPublisher:
                 audio_kbps=r.audio_kbps,
                 bandwidth=r.bandwidth,
                 average_bandwidth=r.average_bandwidth,
-                codecs=codecs.get(r.name) or r.codecs,
+                codecs=codecs.get(r.name) or (r.codecs if audio else r.video_codec_string),
                 needs_upscale=r.needs_upscale,
                 ladder_reason=self._ladder_reason,
                 upscale_passes=r.upscale_passes,
@@ -372,6 +417,53 @@ def _gap_rows(cut: Cut, rows: list[media.NewSegment], stream_id: str) -> list[me
         )
         for name in cut.shed
     ]
+
+
+@dataclass(frozen=True, slots=True)
+class _Placed:
+    """A segment published in its lowest rung: the rungs still to come, and that rung's
+    row (the segment's sequence number, timing and discontinuity, shared by all rungs)."""
+
+    like: media.NewSegment
+    pending: tuple[str, ...]
+
+
+def _rest_rows(placed: _Placed, outcome: SegmentOutcome, stream_id: str) -> list[media.NewSegment]:
+    """The pending rungs' rows: as encoded, or gaps if the job failed or lacks one."""
+    result, like = outcome.result, placed.like
+    encoded = {} if result.error else {e.name: e for e in result.renditions}
+    timings: dict[str, float | str] = {
+        **result.timings,
+        "retries": outcome.retries,
+        "worker": result.worker,
+    }
+    rows = []
+    for name in placed.pending:
+        e = encoded.get(name)
+        if e is None:
+            gap = dataclasses.replace(
+                like, rendition=name, path=segment_key(stream_id, name, like.source_sequence)
+            )
+            rows.append(_as_gap(gap, result.error or "not encoded"))
+            continue
+        rows.append(
+            dataclasses.replace(
+                like,
+                rendition=name,
+                duration=e.duration,
+                bytes=e.size,
+                frames=e.frames,
+                path=e.key,
+                target_duration=max(like.target_duration, math.ceil(e.duration)),
+                timings=timings,
+            )
+        )
+    return rows
+
+
+def _as_gap(row: media.NewSegment, error: str) -> media.NewSegment:
+    """A rung's row as a gap (no object): its job failed, or its rows could not be written."""
+    return dataclasses.replace(row, bytes=0, frames=0, gap=True, timings={"error": error})
 
 
 def _moderation_row(sequence: int, verdict: Verdict) -> media.NewModeration:

@@ -7,13 +7,17 @@ cut, encoded or published.
 `WhepEgress` is a mixin over `IngestService` that the ingest actor class puts first
 (`class IngestActor(WhepEgress, WhipIngest, ClusterIngest)`); it needs the `settings`
 attribute that `ClusterIngest` sets. The API calls it through `actors.whip_gateway`
-(`play`, `end_play`) after checking that the caller may see the stream, as for HLS.
+(`play`, `end_play`) after checking that the caller may see the stream, as for HLS,
+and `ban` after a user is banned from a stream (`serve_app.routes.moderation`).
 
 One hub per stream, made for its first viewer: the tap is installed on the stream's
 pipeline then (`StreamPipeline.packet_tap`), so a stream nobody watches over WebRTC
 pays nothing, and one that is watched converts its media once however many watch.
-A streaming encoder's lowest rung (LL-HLS) can later feed the same hub instead of the
-tap: viewers do not change.
+Where the stream has a streaming encoder (LL-HLS, `actors.live_encoder`), its lowest
+rung feeds the hub's video whenever the tap cannot pass the source through (B-frames):
+`RungVideo` as the encoder's `part_tap`, so WebRTC costs no encode of its own; the tap
+still makes the Opus. Without one (latency mode `normal`), or once it failed, the tap
+re-encodes once per stream as before. Viewers do not change.
 
 Invariants:
 - A viewer is admitted only while its stream has a pipeline that is not stopped (a
@@ -21,7 +25,13 @@ Invariants:
   `whep_max_sessions_per_stream` and `whep_max_sessions_per_caller`; the count and the
   claim are made with no await between them.
 - Once the stream's pipeline is gone or stopped (ended by its owner, the grace ran out,
-  moderation), its hub closes and every viewer's connection is closed.
+  moderation), its hub closes and every viewer's connection is closed: at once when
+  the API ends the stream (`finish`), within `_WATCH_S` otherwise.
+- A user banned from a stream (`whep_ban`) loses their playbacks of it (a viewer is
+  its caller: the user id it played as, token or playback token), and for
+  `visibility_cache_s` + `_BAN_SLACK_S` their new offers are refused with 403
+  `banned_from_stream` here too: an API replica whose access cache still says they
+  may watch cannot let them back in.
 - A publisher that reconnects within the grace keeps its viewers: the hub moves to the
   new pipeline if there is one, and the tap follows a new encoder's parameter sets.
 """
@@ -30,14 +40,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from actors.ingest_ports import Finished
 from actors.ingest_service import IngestService
 from actors.whip_ingest import whip_config
-from lumalive.errors import BadRequest, Conflict, NotFound, RateLimited
+from lumalive.errors import BadRequest, Conflict, Forbidden, NotFound, RateLimited
 from lumalive.settings import Settings
 from media.webrtc import InvalidOfferError, PacketHub, SourceTap, WhepConfig, WhepPlayback
+from media.webrtc.rung import RungVideo
 
 __all__ = ["WhepAnswer", "WhepEgress"]
 
@@ -45,6 +58,7 @@ log = logging.getLogger(__name__)
 
 _WATCH_S = 1.0  # how often a hub checks that its stream's pipeline still runs
 _RETRY_S = 5.0
+_BAN_SLACK_S = 5.0  # beyond the API's access cache: a Ray round trip, clocks
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +74,7 @@ class _StreamHub:
     hub: PacketHub
     tap: SourceTap
     pipeline: Any  # the StreamPipeline the tap is installed on
+    rung: RungVideo  # its streaming encoder's `part_tap`, if it has one
     watcher: asyncio.Task[None] | None = None
     viewers: dict[str, _Viewer] = field(default_factory=dict)
 
@@ -85,6 +100,32 @@ class WhepEgress(IngestService):
             ice_servers=whip_config(self.settings).ice_servers,
         )
         self._whep_tasks: set[asyncio.Task[None]] = set()
+        self._whep_bans: dict[tuple[str, str], float] = {}  # (stream, user) → until
+
+    async def whep_ban(self, stream_id: str, user_id: str) -> int:
+        """The user was banned from the stream: end their playbacks of it and refuse
+        their offers for a while (see module docstring). How many were ended."""
+        now = time.monotonic()
+        self._whep_bans = {k: t for k, t in self._whep_bans.items() if t > now}
+        hold = self.settings.visibility_cache_s + _BAN_SLACK_S
+        self._whep_bans[(stream_id, user_id)] = now + hold
+        ending = [
+            v.playback.close("banned")
+            for v in list(self._viewers.values())
+            if v.stream_id == stream_id and v.caller == user_id
+        ]
+        await asyncio.gather(*ending, return_exceptions=True)
+        if ending:
+            log.info("whep: ended %d playbacks of stream %s: banned", len(ending), stream_id)
+        return len(ending)
+
+    async def finish(self, stream_id: str, drain_s: float) -> Finished:
+        """The stream is ending: what the next class does, then its viewers hang up."""
+        finished = await super().finish(stream_id, drain_s)
+        entry = self._hubs.get(stream_id)
+        if entry is not None:
+            self._drop_hub(entry)
+        return finished
 
     async def whep_play(self, stream_id: str, caller: str, offer: str) -> WhepAnswer:
         """Answer a viewer's offer to play the stream (the API checked it may see it).
@@ -92,6 +133,8 @@ class WhepEgress(IngestService):
         pipeline: Any = self._pipelines.get(stream_id)  # a StreamPipeline: packet_tap
         if pipeline is None or pipeline.stopped:
             raise Conflict("the stream is not being published", "stream_not_live")
+        if self._whep_bans.get((stream_id, caller), 0.0) > time.monotonic():
+            raise _banned()
         self._whep_admit(stream_id, caller)
         entry = self._hub(stream_id, pipeline)
         playback = WhepPlayback(entry.hub, self._whep_config)
@@ -102,9 +145,14 @@ class WhepEgress(IngestService):
         except BaseException as e:
             self._forget(viewer)
             await playback.close("rejected")
+            if playback.reason == "banned":  # banned while its offer was being answered
+                raise _banned() from None
             if isinstance(e, InvalidOfferError):
                 raise BadRequest(str(e), "invalid_offer") from None
             raise
+        if playback.reason == "banned":
+            self._forget(viewer)
+            raise _banned()
         self._spawn_whep(self._until_closed(viewer))
         log.info("whep %s: playing stream %s for %s", playback.id, stream_id, caller)
         return WhepAnswer(playback.id, sdp)
@@ -133,7 +181,9 @@ class WhepEgress(IngestService):
             sid: {
                 "viewers": [v.playback.status() for v in entry.viewers.values()],
                 "published": entry.hub.published,
-                "reencoding": entry.tap.reencoding,
+                "reencoding": entry.tap.reencoding and not entry.tap.rung_fed,
+                "rung": entry.rung.rendition if entry.tap.rung_fed else None,
+                "rung_pictures": entry.rung.published,
                 "tap_errors": entry.tap.errors,
             }
             for sid, entry in self._hubs.items()
@@ -170,8 +220,9 @@ class WhepEgress(IngestService):
                 keyframe_interval_s=self.settings.segment_seconds,
                 preset=self.settings.x264_preset,
             )
-            entry = self._hubs[stream_id] = _StreamHub(hub, tap, pipeline)
-            pipeline.packet_tap = tap
+            rung = RungVideo(hub, lambda: tap.reencoding and tap.rung_fed)
+            entry = self._hubs[stream_id] = _StreamHub(hub, tap, pipeline, rung)
+            self._attach(entry, pipeline)
             entry.watcher = asyncio.create_task(self._watch_hub(stream_id, entry))
         return entry
 
@@ -184,13 +235,30 @@ class WhepEgress(IngestService):
                 self._drop_hub(entry)
                 return
             if pipeline is not entry.pipeline:  # a new pipeline for a reconnect
-                entry.pipeline.packet_tap = None
-                entry.pipeline = pipeline
-                pipeline.packet_tap = entry.tap
+                self._detach(entry)
+                self._attach(entry, pipeline)
+            live = _live(pipeline)
+            if entry.tap.rung_fed and (live is None or live.failed):
+                entry.tap.rung_fed = False  # the encoder stopped: the tap re-encodes
+
+    def _attach(self, entry: _StreamHub, pipeline: Any) -> None:
+        """Install the tap on `pipeline`, and the rung feed on its streaming encoder."""
+        entry.pipeline = pipeline
+        pipeline.packet_tap = entry.tap
+        live = _live(pipeline)
+        entry.tap.rung_fed = live is not None and not live.failed
+        if live is not None:
+            live.part_tap = entry.rung
+
+    def _detach(self, entry: _StreamHub) -> None:
+        entry.pipeline.packet_tap = None
+        live = _live(entry.pipeline)
+        if live is not None and live.part_tap is entry.rung:
+            live.part_tap = None
 
     def _drop_hub(self, entry: _StreamHub) -> None:
         """The stream is over for WebRTC: uninstall the tap, end every viewer."""
-        entry.pipeline.packet_tap = None
+        self._detach(entry)
         entry.hub.close()  # the playbacks see their subscription end and close
         for sid, known in list(self._hubs.items()):
             if known is entry:
@@ -215,3 +283,12 @@ class WhepEgress(IngestService):
         task = asyncio.create_task(coro)
         self._whep_tasks.add(task)
         task.add_done_callback(self._whep_tasks.discard)
+
+
+def _banned() -> Forbidden:
+    return Forbidden("you are banned from this stream", "banned_from_stream")
+
+
+def _live(pipeline: Any) -> Any:
+    """The pipeline's streaming encoder (a `LiveEncoder`), None without LL-HLS."""
+    return getattr(pipeline, "live_encoder", None)

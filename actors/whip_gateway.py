@@ -1,5 +1,6 @@
 """Typed calls from the API into the ingest actor's WebRTC sides: WHIP publishes
-(`actors.whip_ingest`) and WHEP playbacks (`actors.whep_egress`, `play` / `end_play`).
+(`actors.whip_ingest`) and WHEP playbacks (`actors.whep_egress`, `play` / `end_play`;
+`ban` ends a banned user's playbacks).
 
 The route awaits `publish(...)` / `stop(...)`; what the actor raises comes back as
 the domain error it is (Ray wraps a `LumaError` in a `RayTaskError`), and an ingest
@@ -20,7 +21,7 @@ from actors.whep_egress import WhepAnswer
 from actors.whip_ingest import WhipAnswer
 from lumalive.errors import LumaError, Unavailable
 
-__all__ = ["end_play", "play", "publish", "stop"]
+__all__ = ["ban", "end_play", "play", "publish", "stop"]
 
 # Answering an offer gathers ICE candidates and may start the stream (a round trip to
 # its actor and Postgres): seconds at most, unless the ingest is stuck.
@@ -49,6 +50,12 @@ async def play(stream_id: UUID, caller: str, offer: str) -> WhepAnswer:
 async def end_play(stream_id: UUID, resource: str) -> None:
     """End the viewer's playback named by `resource` (the WHEP DELETE)."""
     await _call(lambda h: h.whep_stop.remote(str(stream_id), resource))
+
+
+async def ban(stream_id: UUID, user_id: UUID) -> int:
+    """The user was banned from the stream: end their WHEP playbacks of it (how many)."""
+    ended: int = await _call(lambda h: h.whep_ban.remote(str(stream_id), str(user_id)))
+    return ended
 
 
 async def _call(op: Any) -> Any:

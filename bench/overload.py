@@ -8,15 +8,23 @@ onto a fresh such cluster with 1. Each run publishes the same source (paced at r
 time, or unpaced with `--quick`) to a new stream and reads its rows once every
 segment is published:
 
-    overload start   the first segment that waited a whole segment duration for a
-                     worker (`timings.queue`): from there on the pool is behind (on a
-                     cold pool the first segments also wait for the worker to start)
+    overload start   the first segment one of whose jobs waited a whole segment duration
+                     for a worker (`timings.queue`, the most of its rungs': the lowest
+                     rung is a job of its own, served first): from there on the pool is
+                     behind (on a cold pool the first segments also wait for the worker
+                     to start)
     shedding start   the first segment encoded without a rung (`stream_quality.shed`)
     shed             per rung, how many segments and media seconds it was shed for
     lowest misses    source segments published without the lowest rung (aim: 0)
     latency          cut -> published per segment (`latency_ms`): p50 / p95 / last
                      (the last is how far behind the live edge the stream ended)
     longest stall    the longest wall time between two publications of the lowest rung
+    top lag          how long after its lowest rung a segment's top rung was published
+                     (p95 / max; 0 when a segment is published whole)
+
+Streams are created in latency mode `normal` (`--latency low` for the default): in
+`low`, the rungs the streaming encoder carries are not the pool's work
+(`actors.encode_once`), so the pool is not what falls behind.
 
     .venv/bin/python -m bench.overload            # 1080p25 source, 30 s, paced
     .venv/bin/python -m bench.overload --quick    # smoke: 480p10, 10 s, unpaced
@@ -63,6 +71,7 @@ class Overload:
     lowest_misses: int
     latencies_s: list[float]
     longest_stall_s: float
+    top_lag_s: list[float] = field(default_factory=list)
     events: list[dict[str, Any]] = field(default_factory=list)
 
     @property
@@ -92,9 +101,8 @@ def analyse(dsn: str, sid: str, segment_s: float, label: str = "backpressure on"
     lowest = rungs[-1] if rungs else "?"
     published = _rows(
         dsn,
-        "SELECT source_sequence, created_at, (timings->>'queue')::float AS queue_ms"
-        " FROM stream_segments WHERE stream_id = %(s)s AND rendition = %(r)s AND NOT gap"
-        " ORDER BY sequence",
+        "SELECT source_sequence, created_at FROM stream_segments"
+        " WHERE stream_id = %(s)s AND rendition = %(r)s AND NOT gap ORDER BY sequence",
         sid,
         r=lowest,
     )
@@ -103,8 +111,26 @@ def analyse(dsn: str, sid: str, segment_s: float, label: str = "backpressure on"
         for name in q["shed"] or ():
             n, s = shed.get(name, (0, 0.0))
             shed[name] = (n + 1, s + q["duration"])
-    waited = [p["source_sequence"] for p in published if (p["queue_ms"] or 0) >= segment_s * 1e3]
+    queued = _rows(
+        dsn,
+        "SELECT source_sequence, max((timings->>'queue')::float) AS queue_ms"
+        " FROM stream_segments WHERE stream_id = %(s)s AND NOT gap"
+        " GROUP BY source_sequence ORDER BY source_sequence",
+        sid,
+    )
+    waited = [q["source_sequence"] for q in queued if (q["queue_ms"] or 0) >= segment_s * 1e3]
     times = [p["created_at"].timestamp() for p in published]
+    top = rungs[0] if rungs else "?"
+    lags = _rows(
+        dsn,
+        "SELECT extract(epoch FROM t.created_at - l.created_at)::float AS lag"
+        " FROM stream_segments l JOIN stream_segments t USING (stream_id, sequence)"
+        " WHERE l.stream_id = %(s)s AND l.rendition = %(l)s AND t.rendition = %(t)s"
+        " AND NOT t.gap",
+        sid,
+        l=lowest,
+        t=top,
+    )
     events = _rows(
         dsn,
         "SELECT event_data AS data FROM live_stream_events"
@@ -122,6 +148,7 @@ def analyse(dsn: str, sid: str, segment_s: float, label: str = "backpressure on"
         lowest_misses=sum(not q["dropped"] for q in quality) - len(published),
         latencies_s=[q["latency_ms"] / 1e3 for q in quality if q["latency_ms"] is not None],
         longest_stall_s=max((b - a for a, b in zip(times, times[1:], strict=False)), default=0),
+        top_lag_s=[row["lag"] for row in lags] if top != lowest else [],
         events=[e["data"] for e in events],
     )
 
@@ -139,8 +166,9 @@ def print_report(runs: list[Overload]) -> None:
     print(
         "\n| run | segments | overload start | shedding start (delta) | shed |"
         " lowest misses | latency p50 / p95 / last | vs baseline last | longest stall |"
+        " top lag p95 / max |"
     )
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for r in runs:
         shed = ", ".join(f"{k}: {n} seg / {s:.0f} s" for k, (n, s) in r.shed.items()) or "-"
         delta = "-" if r.start_delta is None else f"{r.shedding_start} ({r.start_delta:+d})"
@@ -151,6 +179,7 @@ def print_report(runs: list[Overload]) -> None:
             f" {r.lowest_misses} ({r.lowest}) | {_pct(r.latencies_s, 0.5):.1f} /"
             f" {_pct(r.latencies_s, 0.95):.1f} / {last:.1f} s | {last / base_last:.2f} |"
             f" {r.longest_stall_s:.1f} s (target {r.segment_s:.0f} s) |"
+            f" {_pct(r.top_lag_s, 0.95):.1f} / {max(r.top_lag_s, default=float('nan')):.1f} s |"
         )
     for r in runs:
         for e in r.events:
@@ -178,12 +207,15 @@ def run(
     segment_s: float = 1.0,
     label: str = "backpressure on",
     timeout_s: float = 600.0,
+    latency: str = "normal",
 ) -> Overload:
     """Publish `source` (`segments` segments) to a new stream on `deployed`, wait until
     all are published, end the stream, print and return what backpressure did."""
     auth = {"Authorization": f"Bearer {deployed.token}"}
     with httpx.Client(base_url=deployed.api, timeout=30) as http:
-        r = http.post(f"{API}/create", json={"title": "overload"}, headers=auth)
+        r = http.post(
+            f"{API}/create", json={"title": "overload", "latencyMode": latency}, headers=auth
+        )
         r.raise_for_status()
         sid, key = r.json()["id"], r.json()["stream_key"]
         publish(deployed, key, source, paced=paced)
@@ -197,7 +229,14 @@ def run(
 
 
 def _one_cluster(
-    work: Path, source: Path, segments: int, preset: str, paced: bool, *, backpressure: bool
+    work: Path,
+    source: Path,
+    segments: int,
+    preset: str,
+    paced: bool,
+    *,
+    backpressure: bool,
+    latency: str = "normal",
 ) -> Overload:
     """One run on a cluster of its own (a head and one 1-CPU encoder node): a second
     `lumalive up` on the same cluster would find the first one's Serve proxy."""
@@ -218,7 +257,7 @@ def _one_cluster(
         )
         try:
             label = "backpressure on" if backpressure else "baseline (off)"
-            return run(deployed, source, segments, paced=paced, label=label)
+            return run(deployed, source, segments, paced=paced, label=label, latency=latency)
         finally:
             deployed.down()
     finally:
@@ -232,6 +271,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--size", default="1920x1080")
     ap.add_argument("--fps", type=int, default=25)
     ap.add_argument("--preset", default="veryfast")
+    ap.add_argument("--latency", default="normal", choices=("normal", "low"))
     args = ap.parse_args(argv)
     paced = not args.quick
     if args.quick:
@@ -243,7 +283,9 @@ def main(argv: list[str] | None = None) -> int:
         f" {'paced at real time' if paced else 'unpaced'}"
     )
     runs = [
-        _one_cluster(work, source, args.seconds, args.preset, paced, backpressure=on)
+        _one_cluster(
+            work, source, args.seconds, args.preset, paced, backpressure=on, latency=args.latency
+        )
         for on in (False, True)
     ]
     print("\nside by side (ratios against the baseline):")

@@ -25,7 +25,12 @@ capacity``: per tier ``{encode_fps_per_core, enhance_fps_per_core, enhance_fps_p
 measured_on, date}`` (per GPU: null here, no GPU).
 
     .venv/bin/python -m bench.tiers            # ~25 min on the shared 2-core box
-    .venv/bin/python -m bench.tiers --quick    # smoke: 1080p and 4K, 2 frames (~1 min)
+    .venv/bin/python -m bench.tiers --quick    # smoke: 1080p and 4K, 2 frames (~2 min)
+
+Last, the enhancer alone on the 8K AI rungs (4K and 8K from 1080p: ``--passes``), made
+rung by rung (each rung's passes from the source: the 4K pass twice) and with the x2
+passes shared (`Enhancer.enhance_many`, as a worker runs them): frames per CPU-second
+of each and their ratio, side by side.
     .venv/bin/python -m bench.tiers --tiers 20K   # one tier; other tiers' rates are kept
 """
 
@@ -46,6 +51,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import av
 import numpy as np
 
 if not __package__:
@@ -53,6 +59,7 @@ if not __package__:
 from actors.media_memory import hook_batch  # noqa: E402
 from media.ladder import Rendition, plan  # noqa: E402
 from media.segmenter import Segmenter  # noqa: E402
+from media.shared_passes import SharedPassHook  # noqa: E402
 from media.tile_renditions import cropping_hook  # noqa: E402
 from media.transcode import EncoderSettings, SegmentTranscoder  # noqa: E402
 from tests.utils.media import synthetic  # noqa: E402
@@ -123,12 +130,21 @@ def transcode(data: bytes, frames: int, renditions: Sequence[Rendition]) -> tupl
         spent[0] += time.process_time() - t
         return out
 
+    def many(batch: np.ndarray, rungs: Sequence[Rendition]) -> list[np.ndarray]:
+        t = time.process_time()
+        configs = [EnhanceConfig(target_size=(r.width, r.height)) for r in rungs]
+        out: list[np.ndarray] = _enhancer().enhance_many(batch, configs)
+        spent[0] += time.process_time() - t
+        return out
+
     settings = EncoderSettings(
         preset=_state.get("preset", "veryfast"), threads=1, hook_batch=hook_batch(renditions)
     )
     # A 20K tile is enhanced from its source window only, then cut (as a worker does).
+    # The ladder's upscaled rungs share their x2 passes (`media.shared_passes`).
+    shared = SharedPassHook(many, [r for r in renditions if r.needs_upscale], hook)
     SegmentTranscoder(settings).transcode(
-        data, renditions, cropping_hook(hook) if ai else None, expected_frames=frames
+        data, renditions, cropping_hook(shared) if ai else None, expected_frames=frames
     )
     return time.process_time() - cpu0, spent[0]
 
@@ -189,6 +205,49 @@ def run_single(clip: bytes, renditions: Sequence[Rendition], preset: str) -> Run
     return Run("single", n, wall, sum(c for c, _ in costs), sum(e for _, e in costs))
 
 
+def run_passes(clip: bytes, tier: str, shared: bool) -> Run:
+    """The enhancer alone on a tier's AI ladder from the 1080p source, in this process:
+    each upscaled rung made by its own `enhance` call (``rung by rung``: before
+    `enhance_many`), or all together (``shared``: each x2 pass once per frame)."""
+    from models.enhance import EnhanceConfig
+
+    _init("veryfast")
+    rungs = [r for r in plan(*SOURCE, tier, True).renditions if r.needs_upscale and not r.tile]
+    configs = [EnhanceConfig(target_size=(r.width, r.height)) for r in rungs]
+    [(data, n)] = segments(clip, seconds=1e9)
+    batch = hook_batch(rungs)
+    with av.open(io.BytesIO(data), format="mpegts") as c:
+        frames = np.stack([f.to_ndarray(format="rgb24") for f in c.decode(video=0)])
+    enhancer = _enhancer()
+    started, cpu = time.perf_counter(), time.process_time()
+    for i in range(0, n, batch):
+        if shared:
+            enhancer.enhance_many(frames[i : i + batch], configs)
+        else:
+            for config in configs:
+                enhancer.enhance(frames[i : i + batch], config)
+    wall, cpu_s = time.perf_counter() - started, time.process_time() - cpu
+    mode = "shared" if shared else "rung by rung"
+    return Run(mode, n, wall, cpu_s, cpu_s)
+
+
+def passes_report(clip: bytes, tier: str) -> list[str]:
+    """Frames per CPU-second of a tier's AI rungs, rung by rung against shared passes."""
+    label = "/".join(
+        r.name for r in plan(*SOURCE, tier, True).renditions if r.needs_upscale and not r.tile
+    )
+    before = run_passes(clip, tier, shared=False)
+    after = run_passes(clip, tier, shared=True)
+    lines = [f"{tier} AI rungs {label} from {SOURCE[0]}x{SOURCE[1]}, enhancer only:"]
+    for run in (before, after):
+        lines.append(
+            f"  {run.mode:<13}{run.frames:>3} frames {run.cpu_s:>8.1f} CPU-s"
+            f" {run.fps_per_core:>8.3f} frames/CPU-s"
+        )
+    lines.append(f"  shared / rung by rung: {after.fps_per_core / before.fps_per_core:.2f}x")
+    return lines
+
+
 # --- report --------------------------------------------------------------------------------
 
 
@@ -222,10 +281,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--tiers", nargs="+", choices=TIERS, default=list(TIERS))
     ap.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--preset", default="veryfast", help="x264 preset")
+    ap.add_argument(
+        "--passes",
+        choices=("4K", "8K", ""),
+        default="8K",
+        help="the enhancer alone on this tier's AI rungs, rung by rung against shared"
+        " x2 passes ('' to skip); --frames-20k frames",
+    )
     ap.add_argument("--json", type=Path, default=RESULTS, help="where the rates go")
     args = ap.parse_args(argv)
     if args.quick:
-        args.frames, args.fps = 2, 1
+        args.frames, args.fps, args.frames_20k = 2, 1, 1
         args.tiers = [t for t in args.tiers if t in ("1080p", "4K")]
 
     clips = {
@@ -282,6 +348,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(line)
     for tier in (t for t in TIERS if t not in args.tiers):
         print(f"{tier}: not measured in this run (--tiers {tier}; --quick runs 1080p and 4K)")
+    if args.passes:
+        print()
+        for line in passes_report(clips[args.frames_20k], args.passes):
+            print(line, flush=True)
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(rates, indent=2) + "\n")
     print(f"rates written to {args.json}")

@@ -12,21 +12,24 @@ import os
 import shutil
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import httpx
 import ray
 from ray import serve
 
 from actors import ingest_actor, placement, webhook_dispatcher
-from cluster import processes
+from cluster import haproxy_guard, processes
 from cluster.postgres import EmbeddedPostgres
 from lumalive.settings import Settings
 from serve_app.deployment import build_app
 from sql.migrate import upgrade
 
-__all__ = ["System", "ingress_env"]
+__all__ = ["System", "ingress_env", "trust_ingress"]
 
 log = logging.getLogger(__name__)
+
+_HAPROXY_BINARY = "RAY_SERVE_HAPROXY_BINARY_PATH"  # the HAProxy Serve runs
 
 
 @dataclass
@@ -81,6 +84,7 @@ class System:
             self.started_ray = True
 
     def deploy(self) -> None:
+        self.settings = trust_ingress(self.settings)
         serve.start(
             http_options={"host": self.settings.api_host, "port": self.settings.api_port},
             proxy_location=placement.proxy_location(self.settings),  # the edge's, if pinned
@@ -164,3 +168,35 @@ def ingress_env(settings: Settings) -> None:
         )
     os.environ.setdefault("RAY_SERVE_ENABLE_HA_PROXY", "1")
     os.environ.setdefault("RAY_SERVE_THROUGHPUT_OPTIMIZED", "1")
+    # Serve runs our shim as its HAProxy: it guards Serve's config (bind to the API
+    # host only, no stats/metrics ports unless asked, client address from the peer),
+    # then execs the real binary: an operator's RAY_SERVE_HAPROXY_BINARY_PATH if set.
+    configured = os.environ.get(_HAPROXY_BINARY, "")
+    ours = not configured or haproxy_guard.is_shim(Path(configured))  # set by a call before
+    binary = haproxy_guard.real_binary() if ours else configured
+    shim = haproxy_guard.install_shim(
+        _shim_dir(settings),
+        api_host=settings.api_host,
+        stats_port=settings.haproxy_stats_port,
+        binary=binary,
+    )
+    os.environ[_HAPROXY_BINARY] = str(shim)
+
+
+def _shim_dir(settings: Settings) -> Path:
+    return settings.data_dir.resolve() / "haproxy"
+
+
+def trust_ingress(settings: Settings) -> Settings:
+    """With the guarded HAProxy ingress the replicas' peer is HAProxy, on one of the
+    cluster's nodes, and it sets X-Forwarded-For from the client it saw (haproxy_guard):
+    the API believes that header from loopback and the nodes' addresses, and from nobody
+    else unless LUMALIVE_TRUSTED_PROXIES says so. Under Serve's Python proxy, or an
+    HAProxy this process did not guard (a Ray cluster joined by RAY_ADDRESS, whose
+    processes have their own environment): unchanged."""
+    shim = _shim_dir(settings) / "haproxy"
+    if settings.ingress != "haproxy" or os.environ.get(_HAPROXY_BINARY) != str(shim):
+        return settings
+    nodes = [node["NodeManagerAddress"] for node in ray.nodes() if node.get("Alive")]
+    peers = " ".join([settings.trusted_proxies, "127.0.0.0/8", "::1", *nodes]).strip()
+    return settings.model_copy(update={"trusted_proxies": peers})

@@ -79,6 +79,12 @@ class Settings(BaseSettings):
     api_max_inflight: int = Field(default=128, ge=0)
     stream_max_pending_writes: int = Field(default=256, ge=0)
     fanout_coalesce_ms: float = Field(default=50.0, ge=0)
+    # HAProxy ingress's stats (/stats) and Prometheus (/metrics) page, on 127.0.0.1
+    # only; 0: none (cluster/haproxy_guard.py).
+    haproxy_stats_port: int = Field(default=0, ge=0, le=65535)
+    # Admission's limit adapts to latency (serve_app/admission.py) between this floor
+    # and api_max_inflight; 0: a fixed cap of api_max_inflight.
+    api_admission_min: int = Field(default=16, ge=0)
     chat_rate_per_s: float = 5.0
     chat_burst: int = 10
     reaction_rate_per_s: float = 20.0
@@ -190,6 +196,10 @@ class Settings(BaseSettings):
     llhls_part_s: float = Field(default=0.4, ge=0.2, le=1.0)
     llhls_tune: Literal["zerolatency", "none"] = "zerolatency"
     llhls_window_segments: int = Field(default=16, ge=2)
+    # Encode once (actors/encode_once.py, docs/media.md "Encode once"): the LL rungs'
+    # classic TS segments are the streaming encoder's packets remuxed, not encoded
+    # again on the pool; the pool takes them back if that encoder fails or lags.
+    llhls_encode_once: bool = True
 
     @field_validator("database_url", "app_database_url")
     @classmethod

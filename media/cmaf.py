@@ -12,6 +12,8 @@ that, shared by the segment transcoder (`media.mux`) and anything else that cuts
     track_timescales(init)        {track_ID: timescale} from the moov's tkhd/mdhd
     base_decode_times(media)      [(track_ID, baseMediaDecodeTime)] of every traf, in order
     shift_decode_times(media, o)  every tfdt moved by a per-track offset (in place, same size)
+    first_decode_s(init, head)    a media segment's first decode time of track 1 (video), in
+                                  seconds, from its first bytes (for the DASH MPD's timing)
     FragmentedOutput              an mp4 muxer into memory with the fMP4 flags; `finish`
                                   gives an `Fmp4Segment` on the stream timeline
 
@@ -50,6 +52,7 @@ __all__ = [
     "Fmp4Segment",
     "FragmentedOutput",
     "base_decode_times",
+    "first_decode_s",
     "iter_boxes",
     "shift_decode_times",
     "split",
@@ -181,6 +184,23 @@ def shift_decode_times(media: bytes, offsets: dict[int, int]) -> bytes:
             raise ValueError(f"track {track_id}: decode time {value} does not fit its tfdt")
         struct.pack_into(fmt, out, p + 12, value)
     return bytes(out)
+
+
+def first_decode_s(init: bytes, head: bytes, track_id: int = 1) -> float | None:
+    """The first fragment's decode time of `track_id` (video: FFmpeg's track 1) in
+    seconds, from the init's timescale and the segment's first bytes (`head`: enough
+    of it to hold the first moof; the mdat after it may be cut off). None if absent."""
+    scale = track_timescales(init).get(track_id)
+    pos = 0
+    while scale and pos + 8 <= len(head):
+        size, kind = struct.unpack_from(">I4s", head, pos)
+        if size < 8 or (kind == b"moof" and pos + size > len(head)):
+            return None  # a 64-bit or cut-off box before the moof: not a segment head
+        if kind == b"moof":
+            times = dict(base_decode_times(head[pos : pos + size]))
+            return times[track_id] / scale if track_id in times else None
+        pos += size
+    return None
 
 
 class FragmentedOutput:

@@ -114,9 +114,11 @@ def probe_colour(segment: bytes) -> SourceColour:
 
 
 def uses_fmp4(rendition: Rendition) -> bool:
-    """HDR renditions (HEVC Main10) are fMP4: HLS carries HEVC only there. SDR ones
-    stay MPEG-TS. The one place this is decided."""
-    return rendition.video_range != "SDR"
+    """HDR renditions (HEVC Main10) are fMP4: HLS carries HEVC only there. So are 20K
+    tiles (CMAF: the DASH players that compose SRD tiles, dash.js and Shaka, take only
+    ISOBMFF; HLS plays them too). Other SDR ones stay MPEG-TS. The one place this is
+    decided."""
+    return rendition.video_range != "SDR" or rendition.tile is not None
 
 
 def pix_fmt_for(rendition: Rendition) -> str:

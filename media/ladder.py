@@ -149,12 +149,23 @@ class Rendition:
     @property
     def bandwidth(self) -> int:
         """HLS BANDWIDTH (peak bits/s of a segment, audio and TS overhead included)."""
-        return int((self.maxrate_kbps + self.audio_kbps) * 1000 * TS_OVERHEAD)
+        return int((self.maxrate_kbps + self._audio_kbps) * 1000 * TS_OVERHEAD)
 
     @property
     def average_bandwidth(self) -> int:
         """HLS AVERAGE-BANDWIDTH in bits/s."""
-        return int((self.video_kbps + self.audio_kbps) * 1000 * TS_OVERHEAD)
+        return int((self.video_kbps + self._audio_kbps) * 1000 * TS_OVERHEAD)
+
+    @property
+    def has_audio(self) -> bool:
+        """Whether its segments carry the stream's audio: every rendition but a tile (the
+        ladder beside the tiles carries it once, not 25 times, and the DASH players that
+        compose tiles take one track per CMAF file)."""
+        return self.tile is None
+
+    @property
+    def _audio_kbps(self) -> int:
+        return self.audio_kbps if self.has_audio else 0
 
     @property
     def level(self) -> str:
@@ -180,8 +191,8 @@ class Rendition:
 
     @property
     def codecs(self) -> str:
-        """The HLS CODECS attribute: video and AAC-LC audio."""
-        return f"{self.video_codec_string},mp4a.40.2"
+        """The HLS CODECS attribute: video and AAC-LC audio (video alone for a tile)."""
+        return f"{self.video_codec_string},mp4a.40.2" if self.has_audio else self.video_codec_string
 
 
 class Ladder(NamedTuple):

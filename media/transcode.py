@@ -10,7 +10,8 @@ Invariants:
 - Each rendition segment is one closed GOP: it starts with an IDR and the encoder's
   keyint is the segment's frame count, with scene-cut keyframes off (`encoders`).
 - Audio is encoded once per distinct audio bitrate and the same packets are muxed
-  into every rendition (`audio`).
+  into every rendition (`audio`) but 20K tiles, which are video only
+  (`Rendition.has_audio`).
 - Every rendition is checked by the encoder layer before the segment is read: one
   above its codec's levels raises `RenditionNotEncodableError`.
 - Anything wrong with the input (unreadable, corrupt or undecodable packets, fewer
@@ -127,7 +128,7 @@ class SegmentTranscoder:
         if source.audio:
             audio = {
                 kbps: encode_audio(source, kbps)
-                for kbps in sorted({r.audio_kbps for r in renditions})
+                for kbps in sorted({r.audio_kbps for r in renditions if r.has_audio})
             }
         colour = ColourMapper()  # one per segment: each frame mapped once per range
         return [
@@ -136,7 +137,7 @@ class SegmentTranscoder:
                 encoder,
                 source.rate,
                 len(source.video),
-                audio[r.audio_kbps] if source.audio else None,
+                audio[r.audio_kbps] if source.audio and r.has_audio else None,
                 source.audio_rate,
                 self.settings,
                 colour,
@@ -197,6 +198,6 @@ def _segment(
         frames=o.frames,
         width=o.rendition.width,
         height=o.rendition.height,
-        codecs=f"{codecs},mp4a.40.2" if source.audio else codecs,
+        codecs=f"{codecs},mp4a.40.2" if source.audio and o.rendition.has_audio else codecs,
         init=o.init,
     )

@@ -12,6 +12,10 @@ Invariants:
   the time goes. The classical filters stay fp32 because the local-variance
   arithmetic of the denoiser cancels catastrophically in fp16.
 - Output is ``(N, H, W, 3)`` uint8 RGB on the host, one frame per input, in order.
+- ``enhance_many`` makes several outputs of one batch (a ladder's rungs) with each
+  stage once per frame: a denoise per distinct setting, each x2 pass once, the next
+  pass fed from it (1080p -> 4K is the first pass of 1080p -> 8K). ``enhance`` is
+  ``enhance_many`` of one config, so their outputs are the same bits.
 - Bounded memory whatever the batch and the target: frames are enhanced
   ``max_pixels`` output pixels at a time, and the network sees tiles of at most
   ``tile`` (+ overlap) pixels a side, ``max_batch`` tiles per call; tiling does not
@@ -23,7 +27,7 @@ Invariants:
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple, cast
 
@@ -136,7 +140,6 @@ class Enhancer:
             half=self._half,
         )
 
-    @torch.inference_mode()
     def enhance(self, frames: Frames, config: EnhanceConfig) -> np.ndarray:
         """Enhance a batch; all frames in it must share one size.
 
@@ -145,34 +148,66 @@ class Enhancer:
         of at most ``max_pixels`` output pixels, so the batch size does not change the
         working set (the uint8 result itself is the caller's).
         """
+        return self.enhance_many(frames, (config,))[0]
+
+    @torch.inference_mode()
+    def enhance_many(self, frames: Frames, configs: Sequence[EnhanceConfig]) -> list[np.ndarray]:
+        """``[enhance(frames, c) for c in configs]``, each stage computed once per frame.
+
+        A ladder's upscaled rungs share their first stages: 1080p -> 4K is the first x2
+        pass of 1080p -> 8K. Per chunk of frames, each distinct denoise runs once and
+        each x2 pass once, feeding the next pass; an output is finished (resized,
+        sharpened) from the pass it needs as soon as that pass exists. Equal configs (an
+        HDR twin's and its rung's) get one array, made once. The working set is the
+        largest target's (chunks are sized for it); the outputs are the caller's.
+        """
+        unique = list(dict.fromkeys(configs))
+        if len(unique) < len(configs):
+            made = dict(zip(unique, self.enhance_many(frames, unique), strict=True))
+            return [made[c] for c in configs]
         rgb = self._to_tensor(frames)
         if rgb.shape[0] == 0:
-            return np.empty((0, 0, 0, 3), dtype=np.uint8)
+            return [np.empty((0, 0, 0, 3), dtype=np.uint8) for _ in configs]
         h, w = rgb.shape[-2:]
-        target = Size(*config.target_size) if config.target_size is not None else Size(w, h)
-        if target.width < 1 or target.height < 1:
-            raise ValueError(f"target_size must be positive, got {target}")
-        out = np.empty((rgb.shape[0], target.height, target.width, 3), dtype=np.uint8)
-        step = max(1, self.max_pixels // (target.width * target.height))
+        targets = [
+            Size(*c.target_size) if c.target_size is not None else Size(w, h) for c in configs
+        ]
+        if any(t.width < 1 or t.height < 1 for t in targets):
+            raise ValueError(f"target_size must be positive, got {targets}")
+        outs = [np.empty((rgb.shape[0], t.height, t.width, 3), dtype=np.uint8) for t in targets]
+        largest = max((t.width * t.height for t in targets), default=1)
+        step = max(1, self.max_pixels // largest)
         for start in range(0, rgb.shape[0], step):
             chunk = rgb[start : start + step]
             chunk = chunk.float() / 255.0 if chunk.dtype == torch.uint8 else chunk.float()
-            out[start : start + len(chunk)] = self._enhance_chunk(chunk, config, target)
-        return out
+            for i, out in self._enhance_chunk(chunk, configs, targets):
+                outs[i][start : start + len(chunk)] = out
+        return outs
 
-    def _enhance_chunk(self, rgb: torch.Tensor, config: EnhanceConfig, target: Size) -> np.ndarray:
+    def _enhance_chunk(
+        self, rgb: torch.Tensor, configs: Sequence[EnhanceConfig], targets: Sequence[Size]
+    ) -> Iterator[tuple[int, np.ndarray]]:
+        """``(index, output)`` per config: one denoise per distinct setting, then that
+        denoised frame's x2 passes once each, up to the most any config needs."""
         ycc = rgb_to_ycbcr(rgb)
         del rgb
-        if config.denoise:
-            ycc = denoise(ycc, strength=config.denoise_strength)
-        if config.target_size is not None:
-            ycc = self._resize(ycc, target, learned=config.upscale, max_passes=config.max_sr_passes)
-        if config.sharpen:
-            y = unsharp_mask(ycc[:, :1], amount=config.sharpen_amount, sigma=config.sharpen_sigma)
-            ycc = torch.cat([y, ycc[:, 1:]], dim=1)
-        out = ycbcr_to_rgb(ycc).clamp_(0.0, 1.0).mul_(255.0).round_().to(torch.uint8)
-        del ycc
-        return out.permute(0, 2, 3, 1).cpu().numpy()
+        h, w = ycc.shape[-2:]
+        groups: dict[float | None, list[int]] = {}
+        for i, c in enumerate(configs):
+            groups.setdefault(c.denoise_strength if c.denoise else None, []).append(i)
+        for strength, members in groups.items():
+            level = ycc if strength is None else denoise(ycc, strength=strength)
+            need = {i: _learned_passes(w, h, configs[i], targets[i]) for i in members}
+            for passes in range(max(need.values()) + 1):
+                if passes:
+                    level = self._sr_pass(level)
+                for i in (i for i in members if need[i] == passes):
+                    yield i, _finish(level, configs[i], targets[i])
+            del level
+
+    def _sr_pass(self, ycc: torch.Tensor) -> torch.Tensor:
+        """One learned x2 pass: the network on luma, bicubic on chroma."""
+        return torch.cat([self._sr_luma(ycc[:, :1]), _bicubic(ycc[:, 1:], scale=2)], dim=1)
 
     def _to_tensor(self, frames: Frames) -> torch.Tensor:
         """Frames as an (N, 3, H, W) tensor on the device: uint8 as given (widened to
@@ -191,25 +226,6 @@ class Enhancer:
             )
         # Upload as uint8 (a quarter of the bytes of float32), convert on the device.
         return torch.from_numpy(np.ascontiguousarray(arr)).to(self.device).permute(0, 3, 1, 2)
-
-    def _resize(
-        self, ycc: torch.Tensor, target: Size, learned: bool, max_passes: int
-    ) -> torch.Tensor:
-        h, w = ycc.shape[-2:]
-        passes = 0
-        while learned and passes < max_passes and (w < target.width or h < target.height):
-            ycc = torch.cat([self._sr_luma(ycc[:, :1]), _bicubic(ycc[:, 1:], scale=2)], dim=1)
-            h, w, passes = 2 * h, 2 * w, passes + 1
-        if (h, w) != (target.height, target.width):
-            shrinking = target.height < h or target.width < w
-            ycc = F.interpolate(
-                ycc,
-                size=(target.height, target.width),
-                mode="bicubic",
-                align_corners=False,
-                antialias=shrinking,
-            )
-        return ycc
 
     def _sr_luma(self, y: torch.Tensor) -> torch.Tensor:
         """The network x2 on luma, tile by tile: the same result as on whole frames.
@@ -241,6 +257,38 @@ class Enhancer:
             windows = windows.half()
         windows = windows.contiguous(memory_format=torch.channels_last)
         return self._net(windows)[:count].float().clamp_(0.0, 1.0)
+
+
+def _learned_passes(w: int, h: int, config: EnhanceConfig, target: Size) -> int:
+    """The x2 passes a config takes from a ``w`` x ``h`` frame: while it is below the
+    target, up to ``max_sr_passes``, and none unless it upscales to a target."""
+    passes = 0
+    learned = config.upscale and config.target_size is not None
+    while learned and passes < config.max_sr_passes and (w < target.width or h < target.height):
+        w, h, passes = 2 * w, 2 * h, passes + 1
+    return passes
+
+
+def _finish(ycc: torch.Tensor, config: EnhanceConfig, target: Size) -> np.ndarray:
+    """An output from the pass it needs: bicubic to the exact target (antialiased when
+    shrinking), sharpened, as uint8 RGB on the host. Leaves ``ycc`` untouched (a later
+    pass or output may read it)."""
+    h, w = ycc.shape[-2:]
+    if config.target_size is not None and (h, w) != (target.height, target.width):
+        shrinking = target.height < h or target.width < w
+        ycc = F.interpolate(
+            ycc,
+            size=(target.height, target.width),
+            mode="bicubic",
+            align_corners=False,
+            antialias=shrinking,
+        )
+    if config.sharpen:
+        y = unsharp_mask(ycc[:, :1], amount=config.sharpen_amount, sigma=config.sharpen_sigma)
+        ycc = torch.cat([y, ycc[:, 1:]], dim=1)
+    out = ycbcr_to_rgb(ycc).clamp_(0.0, 1.0).mul_(255.0).round_().to(torch.uint8)
+    del ycc
+    return out.permute(0, 2, 3, 1).cpu().numpy()
 
 
 class _Span(NamedTuple):

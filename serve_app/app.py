@@ -41,7 +41,11 @@ def create_app(settings: Settings, replica: Replica | None = None) -> FastAPI:
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     # Sheds past its in-flight bound with 503 `overloaded` (issue 12); inside the
     # latency middleware, so the sheds are timed too.
-    app.add_middleware(Admission, max_inflight=settings.api_max_inflight)
+    app.add_middleware(
+        Admission,
+        max_inflight=settings.api_max_inflight,
+        min_inflight=settings.api_admission_min,  # adapts to latency in between
+    )
     app.add_middleware(LatencyMiddleware)  # outermost: times every request, 413s included
     app.include_router(recommend.router)  # before streams: /recommended is not a stream id
     app.include_router(hls.router)  # playback: /{id}/hls/...

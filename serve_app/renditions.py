@@ -1,11 +1,13 @@
 """A stream's `renditions` in API answers: what it is, or will be, encoded to.
 
 Before its first segment a stream has no ladder: the answer is the plan
-(`basis: "plan"`), `media.ladder.plan` for a source at the tier's size (8K, the
-largest a codec level lets anyone ingest, for 20K) at 30 fps, the stream's bitrate
-and AI switch, and `media_max_height`. Once the first segment fixed the ladder, it
-is the rows of `stream_renditions` (`basis: "encoded"`), tiles included, read as the
-caller (RLS: a withheld VOD's rows are hidden, and so is its ladder).
+(`basis: "plan"`), what the first segment will run (`actors.stream_ladder`: the same
+function) for a source at the tier's size (8K, the largest a codec level lets anyone
+ingest, for 20K) at 30 fps: the stream's bitrate and AI switch, `media_max_height`,
+enableHDR's HEVC twins (`<rung>-hdr`) and the rungs refused for a worker's memory.
+Once the first segment fixed the ladder, it is the rows of `stream_renditions`
+(`basis: "encoded"`), tiles included, read as the caller (RLS: a withheld VOD's rows
+are hidden, and so is its ladder).
 """
 
 from __future__ import annotations
@@ -15,9 +17,10 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from actors.stream_ladder import stream_ladder
 from lumalive.settings import Settings
 from lumalive.store import media
-from media.ladder import TIER_FRAME, Rendition, plan
+from media.ladder import TIER_FRAME, Rendition
 
 __all__ = ["planned", "encoded", "with_renditions"]
 
@@ -28,23 +31,22 @@ _PLAN_FPS = 30.0
 
 
 def planned(stream: Mapping[str, Any], settings: Settings) -> dict[str, Any]:
-    """The plan for a stream row (no segment yet)."""
+    """The plan for a stream row (no segment yet): `actors.stream_ladder.stream_ladder`,
+    what the first segment will run, for a source at the tier's size; with enableHDR
+    the twins of an SDR source (HLG; a PQ source's will be PQ)."""
     tier = stream["quality"]
     source = _PLAN_SOURCE.get(tier) or _PLAN_SOURCE["8K"]
-    ai = bool((stream.get("ai_features") or {}).get("enhancement"))
-    renditions, reason = plan(
-        *source,
-        tier,
-        ai,
-        fps=_PLAN_FPS,
-        bitrate_kbps=stream.get("bitrate"),
-        max_height=settings.media_max_height,
+    renditions, reason, _ = stream_ladder(
+        dict(stream), settings, source, _PLAN_FPS, lambda: "SDR", log_refusals=False
     )
+    notes = [reason]
     if tier in TIER_FRAME:
-        reason = "; ".join(filter(None, [f"planned for a {source[0]}x{source[1]} source", reason]))
+        notes.insert(0, f"planned for a {source[0]}x{source[1]} source")
+    if any(r.video_range != "SDR" for r in renditions):
+        notes.append("HDR twins planned as HLG (an SDR or HLG source); a PQ source's are PQ")
     return {
         "basis": "plan",
-        "reason": reason,
+        "reason": "; ".join(n for n in notes if n) or None,
         "items": [_item(r, r.codecs, None) for r in renditions],
     }
 

@@ -33,6 +33,7 @@ __all__ = [
     "add_moderation",
     "add_quality",
     "resume",
+    "gap_unpublished_rungs",  # issue 9: the lowest rung published apart
 ]
 
 
@@ -318,3 +319,40 @@ async def resume(conn: AsyncConnection, stream_id: UUID) -> Resume:
         if last is None
         else (last["discontinuity_sequence"] + int(last["discontinuity"])),
     )
+
+
+# A segment's upper rungs are published after its lowest (`actors.lowest_first`); an
+# ingest restart in between leaves them without a row at that sequence number.
+_GAP_UNPUBLISHED = """
+INSERT INTO stream_segments (stream_id, rendition, sequence, source_sequence, duration,
+    bytes, frames, path, discontinuity, program_date_time, target_duration,
+    discontinuity_sequence, timings, gap)
+SELECT s.stream_id, r.name, s.sequence, s.source_sequence, s.duration, 0, 0,
+    s.stream_id::text || '/' || r.name || '/' || regexp_replace(s.path, '^.*/', ''),
+    s.discontinuity, s.program_date_time, s.target_duration, s.discontinuity_sequence,
+    '{"error": "not published before a restart"}'::jsonb, true
+FROM stream_segments s
+JOIN stream_renditions r ON r.stream_id = s.stream_id AND r.name <> s.rendition
+WHERE s.stream_id = :s AND s.sequence >= :since
+  AND s.rendition = (SELECT name FROM stream_renditions WHERE stream_id = :s
+                     AND tile_row IS NULL ORDER BY position DESC LIMIT 1)
+  AND NOT EXISTS (SELECT 1 FROM stream_segments x WHERE x.stream_id = s.stream_id
+                  AND x.rendition = r.name AND x.sequence = s.sequence)
+"""
+
+
+async def gap_unpublished_rungs(conn: AsyncConnection, stream_id: UUID, recent: int = 64) -> int:
+    """A gap row (EXT-X-GAP, no object) for every rung that has no row where the lowest
+    rung has one, among the last `recent` sequence numbers: the upper rungs that an
+    ingest restart kept from being published after their lowest (`actors.lowest_first`),
+    so every rung keeps the same media sequence numbers. How many it wrote."""
+    last = (
+        await conn.execute(
+            text("SELECT max(sequence) FROM stream_segments WHERE stream_id = :s"),
+            {"s": stream_id},
+        )
+    ).scalar()
+    if last is None:
+        return 0
+    done = await conn.execute(text(_GAP_UNPUBLISHED), {"s": stream_id, "since": last - recent})
+    return int(done.rowcount or 0)

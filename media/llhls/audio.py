@@ -70,6 +70,8 @@ class LiveAudio:
         self._samples: list[AudioSample] = []
         self._first = 0  # the number of `_samples[0]`
         self.decode_errors = 0
+        # Set to a list by a caller that also wants every packet (`media.llhls.classic`).
+        self.history: list[AudioSample] | None = None
 
     def push(self, codec: str, extradata: bytes | None, packet: Packet[Stream]) -> None:
         """A source audio packet whose pts/dts/time_base are on the timeline."""
@@ -124,4 +126,7 @@ class LiveAudio:
         for p in self._stream.encode(frame):
             if p.pts is None or p.pts < 0:
                 continue
-            self._samples.append(AudioSample(bytes(p), p.pts, p.duration or AAC_FRAME))
+            sample = AudioSample(bytes(p), p.pts, p.duration or AAC_FRAME)
+            self._samples.append(sample)
+            if self.history is not None:
+                self.history.append(sample)

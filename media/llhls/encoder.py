@@ -19,7 +19,12 @@ Invariants:
   (`media.llhls.fmp4`): parts stay cut, timed and flagged by their video alone.
 - A segment starts at a source keyframe once `segment_s` has passed (the segmenter's
   rule, so the pool's segments and these start at the same frames), or is forced at
-  twice that when the source's keyframes are further apart.
+  twice that when the source's keyframes are further apart, or where the caller says
+  the segmenter cut (`push(classic=...)`): the LL segments' starts include every
+  classic cut point, so each classic segment starts with an IDR.
+- With `classic=True`, every rung's packets are also grouped at those cut points into
+  MPEG-TS classic segments (`media.llhls.classic`, `take_classic`): the classic HLS
+  of these rungs without a second encode.
 """
 
 from __future__ import annotations
@@ -43,7 +48,8 @@ from media.encoders.software import LibX264
 from media.ladder import Rendition
 
 from .audio import LiveAudio
-from .fmp4 import AAC_CODECS, Sink, timed_samples, with_audio, with_audio_track
+from .classic import ClassicCutter, ClassicSegment, EsPacket, remux_ts
+from .fmp4 import AAC_CODECS, AudioSample, Sink, timed_samples, with_audio, with_audio_track
 from .parts import EncodedPart, PartPlan
 
 __all__ = ["StreamingEncoder", "Tune", "TIME_BASE"]
@@ -66,10 +72,20 @@ class _RungOutput:
     """One rendition: scaler, x264, fMP4 muxer, and the fragment being filled."""
 
     def __init__(
-        self, rendition: Rendition, plan: PartPlan, keyint: int, tune: Tune, preset: str
+        self,
+        rendition: Rendition,
+        plan: PartPlan,
+        keyint: int,
+        tune: Tune,
+        preset: str,
+        classic: bool = False,
     ) -> None:
         self.rendition = rendition
         self._plan = plan
+        # Classic segments (`media.llhls.classic`): this rung's packets, cut where the
+        # segmenter cut; the completed ones wait in `classic_done` for every rung's.
+        self.cutter = ClassicCutter() if classic else None
+        self.classic_done: dict[int, list[EsPacket]] = {}
         self._sink = Sink()
         self._container: OutputContainer = av.open(
             self._sink,
@@ -104,6 +120,10 @@ class _RungOutput:
         self._fragment = _Fragment()
         self.codecs: str | None = None
 
+    @property
+    def video(self) -> VideoStream:
+        return self._video
+
     def encode(
         self, frame: VideoFrame, t: float, idr: bool
     ) -> list[tuple[bytes, _Fragment, float]]:
@@ -119,6 +139,9 @@ class _RungOutput:
     def close(self, end: float) -> list[tuple[bytes, _Fragment, float]]:
         """Flush the encoder and the last fragment."""
         done = self._mux(self._video.encode(None))
+        if self.cutter is not None:
+            for seg in self.cutter.close():
+                self.classic_done[seg.sequence] = seg.packets
         self._container.close()
         data = self._sink.take()
         if data and self._fragment.packets:
@@ -136,6 +159,12 @@ class _RungOutput:
             if self.codecs is None:
                 self.codecs = _codecs(bytes(self._video.codec_context.extradata or b""))
             t = float(packet.pts * TIME_BASE) if packet.pts is not None else 0.0
+            if self.cutter is not None and packet.pts is not None:
+                es = EsPacket(
+                    bytes(packet), packet.pts, packet.dts or packet.pts, packet.is_keyframe
+                )
+                for seg in self.cutter.add(es):
+                    self.classic_done[seg.sequence] = seg.packets
             self._container.mux(packet)
             data = self._sink.take()
             if data:  # the muxer wrote the fragment before this packet: a part is done
@@ -162,6 +191,7 @@ class StreamingEncoder:
         tune: Tune = "zerolatency",
         preset: str = "veryfast",
         audio: LiveAudio | None = None,
+        classic: bool = False,
     ) -> None:
         if not renditions:
             raise ValueError("no renditions to encode")
@@ -171,11 +201,16 @@ class StreamingEncoder:
         self._rungs: list[_RungOutput] = []
         try:
             for r in renditions:
-                self._rungs.append(_RungOutput(r, plan, keyint, tune, preset))
+                self._rungs.append(_RungOutput(r, plan, keyint, tune, preset, classic))
         except BaseException:
             self.abort()
             raise
         self.audio = audio
+        if audio is not None and classic:
+            audio.history = []  # the classic segments' audio (`_classic_audio`)
+        self._classic: list[ClassicSegment] = []
+        self._classic_now: int | None = None  # the classic segment being filled
+        self._damaged: set[int] = set()  # classic segments with a frame decoded with errors
         self._audio_next: dict[str, int] = {o.rendition.name: 0 for o in self._rungs}
         self.inits = {
             o.rendition.name: with_audio_track(o.init, audio.init) if audio else o.init
@@ -194,19 +229,41 @@ class StreamingEncoder:
         audio = f",{AAC_CODECS}" if self.audio else ""
         return {o.rendition.name: o.codecs + audio for o in self._rungs if o.codecs}
 
-    def push(self, frame: VideoFrame, t: float, *, keyframe: bool = False) -> list[EncodedPart]:
+    def push(
+        self,
+        frame: VideoFrame,
+        t: float,
+        *,
+        keyframe: bool = False,
+        classic: int | None = None,
+        damaged: bool = False,
+    ) -> list[EncodedPart]:
         """Encode a frame shown at timeline time `t` (s, increasing); `keyframe`: the
-        source has a keyframe here (a segment may start)."""
+        source has a keyframe here (a segment may start); `classic`: the segmenter's
+        segment of that number starts here (a segment starts); `damaged`: the frame
+        decoded with errors."""
         if self._last_t is not None and t <= self._last_t:
             return []  # a repeated or out-of-order time: the muxer would refuse it
         self._last_t = t
-        idr = self._starts_segment(t, keyframe)
+        idr = classic is not None or self._starts_segment(t, keyframe)
+        if classic is not None:
+            self._classic_now = classic
+        if damaged and self._classic_now is not None:
+            self._damaged.add(self._classic_now)
         if idr:
             self._segment_start = t
         self.frames += 1
         out: list[EncodedPart] = []
         for o in self._rungs:
+            if classic is not None and o.cutter is not None:
+                o.cutter.start(classic, t)
             out += self._parts_of(o, o.encode(frame, t, idr))
+        self._collect_classic()
+        return out
+
+    def take_classic(self) -> list[ClassicSegment]:
+        """The classic segments completed in every rung since the last call."""
+        out, self._classic = self._classic, []
         return out
 
     def close(self) -> list[EncodedPart]:
@@ -216,6 +273,7 @@ class StreamingEncoder:
         out: list[EncodedPart] = []
         for o in self._rungs:
             out += self._parts_of(o, o.close(end))
+        self._collect_classic(last=True)
         if self.audio:
             self.audio.close()
         return out
@@ -225,6 +283,57 @@ class StreamingEncoder:
             o.abort()
         if self.audio:
             self.audio.close()
+
+    def _collect_classic(self, *, last: bool = False) -> None:
+        """Remux the classic segments every rung has completed (in sequence order)."""
+        ready = set.intersection(*(set(o.classic_done) for o in self._rungs))
+        for sequence in sorted(ready):
+            packets = {o.rendition.name: o.classic_done.pop(sequence) for o in self._rungs}
+            ends = [p[-1].pts for p in packets.values() if p]
+            frame = round(self.plan.frame_s * 90_000)
+            end = None if last and sequence == max(ready) else (max(ends) + frame if ends else None)
+            audio = self._classic_audio(end)
+            for o in self._rungs:
+                self._classic.append(
+                    self._classic_segment(o, sequence, packets[o.rendition.name], audio)
+                )
+            self._damaged.discard(sequence)
+
+    def _classic_audio(self, end_90k: int | None) -> list[AudioSample]:
+        """The AAC samples no classic segment took that start before `end_90k` (None:
+        all of them)."""
+        audio = self.audio
+        if audio is None or audio.history is None:
+            return []
+        if end_90k is None:
+            taken, audio.history = audio.history, []
+            return taken
+        limit = end_90k * audio.rate / 90_000
+        n = next((i for i, a in enumerate(audio.history) if a.pts > limit), len(audio.history))
+        taken, audio.history = audio.history[:n], audio.history[n:]
+        return taken
+
+    def _classic_segment(
+        self, o: _RungOutput, sequence: int, packets: list[EsPacket], audio: list[AudioSample]
+    ) -> ClassicSegment:
+        r, a = o.rendition, self.audio
+        data = (
+            remux_ts(packets, o.video, audio, a.rate if a else 0, r.audio_kbps) if packets else b""
+        )
+        first = packets[0].pts if packets else 0
+        last = packets[-1].pts if packets else 0
+        return ClassicSegment(
+            rendition=r.name,
+            source_sequence=sequence,
+            data=data,
+            start=first / 90_000,
+            duration=(last - first) / 90_000 + self.plan.frame_s,
+            frames=len(packets),
+            width=r.width,
+            height=r.height,
+            codecs=self.codecs.get(r.name, r.codecs),
+            damaged=sequence in self._damaged,
+        )
 
     def _starts_segment(self, t: float, keyframe: bool) -> bool:
         if self._segment_start is None:

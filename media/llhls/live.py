@@ -16,6 +16,11 @@ Invariants:
   that are dropped, and an input without audio then has none.
 - The renditions are chosen once, from the first decoded frame's size (`choose`),
   and the part plan from the source's frame rate.
+- A packet marked `classic` (the segmenter cut there: the tap's caller knows) makes
+  the frame at its time start a segment in every rendition, and with `classic=True`
+  a classic MPEG-TS segment too (`take_classic`). Its frame may come out of the
+  decoder later (reordering): the mark waits for the frame at its time; a mark whose
+  frame never comes is consumed by the next frame after it.
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ from av.video.frame import VideoFrame
 from media.ladder import Rendition
 
 from .audio import LiveAudio
+from .classic import ClassicSegment
 from .encoder import StreamingEncoder, Tune
 from .parts import EncodedPart, PartPlan
 
@@ -62,6 +68,7 @@ class SourcePacket:
     fps: float
     audio: bool = False  # an audio packet (`fps` unused)
     audio_rate: int = 0  # the source's audio sample rate; 0: it has no audio
+    classic: int | None = None  # the segmenter's segment this video packet starts
 
     @classmethod
     def of(cls, packet: Packet[Stream]) -> SourcePacket | None:
@@ -107,8 +114,11 @@ class LiveTranscoder:
         epoch: int,
         tune: Tune = "zerolatency",
         preset: str = "veryfast",
+        classic: bool = False,
     ) -> None:
         self._choose = choose
+        self._classic = classic
+        self._marks: list[tuple[int, float]] = []  # (classic sequence, timeline s)
         self._segment_s, self._part_s = segment_s, part_s
         self.epoch = epoch
         self._tune, self._preset = tune, preset
@@ -132,6 +142,8 @@ class LiveTranscoder:
             return []
         if self._decoder is None:
             self._decoder = _decoder(p)
+        if p.classic is not None and (ts := p.pts if p.pts is not None else p.dts) is not None:
+            self._marks.append((p.classic, float(ts * p.time_base)))
         if self._resync and not p.keyframe:
             return []
         self._resync = False
@@ -176,6 +188,16 @@ class LiveTranscoder:
         if self.encoder is not None:
             self.encoder.abort()
 
+    def take_classic(self) -> list[ClassicSegment]:
+        return self.encoder.take_classic() if self.encoder is not None else []
+
+    def _mark(self, t: float, frame_s: float) -> int | None:
+        """The classic segment starting at the frame at `t`, if one does."""
+        mark = None
+        while self._marks and self._marks[0][1] <= t + frame_s / 2:
+            mark = self._marks.pop(0)[0]
+        return mark
+
     def _encode(self, frame: VideoFrame, p: SourcePacket | None) -> list[EncodedPart]:
         if frame.pts is None or frame.time_base is None:
             return []
@@ -186,7 +208,10 @@ class LiveTranscoder:
             if not self._open(frame, p, t):
                 return []
         assert self.encoder is not None
-        return self.encoder.push(frame, t, keyframe=bool(frame.key_frame))
+        mark = self._mark(t, self.encoder.plan.frame_s)
+        return self.encoder.push(
+            frame, t, keyframe=bool(frame.key_frame), classic=mark, damaged=frame.is_corrupt
+        )
 
     def _open(self, frame: VideoFrame, p: SourcePacket, t: float) -> bool:
         fps = p.fps if 5.0 <= p.fps <= 120.0 else 30.0
@@ -204,6 +229,7 @@ class LiveTranscoder:
             tune=self._tune,
             preset=self._preset,
             audio=audio,
+            classic=self._classic,
         )
         self._wall = (t, p.arrived)
         return True

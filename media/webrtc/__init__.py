@@ -8,7 +8,8 @@ uses), `sdp` (the offer checks and negotiation WHIP and WHEP share), `whip` (one
 publish: the offer, the answer, the peer connection, its media into an
 `IngestSession`). Playback (WHEP) the other way: `hub` (a stream's
 WebRTC-ready packets fanned out to viewers), `tap` (the segmenter's packets made
-WebRTC-ready once per stream), `whep` (one viewer's peer connection). No Ray here.
+WebRTC-ready once per stream), `rung` (an LL-HLS rung's parts as WebRTC video),
+`whep` (one viewer's peer connection). No Ray here.
 """
 
 from media.webrtc.frames import FlvTag, MediaEncoder

@@ -5,9 +5,9 @@
 
 A producer is whatever makes packets a browser decodes without help: today the
 segmenter's tap (`media.webrtc.tap.SourceTap`: the source's H.264 re-framed, its AAC
-transcoded to Opus once per stream); a streaming encoder's lowest rung can publish
-into the same hub instead (its packets need no re-encoding either), and nothing
-downstream changes.
+transcoded to Opus once per stream), and for a B-frame source the streaming encoder's
+lowest rung (`media.webrtc.rung.RungVideo`: its pictures need no re-encoding either);
+nothing downstream changes.
 
 Invariants:
 - `publish` may be called from any thread; subscribers get packets on the hub's event
@@ -16,6 +16,13 @@ Invariants:
   its first keyframe, and after its queue overflowed (a viewer that cannot keep up),
   its video is dropped until the next keyframe, so its decoder never sees a picture
   whose references it lacks. Audio that overflows drops the oldest packet.
+- A late subscriber does not wait for the next keyframe: the hub keeps what was
+  delivered since the latest keyframe (`GopCache`: that keyframe, the pictures and
+  the sound after it, bounded) and queues it first, so its first packet is a keyframe
+  and its picture comes at once. A GOP longer than the bound is not kept (a joiner
+  waits for the next keyframe, and `want_keyframe` tells a producer that can make one
+  sooner). The cache is emptied when the last subscriber leaves: producers stop
+  publishing then, so what it held would be stale by the next join.
 - Packets are immutable copies (`MediaPacket`): a producer may reuse its own objects.
 - After `close`, every subscription ends (`get` returns None) and publishing is a no-op.
 """
@@ -32,14 +39,20 @@ from typing import Literal
 from av.packet import Packet
 from av.stream import Stream
 
-__all__ = ["MediaPacket", "PacketHub", "Subscription"]
+__all__ = ["GopCache", "MediaPacket", "PacketHub", "Subscription"]
 
 Kind = Literal["video", "audio"]
 
-# About 3 s of 30 fps video and of 20 ms Opus frames: a viewer further behind than
-# this is not watching live any more; it skips to the next keyframe.
-_VIDEO_QUEUE = 90
-_AUDIO_QUEUE = 150
+# About 6 s of 30 fps video (3 s at 60) and 5 s of 20 ms Opus frames: a viewer further
+# behind than this is not watching live any more; it skips to the next keyframe. They
+# leave room for a cached GOP and what arrives while its peer connection comes up.
+_VIDEO_QUEUE = 180
+_AUDIO_QUEUE = 250
+# The most a GOP cache keeps: a 4 s GOP at 30 fps (2 s at 60), with its sound; bytes
+# bound a GOP of huge pictures.
+_GOP_VIDEO = 120
+_GOP_AUDIO = 200
+_GOP_BYTES = 16 << 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,12 +126,48 @@ class Subscription:
             ready.set()
 
 
+class GopCache:
+    """What was delivered since the latest keyframe, in delivery order, within bounds
+    (see module docstring); empty before a keyframe and after a GOP outgrew them."""
+
+    def __init__(
+        self, video: int = _GOP_VIDEO, audio: int = _GOP_AUDIO, max_bytes: int = _GOP_BYTES
+    ) -> None:
+        self._bounds = {"video": video, "audio": audio}
+        self._max_bytes = max_bytes
+        self._packets: list[MediaPacket] = []
+        self._counts = {"video": 0, "audio": 0}
+        self._bytes = 0
+
+    @property
+    def packets(self) -> list[MediaPacket]:
+        return list(self._packets)
+
+    def add(self, packet: MediaPacket) -> None:
+        if packet.kind == "video" and packet.keyframe:
+            self.clear()
+        elif not self._packets:  # no keyframe to start from
+            return
+        self._packets.append(packet)
+        self._counts[packet.kind] += 1
+        self._bytes += len(packet.data)
+        if self._counts[packet.kind] > self._bounds[packet.kind] or self._bytes > self._max_bytes:
+            self.clear()  # too long a GOP to replay: joiners wait for the next keyframe
+
+    def clear(self) -> None:
+        self._packets.clear()
+        self._counts = {"video": 0, "audio": 0}
+        self._bytes = 0
+
+
 class PacketHub:
     """A stream's packets for its viewers (see module docstring)."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
         self._subscribers: set[Subscription] = set()
+        self._gop = GopCache()
+        self._keyframe_wanted = False
         self.closed = False
         self.published = 0
 
@@ -140,17 +189,32 @@ class PacketHub:
             self._loop.call_soon_threadsafe(self._deliver, packet)
 
     def subscribe(self) -> Subscription:
-        """A new viewer's subscription (on the hub's event loop)."""
+        """A new viewer's subscription (on the hub's event loop), the cached GOP queued
+        first."""
         subscription = Subscription()
         if self.closed:
             subscription._close()
-        else:
-            self._subscribers.add(subscription)
+            return subscription
+        self._subscribers.add(subscription)
+        cached = self._gop.packets
+        for packet in cached:
+            subscription._put(packet)
+        if not cached:
+            self._keyframe_wanted = True
         return subscription
+
+    def want_keyframe(self) -> bool:
+        """Whether a subscriber joined with no GOP to start from since the last call: a
+        producer that encodes may make its next picture a keyframe. Any thread; a
+        hint (a lost one costs that joiner a wait for the next keyframe)."""
+        wanted, self._keyframe_wanted = self._keyframe_wanted, False
+        return wanted
 
     def unsubscribe(self, subscription: Subscription) -> None:
         self._subscribers.discard(subscription)
         subscription._close()
+        if not self._subscribers:
+            self._gop.clear()  # producers stop now: it would be stale by the next join
 
     def close(self) -> None:
         """End every subscription; later packets are dropped."""
@@ -159,6 +223,9 @@ class PacketHub:
             self.unsubscribe(subscription)
 
     def _deliver(self, packet: MediaPacket) -> None:
+        if self.closed or not self._subscribers:
+            return  # scheduled before the last one left: keep the cache empty
         self.published += 1
+        self._gop.add(packet)
         for subscription in self._subscribers:
             subscription._put(packet)

@@ -13,7 +13,11 @@ stack decodes:
   once a source shows reordered pictures (a composition offset, or a pts below an
   earlier one: in practice its first picture already), video switches
   for good to `VideoReencoder`: decoded and encoded once per stream with x264
-  `zerolatency` (no B-frames) at `fallback_height`, fanned out like passthrough.
+  `zerolatency` (no B-frames) at `fallback_height`, fanned out like passthrough; a
+  viewer that joins with no cached GOP to start from (`PacketHub.want_keyframe`)
+  gets a keyframe on the next picture. Where the stream has a streaming encoder
+  (LL-HLS), its lowest rung feeds the hub's video instead (`rung_fed`,
+  `media.webrtc.rung`) and the tap re-encodes nothing.
 - AAC becomes Opus (48 kHz stereo, 20 ms frames), once per stream, not per viewer.
 - HEVC is not forwarded (no WebRTC H.265 in aiortc): audio-only then (`video_skipped`).
 
@@ -27,6 +31,7 @@ Invariants:
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from fractions import Fraction
 
 import av
@@ -40,7 +45,7 @@ from media.parameter_sets import ParameterSets
 from media.webrtc.frames import open_h264_encoder
 from media.webrtc.hub import MediaPacket, PacketHub
 
-__all__ = ["OpusTranscoder", "SourceTap", "VideoReencoder", "avcc_to_annexb"]
+__all__ = ["OpusTranscoder", "SourceTap", "VideoReencoder", "annexb_picture", "avcc_to_annexb"]
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +69,13 @@ def avcc_to_annexb(data: bytes, length_size: int = 4) -> bytes:
         out += _START + nal
         i += length_size + size
     return bytes(out)
+
+
+def annexb_picture(data: bytes, length_size: int, parameter_sets: bytes, keyframe: bool) -> bytes:
+    """One AVCC picture as Annex B, `parameter_sets` (Annex B SPS/PPS) in front of a
+    keyframe that does not carry its own, so a viewer can start at any keyframe."""
+    out = avcc_to_annexb(data, length_size)
+    return parameter_sets + out if keyframe and not _has_sps(out) else out
 
 
 class OpusTranscoder:
@@ -131,10 +143,17 @@ class VideoReencoder:
     """Source H.264 (with B-frames) → decoded in presentation order → x264
     `zerolatency` at `height` lines, SPS/PPS in band before every IDR (Annex B)."""
 
-    def __init__(self, height: int, keyframe_interval_s: float, preset: str) -> None:
+    def __init__(
+        self,
+        height: int,
+        keyframe_interval_s: float,
+        preset: str,
+        keyframe_wanted: Callable[[], bool] | None = None,
+    ) -> None:
         self._height = height
         self._interval = keyframe_interval_s
         self._preset = preset
+        self._wanted = keyframe_wanted  # asked before each picture: a viewer joined
         self._decoder: VideoCodecContext | None = None
         self._encoder: VideoCodecContext | None = None
         self._last_key: float | None = None
@@ -161,7 +180,8 @@ class VideoReencoder:
         at = float((frame.pts or 0) * self._tb)
         picture = frame.reformat(ctx.width, ctx.height, "yuv420p")
         picture.pts, picture.time_base = frame.pts, self._tb
-        due = self._last_key is None or at - self._last_key >= self._interval
+        wanted = self._wanted() if self._wanted is not None else False
+        due = wanted or self._last_key is None or at - self._last_key >= self._interval
         picture.pict_type = PictureType.I if due else PictureType.NONE
         if due:
             self._last_key = at
@@ -190,7 +210,7 @@ class SourceTap:
     ) -> None:
         self._hub = hub
         self._audio = OpusTranscoder()
-        self._fallback = (fallback_height, keyframe_interval_s, preset)
+        self._fallback = (fallback_height, keyframe_interval_s, preset, hub.want_keyframe)
         self._reencoder = VideoReencoder(*self._fallback)
         self._params: ParameterSets | None = None
         self._extradata: bytes | None = None
@@ -198,6 +218,7 @@ class SourceTap:
         self._max_pts: int | None = None
         self._listening = False
         self.reencoding = False  # the source has B-frames: video is re-encoded
+        self.rung_fed = False  # ... unless an LL rung feeds the hub's video (set by its owner)
         self.video_skipped = 0  # not H.264
         self.errors = 0
 
@@ -236,6 +257,8 @@ class SourceTap:
             log.info("whep tap: the source has B-frames; re-encoding video once")
             self.reencoding = True
         if self.reencoding:
+            if self.rung_fed:
+                return []  # the streaming encoder's lowest rung is the hub's video
             if packet.stream.codec_context.extradata != self._extradata:  # a new publish
                 self._extradata = packet.stream.codec_context.extradata
                 self._reencoder = VideoReencoder(*self._fallback)
@@ -257,10 +280,9 @@ class SourceTap:
             self._extradata = extradata
             self._params = ParameterSets.from_avcc(extradata)
             self._params_annexb = avcc_to_annexb(self._params.data, self._params.nal_length_size)
-        data = avcc_to_annexb(bytes(packet), self._params.nal_length_size)
         keyframe = bool(packet.is_keyframe)
-        if keyframe and not _has_sps(data):
-            data = self._params_annexb + data
+        size = self._params.nal_length_size
+        data = annexb_picture(bytes(packet), size, self._params_annexb, keyframe)
         assert packet.pts is not None and packet.time_base is not None
         return MediaPacket("video", data, packet.pts, packet.time_base, keyframe)
 

@@ -14,7 +14,8 @@ Invariants:
 - An offer is answered only if it receives video in H.264 (packetization mode 1) and,
   if it has audio, receives Opus; else `InvalidOfferError` before any peer
   connection exists.
-- A viewer's video starts at the next keyframe (`media.webrtc.hub`): a picture loss
+- A viewer's video starts at a keyframe (`media.webrtc.hub`): the hub's cached GOP
+  when it has one (the picture comes at once), else the next one. A picture loss
   indication cannot reach an RTMP publisher, so it is not asked for; the wait is at
   most one GOP (the publisher's keyframe interval).
 - The playback ends exactly once (`close`): ICE failed or closed, no connection within

@@ -30,7 +30,7 @@ from media.playlist import SegmentRecord, master_playlist, media_playlist, segme
 from serve_app.deps import DbDep, MediaStorageDep, SettingsDep
 from serve_app.responses import ERRORS
 from serve_app.segment_response import segment_response
-from serve_app.viewer import PlaybackToken, ViewerDep, cache_control, resolve_viewer
+from serve_app.viewer import PlaybackToken, ViewerDep
 
 __all__ = ["PLAYLIST_TYPE", "SEGMENT_TYPE", "PlaybackToken", "RenditionName", "router"]
 
@@ -44,11 +44,6 @@ SEGMENT_TYPE = "video/mp2t"
 _SEGMENT = re.compile(r"^(?:(\d{1,12})\.(ts|m4s)|init\.mp4)$")
 
 RenditionName = Annotated[str, Path(pattern=r"^[A-Za-z0-9_-]{1,20}$")]
-
-
-# serve_app.routes.llhls's names for them, until its routes take `ViewerDep`.
-_viewer = resolve_viewer
-_cache = cache_control
 
 
 def _segment(segment: Annotated[str, Path(max_length=20)]) -> re.Match[str]:

@@ -14,9 +14,11 @@ updates, and its init segments, parts and segments.
 
 `/hls/master.m3u8` stays classic MPEG-TS HLS (every player); a stream in latency mode
 `normal`, or one whose LL rungs are not made yet, has no LL master (404). Access is
-the same as `/hls/...` (`serve_app.routes.hls`): a playback token in `?pt=`, else the
-bearer token, else anonymous, then the stream's visibility; every URI in a playlist
-carries the caller's playback token. Playlists are rendered from Postgres rows
+the same as `/hls/...` (`serve_app.viewer.ViewerDep`): a playback token in `?pt=`,
+else the bearer token, else anonymous, then the stream's visibility, checked once per
+request; every URI in a playlist carries the caller's playback token. A blocking
+request that waited across the stream's end gets the live form of the playlist; the
+player's next reload gets the ended one (EXT-X-ENDLIST). Playlists are rendered from Postgres rows
 (`lumalive.store.llhls`), so any replica serves them, and a replica wakes its
 blocked requests on the live encoder's NOTIFY (`serve_app.part_waiter`).
 """
@@ -27,11 +29,10 @@ import re
 from typing import Annotated, Any
 from uuid import UUID
 
-from fastapi import APIRouter, Path, Query, Response
+from fastapi import APIRouter, Depends, Path, Query, Response
 
 from lumalive.db import Database
 from lumalive.errors import BadRequest, NotFound, Unavailable
-from lumalive.status import StreamStatus
 from lumalive.store import llhls, media
 from media.ladder import Rendition
 from media.llhls.parts import init_name, part_name, segment_name
@@ -43,18 +44,11 @@ from media.llhls.playlist import (
     ll_master_playlist,
     ll_media_playlist,
 )
-from serve_app.deps import (
-    AccessDep,
-    DbDep,
-    MaybeUser,
-    MediaStorageDep,
-    PartWaiterDep,
-    SettingsDep,
-    TokensDep,
-)
+from serve_app.deps import DbDep, MediaStorageDep, PartWaiterDep, SettingsDep
 from serve_app.responses import ERRORS
-from serve_app.routes.hls import PLAYLIST_TYPE, PlaybackToken, RenditionName, _cache, _viewer
+from serve_app.routes.hls import PLAYLIST_TYPE, RenditionName
 from serve_app.segment_response import segment_response
+from serve_app.viewer import ViewerDep
 
 router = APIRouter(
     prefix="/api/live-streaming/{stream_id}/llhls", tags=["playback"], responses=ERRORS
@@ -67,25 +61,25 @@ _BLOCK_TARGETS = 3  # target durations a blocking request waits at most (then 50
 Position = tuple[int, int]  # (media sequence, part index)
 
 
+def _file(file: Annotated[str, Path(max_length=24)]) -> re.Match[str]:
+    """The file's name parsed; a dependency declared before the viewer's so that a name
+    that cannot be one of ours is 404 before the stream is looked up."""
+    match = _FILE.match(file)
+    if match is None:
+        raise NotFound("no such file", "segment_not_found")
+    return match
+
+
 @router.get(
     "/master.m3u8",
     name="llhls_master",
     response_class=Response,
     responses={200: {"content": {PLAYLIST_TYPE: {}}}},
 )
-async def ll_master(
-    stream_id: UUID,
-    user: MaybeUser,
-    access: AccessDep,
-    tokens: TokensDep,
-    settings: SettingsDep,
-    db: DbDep,
-    pt: PlaybackToken = None,
-) -> Response:
+async def ll_master(stream_id: UUID, viewer: ViewerDep, db: DbDep) -> Response:
     """The low-latency multivariant playlist: the LL rungs, highest first, then the
     pool's rungs above them (ordinary segments, higher latency)."""
-    stream, user, suffix = await _viewer(access, tokens, settings, stream_id, user, pt)
-    async with db.acting(user) as conn:
+    async with db.acting(viewer.user) as conn:
         rows = await llhls.renditions(conn, stream_id)
         pool = await media.renditions(conn, stream_id)
     if not rows:
@@ -118,9 +112,9 @@ async def ll_master(
         if r.tile is None
     ]
     return Response(
-        ll_master_playlist(variants, uri_suffix=suffix),
+        ll_master_playlist(variants, uri_suffix=viewer.suffix),
         media_type=PLAYLIST_TYPE,
-        headers={"Cache-Control": _cache(stream, "no-cache", "max-age=300")},
+        headers={"Cache-Control": viewer.cache()},
     )
 
 
@@ -133,13 +127,10 @@ async def ll_master(
 async def ll_media(
     stream_id: UUID,
     rendition: RenditionName,
-    user: MaybeUser,
-    access: AccessDep,
-    tokens: TokensDep,
+    viewer: ViewerDep,
     settings: SettingsDep,
     db: DbDep,
     waiter: PartWaiterDep,
-    pt: PlaybackToken = None,
     hls_msn: Annotated[
         int | None, Query(alias="_HLS_msn", ge=0, le=10**12, description="block until")
     ] = None,
@@ -152,27 +143,21 @@ async def ll_media(
     the live edge, a preload hint and the other LL renditions' reports."""
     if hls_part is not None and hls_msn is None:
         raise BadRequest("_HLS_part needs _HLS_msn", "hls_part_without_msn")
-    stream, user, suffix = await _viewer(access, tokens, settings, stream_id, user, pt)
+    user, ended = viewer.user, viewer.ended
     async with db.acting(user) as conn:
         rows = await llhls.renditions(conn, stream_id)
     info = next((r for r in rows if r["name"] == rendition), None)
     if info is None:
         raise NotFound("no such low-latency rendition", "rendition_not_found")
-    ended = stream["status"] == StreamStatus.ENDED
     if hls_msn is not None and not ended:
         await _block(db, waiter, user, stream_id, rendition, info, (hls_msn, hls_part))
     async with db.acting(user) as conn:
-        live = (await access.visible(user, stream_id))["status"] != StreamStatus.ENDED
         body = await _render(
             conn, stream_id, rendition, info, rows, settings.llhls_window_segments,
-            ended=not live, skip=hls_skip is not None, suffix=suffix,
+            ended=ended, skip=hls_skip is not None, suffix=viewer.suffix,
             segment_s=settings.segment_seconds,
         )  # fmt: skip
-    return Response(
-        body,
-        media_type=PLAYLIST_TYPE,
-        headers={"Cache-Control": _cache(stream, "no-cache", "max-age=300")},
-    )
+    return Response(body, media_type=PLAYLIST_TYPE, headers={"Cache-Control": viewer.cache()})
 
 
 @router.get(
@@ -184,22 +169,16 @@ async def ll_media(
 async def ll_file(
     stream_id: UUID,
     rendition: RenditionName,
-    file: Annotated[str, Path(max_length=24)],
-    user: MaybeUser,
-    access: AccessDep,
-    tokens: TokensDep,
+    match: Annotated[re.Match[str], Depends(_file)],
+    viewer: ViewerDep,
     settings: SettingsDep,
     db: DbDep,
     storage: MediaStorageDep,
     waiter: PartWaiterDep,
-    pt: PlaybackToken = None,
 ) -> Response:
     """An init segment, a segment or a part. Immutable once published; the next part
     (the playlist's preload hint) is answered as soon as it is published."""
-    match = _FILE.match(file)
-    if match is None:
-        raise NotFound("no such file", "segment_not_found")
-    stream, user, _ = await _viewer(access, tokens, settings, stream_id, user, pt)
+    user = viewer.user
     epoch, seg, part_seq, part_index = match.groups()
     async with db.acting(user) as conn:
         rows = await llhls.renditions(conn, stream_id)
@@ -219,7 +198,7 @@ async def ll_file(
         )
     if key is None:
         raise NotFound("no such segment", "segment_not_found")
-    scope = "public" if stream["privacy"] == "public" else "private"
+    scope = "public" if viewer.public else "private"
     headers = {
         "Cache-Control": f"{scope}, max-age=31536000, immutable",
         "Content-Type": "video/mp4" if epoch is not None else "video/iso.segment",
@@ -330,6 +309,8 @@ async def _render(
     if open_parts:
         segments.append(_open_segment(stream_id, rendition, open_parts, rows))
     head = heads.get(rendition)
+    if parts:  # the newest listed: a part committed after `parts_from` must not be hinted past
+        head = (parts[-1]["sequence"], parts[-1]["part"])
     return ll_media_playlist(
         segments,
         target_duration=info["target_duration"],

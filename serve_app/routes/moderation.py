@@ -26,7 +26,7 @@ from uuid import UUID
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
-from actors import ingest_actor
+from actors import ingest_actor, whip_gateway
 from lumalive.errors import Conflict, Forbidden, LumaError, NotFound, Unprocessable
 from lumalive.status import StreamStatus
 from lumalive.store import activity, moderation, settings_store, users
@@ -156,11 +156,16 @@ async def ban_user(
 
 
 async def _close_viewing(gateway: GatewayDep, stream: dict[str, Any], user_id: UUID) -> None:
-    """End a banned user's viewing, if any (the stream's actor writes it as them)."""
+    """End a banned user's viewing, if any (the stream's actor writes it as them), and
+    their WebRTC playbacks (the ingest serves those: `actors.whep_egress`)."""
     try:
         await gateway.leave(stream, user_id)
     except LumaError as e:  # e.g. the stream ended meanwhile: nothing to close
         log.info("stream %s: closing a banned viewer's viewing: %s", stream["id"], e)
+    try:
+        await whip_gateway.ban(stream["id"], user_id)
+    except Exception as e:  # noqa: BLE001 - the ban is committed: report it, log this
+        log.warning("stream %s: ending a banned viewer's WHEP playbacks: %r", stream["id"], e)
 
 
 @router.delete(f"{_STREAM}/bans/{{user_id}}")

@@ -2,7 +2,9 @@
 faster than the session's pool (`media_workers` one-segment-at-a-time workers) can
 encode them, the stream sheds its top rung instead of falling behind without bound,
 every segment is still published in the lowest rung, the shed rung's playlist marks
-the holes with EXT-X-GAP, and a later publish at real time restores the top rung.
+the holes with EXT-X-GAP, and a later publish at real time restores the top rung. A
+slow top rung does not hold the lowest rung back (it is published apart:
+`actors.lowest_first`), and a level change whose publish failed is not lost.
 
 The ladder is the session's 480p/360p (conftest caps it at 480p): the 480p rung is the
 one to shed (no AI rungs), 360p is never shed. The overload is real work, no sleeps:
@@ -16,19 +18,27 @@ import re
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import av
 import httpx
 import pytest
-from sqlalchemy import text
 
+from actors.lowest_first import split_lowest
+from actors.media_pipeline import StreamPipeline
+from actors.media_worker import SegmentJob, SegmentOutcome, SegmentWorker
+from actors.segment_pool import WorkerDied
+from actors.segment_publisher import Cut, SegmentPublisher
 from lumalive.auth import TokenService
 from lumalive.db import Database
 from lumalive.settings import Settings
+from lumalive.store import streams
+from media.segmenter import Segmenter
 from tests.utils.api import Person
-from tests.utils.media import synthetic
+from tests.utils.db import rows_as
+from tests.utils.media import ChunkedReader, synthetic
 
 pytestmark = pytest.mark.slow
 
@@ -59,15 +69,13 @@ async def _eventually(check: Callable[[], Awaitable[Any]], what: str) -> Any:
 
 
 async def _quality(db: Database, owner: Person, sid: str) -> list[dict[str, Any]]:
-    async with db.acting(owner.id) as conn:
-        rows = await conn.execute(
-            text(
-                "SELECT source_sequence, dropped, quality_level, shed FROM stream_quality"
-                " WHERE stream_id = :s ORDER BY source_sequence"
-            ),
-            {"s": sid},
-        )
-        return [dict(r) for r in rows.mappings()]
+    return await rows_as(
+        db,
+        owner.id,
+        "SELECT source_sequence, dropped, quality_level, shed FROM stream_quality"
+        " WHERE stream_id = :s ORDER BY source_sequence",
+        s=sid,
+    )
 
 
 async def _processed(db: Database, owner: Person, sid: str, n: int) -> list[dict[str, Any]]:
@@ -113,7 +121,9 @@ async def test_a_flood_sheds_the_top_rung_and_the_lowest_misses_nothing(
     )
     assert r.status_code == 201, r.text
     hook = r.json()["id"]
-    stream = await make_stream(owner)
+    # The classic ladder alone, all of it on the pool: in latency mode `low` the
+    # streaming encoder carries these rungs (`actors.encode_once`), not the pool.
+    stream = await make_stream(owner, latencyMode="normal")
     sid = stream["id"]
     # MP4 (ffmpeg interleaves it into FLV as it publishes), with audio.
     flood, paced = tmp_path / "flood.mp4", tmp_path / "paced.mp4"
@@ -178,3 +188,142 @@ async def test_a_flood_sheds_the_top_rung_and_the_lowest_misses_nothing(
     with av.open(f"{base}/360p/index.m3u8?pt={pt}", timeout=30) as hls:
         frames = sum(1 for p in hls.demux(hls.streams.video) for _ in p.decode())
     assert frames == (FLOOD + PACED) * GOP
+
+
+async def _segment_rows(db: Database, owner: Person, sid: uuid.UUID) -> list[dict[str, Any]]:
+    return await rows_as(
+        db,
+        owner.id,
+        "SELECT rendition, sequence, source_sequence, gap, created_at"
+        " FROM stream_segments WHERE stream_id = :s ORDER BY sequence, rendition",
+        s=sid,
+    )
+
+
+async def _stream_row(db: Database, owner: Person, stream: dict[str, Any]) -> dict[str, Any]:
+    async with db.acting(owner.id) as conn:
+        row = await streams.get(conn, uuid.UUID(stream["id"]))
+    assert row is not None
+    return row
+
+
+async def test_a_slow_top_rung_does_not_hold_the_lowest_rung_back(
+    make_user: Any, make_stream: Any, settings: Settings, db: Database, tmp_path: Path
+) -> None:
+    """The pipeline with a real worker in a thread as its pool (the `run` the ingest
+    injects). Each segment's top-rung job holds until its lowest rung is in the
+    playlist table: were a segment published only whole, it would wait forever (here:
+    fail after 15 s). Segment 1's top-rung job then dies like a worker that kept dying:
+    its 480p row is a gap, its 360p row is not."""
+    owner = await make_user("apart")
+    stream = await make_stream(owner, start=True, latencyMode="normal")
+    row = await _stream_row(db, owner, stream)
+    source = tmp_path / "three.flv"
+    source.write_bytes(synthetic(frames=3 * GOP, gop=GOP, size=(854, 480), fps=FPS))
+    worker = SegmentWorker(settings)
+
+    async def lowest_out(sequence: int) -> bool:
+        rows = await _segment_rows(db, owner, row["id"])
+        return any(r["rendition"] == "360p" and r["source_sequence"] == sequence for r in rows)
+
+    async def run(job: SegmentJob, data: bytes) -> SegmentOutcome:
+        if "360p" not in {r.name for r in job.renditions}:  # the top rung's job
+            async with asyncio.timeout(15):
+                while not await lowest_out(job.source_sequence):
+                    await asyncio.sleep(0.1)
+            if job.source_sequence == 1:
+                raise WorkerDied("the top rung's worker kept dying")
+        return SegmentOutcome(await asyncio.to_thread(worker.process, job, data))
+
+    async def end_stream(reason: str) -> None:
+        raise AssertionError(f"ended: {reason}")
+
+    with ThreadPoolExecutor(2) as executor:
+        pipeline = StreamPipeline(row, settings, db, run, executor=executor, end_stream=end_stream)
+        await pipeline.open()
+        with source.open("rb") as f:
+            await pipeline.ingest(f)
+        await pipeline.drain()
+        await pipeline.close()
+
+    rows = await _segment_rows(db, owner, row["id"])
+    by = {(r["rendition"], r["sequence"]): r for r in rows}
+    assert sorted(by) == [(name, n) for name in ("360p", "480p") for n in range(3)]
+    assert not any(by["360p", n]["gap"] for n in range(3))
+    assert [by["480p", n]["gap"] for n in range(3)] == [False, True, False]
+    for n in range(3):  # each in its own transaction, the lowest first
+        assert by["360p", n]["created_at"] < by["480p", n]["created_at"]
+        assert by["360p", n]["source_sequence"] == by["480p", n]["source_sequence"] == n
+
+
+async def test_a_level_change_whose_publish_failed_is_written_by_the_next(
+    client: httpx.AsyncClient,
+    make_user: Any,
+    make_stream: Any,
+    settings: Settings,
+    db: Database,
+) -> None:
+    """A publish whose transaction fails (here: a quality row the CHECK of sql/0013
+    refuses) loses its segment, not the `quality_degraded` event it carried."""
+    owner = await make_user("durable")
+    row = await _stream_row(db, owner, await make_stream(owner, start=True))
+    data = synthetic(frames=2 * GOP, gop=GOP, size=(320, 240), fps=FPS)
+    segments = list(Segmenter(ChunkedReader(data), format="flv"))
+    publisher = SegmentPublisher(row, settings, db, on_not_live=lambda: None)
+    worker = SegmentWorker(settings)
+    change = {"action": "degraded", "level": 1, "source_sequence": 0}
+    outcomes = []
+    for seg in segments:
+        job = SegmentJob(str(row["id"]), seg.sequence, publisher.ladder(seg), seg.frames, 0)
+        outcomes.append(SegmentOutcome(worker.process(job, seg.data)))
+    now = time.time()
+    bad = Cut(segments[0], now, now, level=-1, quality_change=change)
+    with pytest.raises(Exception, match="quality_level"):
+        await publisher.publish(bad, outcomes[0])
+    await publisher.lost(bad, outcomes[0])
+    assert await publisher.publish(Cut(segments[1], now, now, level=1), outcomes[1])
+    r = await client.get(
+        f"/api/live-streaming/{row['id']}/events",
+        headers=owner.auth,
+        params={"type": "quality_degraded"},
+    )
+    assert [e["data"] for e in r.json()["items"]] == [
+        {"action": "degraded", "level": 1, "sourceSequence": 0}
+    ]
+
+
+async def test_upper_rungs_a_restart_left_unpublished_become_gaps(
+    make_user: Any, make_stream: Any, settings: Settings, db: Database
+) -> None:
+    """A segment published in its lowest rung whose upper rung never followed (the
+    ingest restarted in between): the next pipeline of the stream gaps it on open, so
+    both rungs keep the same media sequence numbers."""
+    owner = await make_user("restart")
+    row = await _stream_row(db, owner, await make_stream(owner, start=True, latencyMode="normal"))
+    data = synthetic(frames=GOP, gop=GOP, size=(854, 480), fps=FPS)
+    [seg] = Segmenter(ChunkedReader(data), format="flv")
+    publisher = SegmentPublisher(row, settings, db, on_not_live=lambda: None)
+    job = SegmentJob(str(row["id"]), 0, publisher.ladder(seg), seg.frames, 0)
+    first, rest = split_lowest(job, 2.0)
+    assert rest is not None and [r.name for r in rest.renditions] == ["480p"]
+    result = SegmentWorker(settings).process(first, seg.data)
+    now = time.time()
+    assert await publisher.publish(Cut(seg, now, now), SegmentOutcome(result), ("480p",))
+    assert [(r["rendition"], r["gap"]) for r in await _segment_rows(db, owner, row["id"])] == [
+        ("360p", False)
+    ]
+
+    async def end_stream(reason: str) -> None:
+        raise AssertionError(f"ended: {reason}")
+
+    with ThreadPoolExecutor(1) as executor:
+        pipeline = StreamPipeline(
+            row, settings, db, lambda *_: None, executor=executor, end_stream=end_stream
+        )
+        await pipeline.open()
+        await pipeline.close()
+    rows = await _segment_rows(db, owner, row["id"])
+    assert [(r["rendition"], r["sequence"], r["gap"]) for r in rows] == [
+        ("360p", 0, False),
+        ("480p", 0, True),
+    ]

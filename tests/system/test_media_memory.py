@@ -34,6 +34,7 @@ from lumalive.db import Database
 from lumalive.settings import Settings
 from media.ladder import build_ladder
 from tests.utils.api import free_port
+from tests.utils.db import rows_as
 
 pytestmark = pytest.mark.slow
 
@@ -92,10 +93,7 @@ async def _publish(port: int, key: str) -> tuple[int, str]:
 
 
 async def _rows(db: Database, owner: Any, sql: str, sid: str) -> list[dict[str, Any]]:
-    from sqlalchemy import text
-
-    async with db.acting(owner.id) as conn:
-        return [dict(r) for r in (await conn.execute(text(sql), {"s": sid})).mappings()]
+    return await rows_as(db, owner.id, sql, s=sid)
 
 
 async def _free_cpu(timeout_s: float = 75.0) -> None:

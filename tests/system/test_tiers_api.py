@@ -83,6 +83,24 @@ async def test_renditions_are_the_plan_before_live_and_the_ladder_after(
     assert r.status_code == 200 and r.json()["renditions"] == live
 
 
+async def test_an_hdr_streams_plan_lists_its_hevc_twins(
+    client: httpx.AsyncClient, make_user: Any, make_stream: Any
+) -> None:
+    """enableHDR before the first segment: the plan has what the encoder will make, an
+    HEVC twin of each rung (HLG, as for an SDR source), under the session's 480p cap."""
+    owner = await make_user("hdr-plan")
+    stream = await make_stream(owner, quality="1080p", enableHDR=True)
+    plan = (await client.get(f"/api/live-streaming/{stream['id']}", headers=owner.auth)).json()
+    plan = plan["renditions"]
+    assert plan["basis"] == "plan" and "HLG" in plan["reason"]
+    assert [(i["name"], i["codec"]) for i in plan["items"]] == [
+        ("480p", "h264"),
+        ("360p", "h264"),
+        ("480p-hdr", "hevc"),
+        ("360p-hdr", "hevc"),
+    ]
+
+
 async def test_a_20k_stream_lists_its_tiles_and_serves_their_manifests(
     client: httpx.AsyncClient,
     make_user: Any,
@@ -124,7 +142,8 @@ async def test_a_20k_stream_lists_its_tiles_and_serves_their_manifests(
     # A tile's playlist is HLS's, behind the same token; the master lists no tile.
     pt = {"pt": m["master"].split("pt=")[1]}
     index = await client.get(f"{base}/hls/20K_r1c2/index.m3u8", params=pt)
-    assert index.status_code == 200 and "00000000.ts?pt=" in index.text
+    assert index.status_code == 200 and "00000000.m4s?pt=" in index.text  # CMAF tiles
+    assert '#EXT-X-MAP:URI="init.mp4?pt=' in index.text
     master = await client.get(f"{base}/hls/master.m3u8", params=pt)
     assert "RESOLUTION=7680x4320" in master.text and "20K_" not in master.text
 
@@ -136,6 +155,12 @@ async def test_a_20k_stream_lists_its_tiles_and_serves_their_manifests(
     srd = [s.find("d:SupplementalProperty", MPD_NS) for s in sets]
     assert len(sets) == 26 and all(p is not None for p in srd)
     assert srd[8] is not None and srd[8].get("value") == "0,8192,2304,4096,2304,20480,11520"
+    # The ladder MPEG-TS, the tiles CMAF: each with its init segment beside its media.
+    assert [s.get("mimeType") for s in sets] == ["video/mp2t"] + ["video/mp4"] * 25
+    template = sets[8].find("d:Representation/d:SegmentTemplate", MPD_NS)
+    assert template is not None
+    assert (template.get("initialization") or "").startswith("../hls/20K_r1c2/init.mp4?pt=")
+    assert (template.get("media") or "").startswith("../hls/20K_r1c2/$Number%08d$.m4s?pt=")
 
     for path in ("tiles/tiles.json", "tiles/manifest.mpd"):
         assert_error(await client.get(f"{base}/{path}", headers=stranger.auth), 404)
@@ -157,7 +182,7 @@ async def _publish_20k_segment(
     stored = tuple(
         EncodedRendition(
             r.name,
-            f"{row['id']}/{r.name}/00000000.ts",
+            f"{row['id']}/{r.name}/00000000.{'ts' if r.tile is None else 'm4s'}",
             1_000,
             2.0,
             50,

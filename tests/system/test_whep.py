@@ -19,6 +19,7 @@ import pytest
 from aiortc import RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
+from actors import ingest_actor
 from lumalive.settings import Settings
 from media.webrtc import use_host_addresses
 from tests.utils.api import BASE, assert_error
@@ -186,4 +187,98 @@ async def test_whep_is_refused_to_whom_hls_is(
     banned = await post_offer(client, public["id"], offer, stranger.auth)
     assert_error(banned, 403, "banned_from_stream")
     r = await client.post(f"{BASE}/end/{public['id']}", headers=owner.auth)
+    assert r.status_code == 200, r.text
+
+
+async def test_a_ban_ends_the_banned_viewers_playback_and_an_end_every_playback(
+    client: httpx.AsyncClient, make_user: Any, make_stream: Any, settings: Settings
+) -> None:
+    owner, fan, other = await make_user("caster"), await make_user("fan"), await make_user("other")
+    stream = await make_stream(owner)
+    sid = stream["id"]
+    publisher = await ffmpeg_live(f"{settings.rtmp_url}/{stream['stream_key']}", 12)
+    banned, watching = Viewer(), Viewer()
+    try:
+        for viewer, who in ((banned, fan), (watching, other)):
+            await _watch(client, sid, viewer, who.auth)
+
+        async def both_playing() -> bool:
+            return len(banned.frames) >= 5 and len(watching.frames) >= 5
+
+        await eventually(both_playing, "both viewers to get pictures", 20)
+        ban = {"userId": str(fan.id)}
+        r = await client.post(f"{BASE}/{sid}/bans", json=ban, headers=owner.auth)
+        assert r.status_code == 201, r.text
+
+        async def hung_up() -> bool:
+            return banned.pc.connectionState in ("closed", "failed")
+
+        await eventually(hung_up, "the banned viewer's connection to close", 5)
+        seen = len(watching.frames)
+
+        async def still_playing() -> bool:
+            return len(watching.frames) >= seen + 10  # the other viewer is not cut off
+
+        await eventually(still_playing, "the other viewer to keep getting pictures", 5)
+        assert watching.pc.connectionState == "connected"
+        again = await post_offer(client, sid, await Viewer().offer(), fan.auth)
+        assert_error(again, 403, "banned_from_stream")
+        # The owner ends the stream while it is published: every playback ends with it.
+        r = await client.post(f"{BASE}/end/{sid}", headers=owner.auth)
+        assert r.status_code == 200, r.text
+
+        async def all_hung_up() -> bool:
+            return watching.pc.connectionState in ("closed", "failed")
+
+        await eventually(all_hung_up, "the last viewer's connection to close", 5)
+    finally:
+        await asyncio.gather(banned.close(), watching.close())
+        if publisher.returncode is None:  # ending the stream hung up on it already
+            publisher.kill()
+        await publisher.wait()
+
+
+async def _watch(
+    client: httpx.AsyncClient, sid: str, viewer: Viewer, headers: dict[str, str]
+) -> None:
+    """The viewer plays the stream, once the ingest has its publisher (no more 409)."""
+    offer = await viewer.offer()
+
+    async def answered() -> httpx.Response | None:
+        r = await post_offer(client, sid, offer, headers)
+        return r if r.status_code != 409 else None
+
+    r = await eventually(answered, "the stream to be live")
+    assert r.status_code == 201, r.text
+    await viewer.pc.setRemoteDescription(RTCSessionDescription(r.text, "answer"))
+
+
+async def test_a_b_frame_source_plays_from_the_lowest_ll_rung(
+    client: httpx.AsyncClient, make_user: Any, make_stream: Any, settings: Settings
+) -> None:
+    owner = await make_user("caster")
+    stream = await make_stream(owner)  # latency mode low: it has a streaming encoder
+    sid = stream["id"]
+    b_frames = ("-preset", "superfast", "-x264-params", "bframes=2")
+    publisher = await ffmpeg_live(f"{settings.rtmp_url}/{stream['stream_key']}", 10, *b_frames)
+    viewer = Viewer()
+    try:
+        await _watch(client, sid, viewer, owner.auth)
+
+        async def playing() -> bool:
+            return len(viewer.frames) >= 25 and len(viewer.sounds) >= 25
+
+        await eventually(playing, "a second of pictures and sound", 20)
+        ingest = ingest_actor.lookup()
+        assert ingest is not None
+        whep = (await ingest.status.remote())["whep"][sid]
+        # Its pictures are the streaming encoder's lowest rung: WebRTC encodes nothing.
+        assert whep["rung"] == "240p" and whep["rung_pictures"] > 0, whep
+        assert not whep["reencoding"]
+        assert {(f.width, f.height) for f in viewer.frames} == {SIZE}
+    finally:
+        await viewer.close()
+        publisher.kill()
+        await publisher.wait()
+    r = await client.post(f"{BASE}/end/{sid}", headers=owner.auth)
     assert r.status_code == 200, r.text

@@ -22,13 +22,13 @@ import pytest
 from aiortc import RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import AudioStreamTrack
 from aiortc.sdp import SessionDescription
-from sqlalchemy import text
 
 from lumalive.auth import TokenService
 from lumalive.db import Database
 from lumalive.settings import Settings
 from media.webrtc import use_host_addresses
 from tests.utils.api import BASE, Person, assert_error
+from tests.utils.db import rows_as
 from tests.utils.webrtc import Camera
 
 pytestmark = pytest.mark.slow
@@ -82,15 +82,13 @@ async def status_of(client: httpx.AsyncClient, owner: Person, sid: str) -> str:
 
 
 async def processed(db: Database, owner: Person, sid: str) -> list[dict[str, Any]]:
-    async with db.acting(owner.id) as conn:
-        result = await conn.execute(
-            text(
-                "SELECT source_sequence, frames, dropped FROM stream_quality"
-                " WHERE stream_id = :s ORDER BY source_sequence"
-            ),
-            {"s": sid},
-        )
-        return [dict(r) for r in result.mappings()]
+    return await rows_as(
+        db,
+        owner.id,
+        "SELECT source_sequence, frames, dropped FROM stream_quality"
+        " WHERE stream_id = :s ORDER BY source_sequence",
+        s=sid,
+    )
 
 
 async def events(client: httpx.AsyncClient, owner: Person, sid: str) -> list[dict[str, Any]]:

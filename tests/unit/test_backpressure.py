@@ -139,8 +139,19 @@ def test_the_pool_reports_segments_waiting_for_a_worker() -> None:
         return [*seen, pool.backlog()]
 
     during, after = asyncio.run(main())
-    assert during == Backlog(2, 101.0)  # one running, two waiting, oldest cut at 101
+    assert during == Backlog(2, 101.0, full=True)  # one running, two waiting, oldest at 101
     assert after == Backlog(0, None)
+
+
+def test_a_full_pool_counts_the_segment_being_cut() -> None:
+    """One job waiting behind busy workers: the segment being cut waits too, so that is
+    two queued (`degrade_waiting`) and the first step is taken now, not a segment later.
+    With a free worker, one waiting job is not an overload."""
+    one = Backlog(waiting=1, oldest_submitted_at=100.0)
+    full = Backlog(waiting=1, oldest_submitted_at=100.0, full=True)
+    assert drive(controller(), [(100.5, one)]) == [0]
+    assert drive(controller(), [(100.5, full)]) == [1]
+    assert drive(controller(), [(100.5, Backlog(full=True))]) == [0]  # busy, nothing waits
 
 
 def test_a_shed_segment_is_an_ext_x_gap_and_keeps_the_numbering() -> None:

@@ -5,17 +5,29 @@ tile within a codec level), the source window a tile is made from, and the manif
 
 from __future__ import annotations
 
+import io
+import uuid
 import xml.etree.ElementTree as ET
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, cast
 
 import numpy as np
 import pytest
 
+from actors.media_memory import media_memory_bytes
+from actors.segment_publisher import SegmentPublisher
+from actors.stream_ladder import stream_ladder
+from lumalive.settings import Settings
 from media.dash import SRD_SCHEME, MpdSegment, tile_mpd
 from media.ladder import QUALITY_BITRATE_KBPS, Rendition, build_ladder, plan, tile_set
 from media.levels import h264_excess, h264_level
+from media.segmenter import Segmenter
+from media.storage import LocalStorage
 from media.tile_renditions import cropping_hook, tile_map
 from media.tiles import MIN_TILE_SIDE, TileGrid, source_window
+from serve_app.renditions import planned
+from tests.utils.media import synthetic
 
 NS = {"d": "urn:mpeg:dash:schema:mpd:2011"}
 
@@ -109,6 +121,48 @@ def test_the_plan_lists_the_ladder_then_the_tiles_and_says_why() -> None:
     assert reason is not None and "no 20K tiles" in reason
 
 
+def test_the_plan_shows_hdr_twins_and_memory_refusals_as_the_first_segment_will(
+    tmp_path: Path,
+) -> None:
+    """Before any segment, `renditions` (basis "plan") is what the encoder path will run:
+    enableHDR's HEVC twins, and no rung a worker's memory budget refuses."""
+    stream: dict[str, Any] = {
+        "id": uuid.uuid4(),
+        "user_id": uuid.uuid4(),
+        "quality": "1080p",
+        "bitrate": None,
+        "ai_features": {"hdr": True},
+    }
+    full = stream_ladder(stream, Settings(data_dir=tmp_path), (1920, 1080), 30.0, lambda: "SDR")
+    # A budget that holds every rung but the top one.
+    needs = media_memory_bytes(full.renditions[1:], False, source=(1920, 1080))
+    settings = Settings(data_dir=tmp_path, media_worker_memory_mb=-(-needs // (1 << 20)))
+    plan_ = planned(stream, settings)
+    items = {i["name"]: i for i in plan_["items"]}
+    assert "1080p" not in items and "1080p (1920x1080) refused" in plan_["reason"]
+    assert [n for n in items if n.endswith("-hdr")] == [
+        "1080p-hdr",
+        "720p-hdr",
+        "480p-hdr",
+        "360p-hdr",
+    ]
+    assert items["1080p-hdr"]["codec"] == "hevc" and items["1080p-hdr"]["codecs"].startswith(
+        "hvc1."
+    )
+    assert "HLG" in plan_["reason"]
+    # The encoder path on a real 1080p SDR segment: the same renditions.
+    clip = synthetic(frames=1, gop=1, size=(1920, 1080), fps=30, audio=False)
+    [segment] = list(Segmenter(io.BytesIO(clip), format="flv"))
+    publisher = SegmentPublisher(
+        stream, settings, cast(Any, None), on_not_live=lambda: None, storage=LocalStorage(tmp_path)
+    )
+    encoded = publisher.ladder(segment)
+    assert [(r.name, r.width, r.video_kbps, r.codecs) for r in encoded] == [
+        (i["name"], i["width"], i["video_kbps"], i["codecs"]) for i in plan_["items"]
+    ]
+    assert {r.video_range for r in encoded if r.name.endswith("-hdr")} == {"HLG"}
+
+
 def _tiles_and_ladder() -> tuple[tuple[Rendition, ...], tuple[Rendition, ...]]:
     renditions, _ = plan(7680, 4320, "20K", True)
     return (
@@ -153,6 +207,52 @@ def test_the_mpd_places_every_tile_by_srd_over_one_timeline() -> None:
         tile_mpd(ladder, tiles, segments, live=False, availability_start=start, published=start)
     )
     assert ended.get("type") == "static" and ended.get("mediaPresentationDuration") == "PT6.500S"
+
+
+@pytest.mark.parametrize("media_start_s", [10.5, 0.2])
+def test_cmaf_tiles_are_referenced_with_their_init_on_the_ladders_timeline(
+    media_start_s: float,
+) -> None:
+    """fMP4 tiles: an ISOBMFF AdaptationSet with `initialization`, whose media times (the
+    source clock, ahead of or behind the wall clock) map onto the TS ladder's times."""
+    ladder, tiles = _tiles_and_ladder()
+    start = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
+    segments = [MpdSegment(n, 0.5 + 2 * i, 2.0) for i, n in enumerate(range(7, 10))]
+    mpd = ET.fromstring(
+        tile_mpd(
+            ladder,
+            tiles,
+            segments,
+            live=True,
+            availability_start=start,
+            published=start,
+            uri_suffix="?pt=a",
+            fmp4={t.name for t in tiles},
+            media_start_s=media_start_s,
+        )
+    )
+    assert set(mpd.get("profiles", "").split(",")) == {
+        "urn:mpeg:dash:profile:isoff-live:2011",
+        "urn:mpeg:dash:profile:mp2t-simple:2011",
+    }
+    period = mpd.find("d:Period", NS)
+    assert period is not None
+    period_s = float(period.get("start", "PT0S")[2:-1])
+    sets = period.findall("d:AdaptationSet", NS)
+    assert [s.get("mimeType") for s in sets] == ["video/mp2t"] + ["video/mp4"] * 25
+    for s in (sets[0], sets[7]):
+        for rep in s.findall("d:Representation", NS):
+            template = rep.find("d:SegmentTemplate", NS)
+            assert template is not None
+            name, cmaf = rep.get("id"), s is sets[7]
+            assert template.get("media") == f"{name}/$Number%08d$.{'m4s' if cmaf else 'ts'}?pt=a"
+            assert template.get("initialization") == (f"{name}/init.mp4?pt=a" if cmaf else None)
+            pto = int(template.get("presentationTimeOffset", "0"))
+            first = int(template.findall("d:SegmentTimeline/d:S", NS)[0].get("t", ""))
+            # Presentation time of the first segment: 0.5 s after the MPD's start for all.
+            assert period_s + (first - pto) / 1000 == pytest.approx(0.5)
+            if cmaf:  # ... and its S@t is the segment's media time
+                assert first / 1000 == pytest.approx(media_start_s)
 
 
 def test_the_tile_map_names_each_tiles_place_and_playlist() -> None:

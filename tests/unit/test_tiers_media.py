@@ -20,15 +20,17 @@ from actors.media_worker import (
     SegmentOutcome,
     SegmentResult,
     SegmentWorker,
+    init_key,
 )
 from actors.tile_jobs import run_tiled
 from lumalive.settings import Settings
+from media.cmaf import first_decode_s
 from media.ladder import Rendition, plan
 from media.playlist import master_playlist
 from media.segmenter import Segmenter, SourceSegment
 from media.storage import LocalStorage
 from media.tile_renditions import cropping_hook
-from media.tiles import TileGrid
+from media.tiles import Tile, TileGrid
 
 
 def textured(size: tuple[int, int], frames: int, fps: int) -> bytes:
@@ -58,8 +60,8 @@ def segment_of(clip: bytes) -> SourceSegment:
     return segment
 
 
-def decoded(data: bytes) -> list[np.ndarray]:
-    with av.open(io.BytesIO(data), format="mpegts") as c:
+def decoded(data: bytes, fmt: str = "mpegts") -> list[np.ndarray]:
+    with av.open(io.BytesIO(data), format=fmt) as c:
         return [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
 
 
@@ -185,7 +187,14 @@ def test_a_tiled_frame_reassembles_to_the_whole_upscaled_frame(worker: SegmentWo
     for r in tiles:
         t = r.tile
         assert t is not None
-        pictures = decoded(storage.get(out[r.name].key))
+        # CMAF (what DASH players take): an init.mp4 and .m4s, on the source's clock.
+        key = out[r.name].key
+        assert key.endswith(".m4s") and out[r.name].codecs.startswith("avc1.")
+        init, media = storage.get(init_key("s", r.name)), storage.get(key)
+        assert first_decode_s(init, media[:4096]) == pytest.approx(
+            source.start_pts_seconds, abs=0.01
+        )
+        pictures = decoded(init + media, "mp4")
         assert len(pictures) == 2 and pictures[0].shape == (t.height, t.width, 3)
         frame[:, t.y : t.y + t.height, t.x : t.x + t.width] += np.stack(pictures)
         cover[t.y : t.y + t.height, t.x : t.x + t.width] += 1
@@ -243,3 +252,27 @@ def test_a_segment_missing_one_tile_is_an_error_that_names_what_to_delete() -> N
     assert outcome.result.error is not None and "T2: RuntimeError" in outcome.result.error
     assert [e.name for e in outcome.result.renditions] == ["360p", "T0", "T1", "T3"]
     assert outcome.retries == 1
+
+
+def test_tiles_are_cmaf_video_only_beside_a_ladder_that_carries_the_audio() -> None:
+    """A tile is one video track in fMP4 (what dash.js and Shaka take), on the source's
+    clock; the ladder beside it keeps the stream's audio, once."""
+    from media.cmaf import track_timescales
+    from media.transcode import EncoderSettings, SegmentTranscoder
+    from tests.utils.media import synthetic
+
+    [source] = list(Segmenter(io.BytesIO(synthetic(frames=2, gop=2, size=(128, 72), fps=2))))
+    tile = Tile(0, 0, 0, 0, 128, 72, 256, 144)  # the top-left quarter of a 256x144 frame
+    tiled = Rendition("T", 128, 72, 200, fps=2, tile=tile)
+    ladder = Rendition("72p", 128, 72, 200, fps=2)
+    assert tiled.codecs == tiled.video_codec_string and tiled.bandwidth < ladder.bandwidth
+    out = SegmentTranscoder(EncoderSettings(preset="ultrafast", threads=1)).transcode(
+        source.data, (ladder, tiled), expected_frames=source.frames
+    )
+    t, lad = out["T"], out["72p"]
+    assert t.init is not None and list(track_timescales(t.init)) == [1]
+    assert "mp4a" not in t.codecs and lad.codecs.endswith(",mp4a.40.2") and lad.init is None
+    assert first_decode_s(t.init, t.data) == pytest.approx(source.start_pts_seconds, abs=0.01)
+    assert len(decoded(t.init + t.data, "mp4")) == 2
+    with av.open(io.BytesIO(lad.data), format="mpegts") as c:
+        assert len(c.streams.audio) == 1

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from fractions import Fraction
 from typing import Any
 
 import av
@@ -13,17 +14,22 @@ import pytest
 from aiortc import RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
+from media.ladder import Rendition, plan
+from media.llhls.live import LiveTranscoder, SourcePacket
 from media.segmenter import Segmenter
 from media.webrtc import (
     InvalidOfferError,
     MediaPacket,
     PacketHub,
     SourceTap,
+    Subscription,
     WhepConfig,
     WhepPlayback,
     check_play_offer,
     use_host_addresses,
 )
+from media.webrtc.hub import GopCache, Kind
+from media.webrtc.rung import RungVideo
 from tests.utils.media import ChunkedReader, frame_index, synthetic
 
 SIZE = (320, 240)
@@ -91,6 +97,108 @@ async def test_a_b_frame_source_is_reencoded_once_without_b_frames() -> None:
     assert {(f.width, f.height) for f in frames} == {(160, 120)}
     indices = [frame_index(f.reformat(320, 240)) for f in frames]
     assert indices == sorted(indices) and len(frames) >= 40
+
+
+def lowest_rungs(width: int, height: int, fps: float) -> tuple[Rendition, ...]:
+    ladder, _ = plan(width, height, "1080p", False, fps=fps)
+    return tuple(r for r in ladder if r.codec == "h264" and not r.needs_upscale and not r.tile)
+
+
+async def test_the_lowest_ll_rung_is_the_video_of_a_b_frame_source() -> None:
+    data = synthetic(frames=50, gop=25, size=SIZE, preset="superfast", x264_params="bframes=2")
+    hub = PacketHub(asyncio.get_running_loop())
+    viewer = hub.subscribe()
+    tap = SourceTap(hub, fallback_height=120)  # its own re-encode would be 160x120
+    tap.rung_fed = True
+    rung = RungVideo(hub, lambda: tap.reencoding and tap.rung_fed)
+    encoder = LiveTranscoder(lowest_rungs, segment_s=1.0, part_s=0.5, epoch=0)
+
+    def feed(parts: list[Any]) -> None:
+        assert encoder.encoder is not None
+        rung(encoder.renditions, encoder.encoder.inits, parts)
+
+    def both(packet: Any) -> None:  # the two taps of a StreamPipeline's segmenter
+        tap(packet)
+        if (copy := SourcePacket.of(packet)) is not None and (parts := encoder.push(copy)):
+            feed(parts)
+
+    def cut() -> None:
+        for _ in Segmenter(ChunkedReader(data), format="flv", on_packet=both):
+            pass
+        feed(encoder.close())
+
+    await asyncio.to_thread(cut)
+    await asyncio.sleep(0.05)
+    hub.close()
+    packets = []
+    for kind in ("video", "audio"):
+        while (p := await viewer.get(kind)) is not None:  # type: ignore[arg-type]
+            packets.append(p)
+    assert tap.reencoding and rung.rendition == "240p" and rung.errors == 0
+    frames = decode_video(packets)
+    assert {(f.width, f.height) for f in frames} == {SIZE}  # the rung's, no re-encode
+    indices = [frame_index(f) for f in frames]
+    # Every picture the streaming encoder made (48 of the 50 here: its own end of
+    # input), in order from the first: no B-frame reordering.
+    assert len(frames) == rung.published >= 45
+    assert indices == list(range(len(indices)))
+    assert decode_audio(packets) > 1.5 * 48_000  # the tap still makes the Opus
+
+
+def picture(n: int, key: bool = False) -> MediaPacket:
+    return MediaPacket("video", bytes([n]), n, Fraction(1, 25), key)
+
+
+def sound(n: int) -> MediaPacket:
+    return MediaPacket("audio", bytes([n]), n * 960, Fraction(1, 48_000))
+
+
+async def queued(viewer: Subscription, kind: Kind) -> list[int]:
+    """The pts of what is waiting in the viewer's queue of `kind`, without waiting."""
+    out = []
+    while True:
+        try:
+            packet = await asyncio.wait_for(viewer.get(kind), 0.01)
+        except TimeoutError:
+            return out
+        assert packet is not None
+        out.append(packet.pts if kind == "video" else packet.pts // 960)
+
+
+async def test_a_late_viewer_starts_at_once_from_the_cached_keyframe() -> None:
+    hub = PacketHub(asyncio.get_running_loop())
+    first = hub.subscribe()
+    assert hub.want_keyframe()  # the first viewer has no GOP to start from
+    for p in (picture(0, True), sound(0), picture(1), picture(2, True), sound(1), picture(3)):
+        hub.publish(p)
+    await asyncio.sleep(0)  # the deliveries, on the hub's loop
+    late = hub.subscribe()  # nothing published after it: all it gets is the cache
+    head = await late.get("video")
+    assert head is not None and head.keyframe and head.pts == 2
+    assert await queued(late, "video") == [3]
+    assert await queued(late, "audio") == [1]  # the sound since that keyframe
+    assert not hub.want_keyframe()  # the joiner had a GOP: no producer need hurry
+    assert await queued(first, "video") == [0, 1, 2, 3]
+    # Once nobody watches, the producers stop: the next viewer does not get a stale GOP.
+    hub.unsubscribe(first)
+    hub.unsubscribe(late)
+    fresh = hub.subscribe()
+    assert await queued(fresh, "video") == [] and hub.want_keyframe()
+
+
+async def test_a_gop_longer_than_the_cache_is_not_replayed() -> None:
+    hub = PacketHub(asyncio.get_running_loop())
+    hub._gop = GopCache(video=3)
+    hub.subscribe()
+    for n in range(5):
+        hub.publish(picture(n, key=n == 0))
+    await asyncio.sleep(0)
+    late = hub.subscribe()
+    assert hub.want_keyframe()  # it has nothing to start from
+    hub.publish(picture(5))
+    hub.publish(picture(6, True))
+    await asyncio.sleep(0)
+    assert await queued(late, "video") == [6]  # from the next keyframe, never before it
 
 
 def test_offers_a_viewer_cannot_play_are_refused() -> None:

@@ -669,8 +669,8 @@ export interface paths {
         };
         /**
          * Manifest Mpd
-         * @description The DASH MPD (MPEG-TS segments, profile mp2t-simple): the ladder as one
-         *     AdaptationSet, each tile as another, placed by SRD; live: the playlist window.
+         * @description The DASH MPD: the ladder as one AdaptationSet (MPEG-TS), each tile as another
+         *     (CMAF: init.mp4 and .m4s), placed by SRD; live: the playlist window.
          */
         get: operations["manifest_mpd_api_live_streaming__stream_id__tiles_manifest_mpd_get"];
         put?: never;
@@ -5018,13 +5018,13 @@ export interface operations {
     llhls_media_api_live_streaming__stream_id__llhls__rendition__index_m3u8_get: {
         parameters: {
             query?: {
-                /** @description playback token (join's playback_url) */
-                pt?: string | null;
                 /** @description block until */
                 _HLS_msn?: number | null;
                 _HLS_part?: number | null;
                 /** @description delta update */
                 _HLS_skip?: string | null;
+                /** @description playback token (join's playback_url) */
+                pt?: string | null;
             };
             header?: never;
             path: {
