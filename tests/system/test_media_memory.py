@@ -135,12 +135,17 @@ async def test_a_1080p_source_goes_4k_with_ai_in_bounded_memory(
         with PeakRss() as rss:
             code, err = await _publish(ours.rtmp_port, stream["stream_key"])
             assert code == 0, err
+            # Until both segments' 4K rungs are in: the quality row comes with a
+            # segment's lowest rung, which is published before the rungs above it.
             deadline = time.monotonic() + 120
             q: list[dict[str, Any]] = []
-            while len(q) < 2 and time.monotonic() < deadline:
+            top: list[dict[str, Any]] = []
+            while (len(q) < 2 or len(top) < 2) and time.monotonic() < deadline:
                 await asyncio.sleep(0.5)
                 q = await _rows(db, owner, "SELECT dropped, error FROM stream_quality"
                                 " WHERE stream_id = :s", sid)  # fmt: skip
+                top = await _rows(db, owner, "SELECT sequence FROM stream_segments"
+                                  " WHERE stream_id = :s AND rendition = '4K'", sid)  # fmt: skip
         assert [(x["dropped"], x["error"]) for x in q] == [(False, None)] * 2
         declared = {
             "MediaWorker": ours.media_worker_memory_mb * (1 << 20),  # type: ignore[operator]

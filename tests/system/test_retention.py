@@ -275,7 +275,8 @@ async def test_unpublished_segments_leave_no_objects(
     # Its publish failed: nothing committed, so nothing kept.
     failed = _encode(publisher, store, source, 1)
     assert all(store.storage.exists(e.key) for e in failed.renditions)
-    await publisher.lost(SegmentOutcome(failed))
+    cut = Cut(dataclasses.replace(source, sequence=1), time.time(), time.time())
+    await publisher.lost(cut, SegmentOutcome(failed))
     assert not any(store.storage.exists(e.key) for e in failed.renditions)
     # The stream ended before the segment was published.
     r = await client.post(f"{BASE}/end/{stream['id']}", headers=owner.auth)
