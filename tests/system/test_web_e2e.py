@@ -24,6 +24,7 @@ from typing import Any
 import httpx
 import pytest
 from playwright.async_api import Browser, Page
+from playwright.async_api import TimeoutError as PlaywrightTimeout
 
 from lumalive.settings import Settings
 from tests.utils.api import BASE, Person, assert_error
@@ -238,9 +239,16 @@ async def test_a_viewer_watches_switches_rendition_chats_and_reacts(
         await watch.get_by_role("button", name="Join stream").click()
         await _video_plays(watch)
         await studio.locator("[data-status=viewers] dd", has_text="1").wait_for()
-        # A low-latency stream (the default) plays over LL-HLS (hls.js lowLatencyMode).
+        # A low-latency stream (the default) plays over LL-HLS (hls.js lowLatencyMode). A
+        # viewer who joined before the first part starts on classic ("pending") and moves
+        # to LL-HLS once its master answers (polled every 5 s).
         player = watch.locator("[data-testid=player]")
-        assert await player.get_attribute("data-latency") == "low"
+        try:
+            await watch.locator("[data-testid=player][data-latency=low]").wait_for(timeout=30_000)
+        except PlaywrightTimeout:
+            why = await player.get_attribute("data-fallback")
+            raise AssertionError(f"the viewer plays classic HLS, fallback: {why!r}") from None
+        await _video_plays(watch)
 
         # A rendition switch through the menu shows in the picture itself.
         menu = watch.locator("[data-testid=rendition-menu]")

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import random
 import socket
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -50,13 +52,15 @@ def assert_error(r: Any, status: int, code: str | None = None) -> dict[str, Any]
     return dict(body["error"])
 
 
-async def admitted(send: Callable[[], Awaitable[Any]], attempts: int = 10) -> Any:
+async def admitted(send: Callable[[], Awaitable[Any]], within_s: float = 90.0) -> Any:
     """The response to a request sent as a well-behaved client does: a 503 `overloaded`
-    (admission control shedding a burst) is sent again after its Retry-After."""
-    for _ in range(attempts - 1):
+    (admission control shedding a burst) is sent again after its Retry-After plus a
+    random jitter (so a shed burst does not come back as the same burst), until
+    `within_s` has passed; then the last answer, whatever it is."""
+    deadline = time.monotonic() + within_s
+    while True:
         r = await send()
-        if r.status_code != 503:
+        if r.status_code != 503 or time.monotonic() > deadline:
             return r
         assert_error(r, 503, "overloaded")
-        await asyncio.sleep(float(r.headers["retry-after"]))
-    return await send()
+        await asyncio.sleep(float(r.headers["retry-after"]) * (1 + random.random()))
