@@ -4,8 +4,10 @@ of its own (`observe` takes `now`), so it is tested with a fake clock.
 
 Degradation order (`shedding_steps`), one level per step:
   level 1       every AI rung (`needs_upscale`: super-resolution is the dearest work)
-  level 2, 3..  the top remaining rung, then the next, ...
-  never         the lowest rung: every source segment is published in it.
+  level 2, 3..  the top remaining rung, then the next, ... (enableHDR's HEVC twins
+                before any SDR rung: the SDR ladder is what every player plays)
+  never         the lowest rung (the lowest SDR one): every source segment is
+                published in it.
 A ladder without AI rungs starts at the top rung. Level 0 is the full ladder.
 
 Signals (a `Backlog` read from the pool as each segment is cut, before it is handed
@@ -35,6 +37,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from media.ladder import Rendition
+from media.rendition import lowest_rung
 
 __all__ = ["Backlog", "Thresholds", "Change", "BackpressureController", "shedding_steps"]
 
@@ -99,16 +102,16 @@ class Change:
 
 def shedding_steps(ladder: Sequence[Rendition]) -> tuple[tuple[str, ...], ...]:
     """The ladder's shedding order (ladder order is highest first): all AI rungs in one
-    step, then the other rungs one at a time from the top; never the lowest rung (the
-    last rendition that is not a tile)."""
-    rungs = [r for r in ladder if getattr(r, "tile", None) is None]
-    if not rungs:
+    step, then enableHDR's HEVC twins and then the SDR rungs, one at a time from the
+    top; never the lowest rung (`media.rendition.lowest_rung`)."""
+    lowest = lowest_rung(ladder)
+    if lowest is None:
         return ()
-    lowest = rungs[-1].name
     # Tiles (20K, after the ladder) are the top tier's AI work: they go with the AI rungs.
-    ai = tuple(r.name for r in ladder if r.name != lowest and _is_ai(r))
-    rest = tuple((r.name,) for r in rungs[:-1] if not _is_ai(r))
-    return ((ai,) if ai else ()) + rest
+    ai = tuple(r.name for r in ladder if r is not lowest and _is_ai(r))
+    rungs = [r for r in ladder if r.tile is None and r is not lowest and not _is_ai(r)]
+    rungs.sort(key=lambda r: r.video_range == "SDR")  # stable: twins first, each from the top
+    return ((ai,) if ai else ()) + tuple((r.name,) for r in rungs)
 
 
 def _is_ai(r: Rendition) -> bool:

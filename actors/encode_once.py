@@ -3,7 +3,7 @@ encoder carries are taken from it (its packets remuxed into MPEG-TS, see
 `media.llhls.classic`), not encoded a second time on the pool.
 
     cut ──▶ pool job without the LL rungs (moderation, the rungs above, tiles)  ─┐
-        └─▶ LiveEncoder.classic(sequence): the LL rungs' TS ── stored ────────────┴─▶ one
+        └─▶ ClassicHandoff.classic(sequence): the LL rungs' TS ── stored ─────────┴─▶ one
             (not made, late, or not the segment's frames: a pool job for them)       outcome
 
 Why this and not the classic playlist listing the LL fMP4 segments: the classic path
@@ -18,7 +18,8 @@ Invariants:
   refuses the segment as corrupt, as without encode once).
 - Only the wait is bounded (`wait_s`): an encoder that fails answers at once, one
   that fell behind by more than that loses the segment's rungs to the pool; after a
-  failure the pool carries those rungs for the rest of the input (`carries_classic`).
+  failure the pool carries those rungs for the rest of the input
+  (`ClassicHandoff.carries`; the encoder's side is `actors.classic_handoff`).
 - The outcome names every object stored for it (taken ones too), so a segment that
   is dropped, withheld or lost has them deleted by the publisher (`discard`).
 """
@@ -61,19 +62,20 @@ async def run_segment(
     run: Run, job: SegmentJob, segment: SourceSegment, live: LiveEncoder | None
 ) -> SegmentOutcome:
     """The segment's outcome, its LL rungs taken from `live` where it made them."""
-    carried = live.carried(job.renditions, segment) if live is not None else set()
-    if live is None or not carried:
+    handoff = live.handoff if live is not None else None
+    carried = handoff.carried(job.renditions, segment) if handoff is not None else set()
+    if handoff is None or not carried:
         return await run_tiled(run, job, segment.data)
     pool_job = _only(job, [r.name for r in job.renditions if r.name not in carried])
     pool = asyncio.create_task(_run(run, pool_job, segment.data))
     try:
         t = time.perf_counter()
-        classic = await live.classic(segment.sequence, wait_s(live.segment_seconds))
+        classic = await handoff.classic(segment.sequence, wait_s(handoff.segment_seconds))
         taken = _whole(classic or {}, carried, segment)
         waited, t = _ms(t), time.perf_counter()
         puts = {segment_key(job.stream_id, s.rendition, job.source_sequence): s.data for s in taken}
         try:
-            stored = await live.store_classic(puts)
+            stored = await handoff.store(puts)
         except Exception:  # noqa: BLE001 - the pool encodes them instead
             log.exception("storing the classic segments of %s failed", job.stream_id)
             taken, stored = [], []

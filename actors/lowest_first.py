@@ -11,16 +11,41 @@ upper rung (short of that bound), while an idle pool runs both at once.
 Cost: each job decodes the segment, so the source is decoded twice
 (`bench/split_cost.py` measures it); the lowest rung's encode is not repeated.
 
-Limit: jobs are not preempted. On a pool whose every worker is running an upper-rung
-job, the next lowest rung waits for one of them to finish (bench/overload.py on one
-worker). A worker slot kept for lowest-rung jobs would remove that wait.
+The jobs are marked (`SegmentJob.part`: "lowest", "upper"; an unsplit job stays
+"whole"), so the pool keeps a worker for lowest rungs: with two or more workers, upper
+rungs never hold them all (`actors.segment_pool`, the reserve), and a lowest rung never
+waits behind them.
+
+Limit: jobs are not preempted. A pool of one worker has no worker to keep, so a lowest
+rung cut as an upper-rung job starts waits for all of it. Splitting the rest per rung
+would bound that wait by the longest one rung's job instead; `bench/split_cost.py`
+measured it (1080p25 ladder 1080p/720p/480p/360p, veryfast, one thread, loaded
+2-core box): 1.04x the CPU of two jobs (0.99x in another run: a 1080p decode is small
+next to its veryfast encodes), and the worst wait 0.52x (1284 vs 2489 CPU ms per 2 s
+segment: the 1080p job is half the rest). Not built, because:
+- a pool of two or more (the default `media_workers`, and every scaled-out cluster)
+  already has the reserve, where a per-rung split bounds nothing more and only costs
+  decodes (more where decoding weighs like encoding: 1.28-1.41x at 480p ultrafast);
+- the AI rungs share learned passes within one job (`media.shared_passes`: the 4K
+  pass of 8K); split per rung they would compute them again, so they must stay one job;
+- backpressure counts waiting jobs (`Backlog.waiting`): three upper jobs per segment
+  would shed at the first segment with two of them waiting, sooner than a pool that
+  is merely one rung behind deserves; it would have to count segments instead;
+- the publisher gaps all of a segment's upper rungs when their job fails
+  (`segment_publisher._rest_rows`); per-rung outcomes need a merge that keeps what
+  succeeded and deletes what a failed part stored (as `actors.tile_jobs` does whole).
+So on one worker the lowest rung's stall stays bounded by one rest job (plus its own
+encode) until backpressure sheds the top rung; run two workers where that matters.
 
 Invariants:
-- The lowest rung is the last rendition that is not a tile (`backpressure.shedding_steps`
-  never sheds it); a job with one rendition, or no ordinary rung, is not split.
+- The lowest rung is `media.rendition.lowest_rung` (the last SDR rung that is not a
+  tile; `backpressure.shedding_steps` never sheds it); a job with one rendition, or no
+  ordinary rung, is not split.
 - Moderation runs once per segment, in the lowest rung's job: its verdict is known
   before anything of the segment is published.
 - The rest job never moderates and is never empty.
+- The lowest rung's job is `part="lowest"`, the rest's `part="upper"` (kept by its
+  retries and by the tile jobs split from it: `actors.tile_jobs`).
 """
 
 from __future__ import annotations
@@ -28,6 +53,7 @@ from __future__ import annotations
 import dataclasses
 
 from actors.media_worker import SegmentJob
+from media.rendition import lowest_rung
 
 __all__ = ["REST_DEFER_SEGMENTS", "split_lowest"]
 
@@ -43,15 +69,15 @@ REST_DEFER_SEGMENTS = 30.0
 def split_lowest(job: SegmentJob, segment_s: float) -> tuple[SegmentJob, SegmentJob | None]:
     """The lowest rung's job (moderated) and the job of the rest (deferred), or the job
     unchanged and None when there is nothing to split."""
-    rungs = [r for r in job.renditions if r.tile is None]
-    if len(job.renditions) < 2 or not rungs:
+    lowest = lowest_rung(job.renditions)
+    if len(job.renditions) < 2 or lowest is None:
         return job, None
-    lowest = rungs[-1]
-    first = dataclasses.replace(job, renditions=(lowest,))
+    first = dataclasses.replace(job, renditions=(lowest,), part="lowest")
     rest = dataclasses.replace(
         job,
         renditions=tuple(r for r in job.renditions if r is not lowest),
         moderation_fps=0.0,
         defer_s=REST_DEFER_SEGMENTS * segment_s,
+        part="upper",
     )
     return first, rest

@@ -40,7 +40,8 @@ from uuid import UUID
 
 from actors.backpressure import Backlog, BackpressureController, shedding_steps
 from actors.encode_once import run_segment
-from actors.live_encoder import LiveEncoder, wants_low_latency
+from actors.live_encoder import LiveEncoder
+from actors.ll_rungs import wants_low_latency
 from actors.lowest_first import split_lowest
 from actors.media_worker import SegmentJob, SegmentOutcome, SegmentResult
 from actors.segment_publisher import Cut, SegmentPublisher, Verdict

@@ -133,6 +133,7 @@ class MediaPool(SegmentPool[Worker]):
             size=size or settings.media_workers,
             idle_s=settings.media_pool_idle_s if idle_s is None else idle_s,
             max_attempts=max_attempts,
+            reserve=settings.media_lowest_reserve,
         )
 
     def shutdown(self) -> None:

@@ -27,7 +27,7 @@ import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -93,6 +93,10 @@ class SegmentJob:
     # The pool serves it this much later than its age says (`actors.lowest_first`: a
     # segment's upper rungs go after the lowest rungs of the next segments).
     defer_s: float = 0.0
+    # Which of its segment's jobs this is (`actors.lowest_first`): "upper" jobs (the
+    # rungs above the lowest, tiles) never hold the pool's last worker, which is kept
+    # for "lowest" and "whole" ones (`actors.segment_pool`).
+    part: Literal["whole", "lowest", "upper"] = "whole"
 
 
 @dataclass(frozen=True, slots=True)

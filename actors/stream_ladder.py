@@ -3,7 +3,7 @@ encoder path (`SegmentPublisher.ladder`, on the first segment) and the API's pla
 (`serve_app.renditions.planned`, before it) call, so what a stream is said to get and
 what it gets cannot drift apart.
 
-    ladder_for     the tier's plan (`media.ladder.plan`): bitrate, AI, 20K tiles,
+    ladder_for     the tier's plan (`media.tier_plan.plan`): bitrate, AI, 20K tiles,
                    `media_max_height`
     stream_ladder  ladder_for, then enableHDR's HEVC twins (`media.hdr.hdr_renditions`),
                    then the rungs a worker's memory cannot hold refused
@@ -22,7 +22,8 @@ from typing import Any, NamedTuple
 from actors.media_memory import Refusal, within_memory
 from lumalive.settings import Settings
 from media.hdr import VideoRange, hdr_renditions
-from media.ladder import Rendition, plan
+from media.ladder import Rendition
+from media.tier_plan import plan
 
 __all__ = ["StreamLadder", "ladder_for", "stream_ladder"]
 
@@ -38,7 +39,7 @@ class StreamLadder(NamedTuple):
 def ladder_for(
     stream: dict[str, Any], settings: Settings, width: int, height: int, fps: float
 ) -> tuple[tuple[Rendition, ...], str | None]:
-    """The stream's renditions for a source size (`media.ladder.plan`): its quality tier
+    """The stream's renditions for a source size (`media.tier_plan.plan`): its quality tier
     on top at the stream's bitrate, rungs above the source only with AI enhancement,
     20K tiles after the ladder, none above `media_max_height`."""
     ai = stream.get("ai_features") or {}

@@ -10,20 +10,25 @@ attribute that `ClusterIngest` sets. The API calls it through `actors.whip_gatew
 (`play`, `end_play`) after checking that the caller may see the stream, as for HLS,
 and `ban` after a user is banned from a stream (`serve_app.routes.moderation`).
 
-One hub per stream, made for its first viewer: the tap is installed on the stream's
+One hub per stream, made for its first offer: the tap is installed on the stream's
 pipeline then (`StreamPipeline.packet_tap`), so a stream nobody watches over WebRTC
 pays nothing, and one that is watched converts its media once however many watch.
 Where the stream has a streaming encoder (LL-HLS, `actors.live_encoder`), its lowest
-rung feeds the hub's video whenever the tap cannot pass the source through (B-frames):
-`RungVideo` as the encoder's `part_tap`, so WebRTC costs no encode of its own; the tap
-still makes the Opus. Without one (latency mode `normal`), or once it failed, the tap
-re-encodes once per stream as before. Viewers do not change.
+rung feeds the hub's video whenever the tap cannot pass the source through (B-frames,
+or a codec but H.264: HEVC, AV1): `RungVideo` as the encoder's `part_tap`, so WebRTC
+costs no encode of its own; the tap still makes the Opus. Without one (latency mode
+`normal`), or once it failed, the tap re-encodes a B-frame H.264 source once per stream
+as before, and a source of any other codec has no WebRTC video: its offers are refused
+with 409 `whep_unavailable` (its HLS plays it), and viewers already playing are hung up
+(`video_unavailable`) rather than left with sound only. Viewers do not change.
 
 Invariants:
 - A viewer is admitted only while its stream has a pipeline that is not stopped (a
-  publisher, or one expected back within the reconnect grace), under
-  `whep_max_sessions_per_stream` and `whep_max_sessions_per_caller`; the count and the
-  claim are made with no await between them.
+  publisher, or one expected back within the reconnect grace), whose video it can be
+  sent (H.264, or an LL rung; an offer waits up to `_CODEC_WAIT_S` for the source's
+  first video packet where that depends on its codec), under
+  `whep_max_sessions_per_stream` and `whep_max_sessions_per_caller`; the checks, the
+  count and the claim are made with no await between them.
 - Once the stream's pipeline is gone or stopped (ended by its owner, the grace ran out,
   moderation), its hub closes and every viewer's connection is closed: at once when
   the API ends the stream (`finish`), within `_WATCH_S` otherwise.
@@ -59,6 +64,11 @@ log = logging.getLogger(__name__)
 _WATCH_S = 1.0  # how often a hub checks that its stream's pipeline still runs
 _RETRY_S = 5.0
 _BAN_SLACK_S = 5.0  # beyond the API's access cache: a Ray round trip, clocks
+# How long an offer waits for the source's video codec, where it decides whether the
+# viewer gets video (no LL rung): the next video packet, or at a publish's start its first
+# (after the segmenter's probe of about a second of media).
+_CODEC_WAIT_S = 5.0
+_CODEC_POLL_S = 0.05
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,13 +140,14 @@ class WhepEgress(IngestService):
     async def whep_play(self, stream_id: str, caller: str, offer: str) -> WhepAnswer:
         """Answer a viewer's offer to play the stream (the API checked it may see it).
         `caller` names whom the per-caller limit counts (a user id, or an address)."""
-        pipeline: Any = self._pipelines.get(stream_id)  # a StreamPipeline: packet_tap
-        if pipeline is None or pipeline.stopped:
-            raise Conflict("the stream is not being published", "stream_not_live")
+        await self._video_known(stream_id, self._whep_pipeline(stream_id))
+        pipeline = self._whep_pipeline(stream_id)  # again: no await from here to the claim
         if self._whep_bans.get((stream_id, caller), 0.0) > time.monotonic():
             raise _banned()
-        self._whep_admit(stream_id, caller)
         entry = self._hub(stream_id, pipeline)
+        if (codec := entry.tap.blocked_codec) is not None:
+            raise _unavailable(codec)
+        self._whep_admit(stream_id, caller)
         playback = WhepPlayback(entry.hub, self._whep_config)
         viewer = _Viewer(stream_id, caller, playback)
         self._viewers[playback.id] = entry.viewers[playback.id] = viewer  # the claim
@@ -181,6 +192,7 @@ class WhepEgress(IngestService):
             sid: {
                 "viewers": [v.playback.status() for v in entry.viewers.values()],
                 "published": entry.hub.published,
+                "video_codec": entry.tap.video_codec,  # the source's
                 "reencoding": entry.tap.reencoding and not entry.tap.rung_fed,
                 "rung": entry.rung.rendition if entry.tap.rung_fed else None,
                 "rung_pictures": entry.rung.published,
@@ -191,6 +203,24 @@ class WhepEgress(IngestService):
         return {**super().status(), "whep": whep}
 
     # --- internals ------------------------------------------------------------------
+
+    def _whep_pipeline(self, stream_id: str) -> Any:
+        """The stream's running pipeline (a StreamPipeline); 409 without one."""
+        pipeline: Any = self._pipelines.get(stream_id)
+        if pipeline is None or pipeline.stopped:
+            raise Conflict("the stream is not being published", "stream_not_live")
+        return pipeline
+
+    async def _video_known(self, stream_id: str, pipeline: Any) -> None:
+        """Where no LL rung feeds the stream's hub, wait (at most `_CODEC_WAIT_S`) until
+        its tap has seen the source's video codec, which decides whether a viewer gets
+        video. The hub and its tap are made here if need be: the tap notes the codec."""
+        tap = self._hub(stream_id, pipeline).tap
+        deadline = time.monotonic() + _CODEC_WAIT_S
+        while not tap.rung_fed and tap.video_codec is None and time.monotonic() < deadline:
+            if pipeline.stopped:
+                return
+            await asyncio.sleep(_CODEC_POLL_S)
 
     def _whep_admit(self, stream_id: str, caller: str) -> None:
         live = [v for v in self._viewers.values() if not v.playback.closed]
@@ -220,7 +250,7 @@ class WhepEgress(IngestService):
                 keyframe_interval_s=self.settings.segment_seconds,
                 preset=self.settings.x264_preset,
             )
-            rung = RungVideo(hub, lambda: tap.reencoding and tap.rung_fed)
+            rung = RungVideo(hub, lambda: tap.rung_fed and tap.needs_rung)
             entry = self._hubs[stream_id] = _StreamHub(hub, tap, pipeline, rung)
             self._attach(entry, pipeline)
             entry.watcher = asyncio.create_task(self._watch_hub(stream_id, entry))
@@ -238,8 +268,20 @@ class WhepEgress(IngestService):
                 self._detach(entry)
                 self._attach(entry, pipeline)
             live = _live(pipeline)
-            if entry.tap.rung_fed and (live is None or live.failed):
-                entry.tap.rung_fed = False  # the encoder stopped: the tap re-encodes
+            # The encoder stopped: the tap re-encodes (B-frames) or there is no video;
+            # a reconnect's new encoder session (`LiveEncoder.begin`) feeds it again.
+            entry.tap.rung_fed = live is not None and not live.failed
+            if entry.viewers and (codec := entry.tap.blocked_codec) is not None:
+                self._hang_up_viewers(stream_id, entry, codec)
+
+    def _hang_up_viewers(self, stream_id: str, entry: _StreamHub, codec: str) -> None:
+        """Its viewers get no video any more (the encoder stopped, or the codec became
+        known after they were admitted): end their playbacks rather than send sound only."""
+        for viewer in list(entry.viewers.values()):
+            viewer.playback.close("video_unavailable")
+        log.warning(
+            "whep: stream %s has %s video and no LL rung: viewers hung up", stream_id, codec
+        )
 
     def _attach(self, entry: _StreamHub, pipeline: Any) -> None:
         """Install the tap on `pipeline`, and the rung feed on its streaming encoder."""
@@ -287,6 +329,15 @@ class WhepEgress(IngestService):
 
 def _banned() -> Forbidden:
     return Forbidden("you are banned from this stream", "banned_from_stream")
+
+
+def _unavailable(codec: str) -> Conflict:
+    return Conflict(
+        f"this stream's video is {codec.upper()}, which WebRTC playback cannot send as it is,"
+        " and the stream has no low-latency H.264 rendition to send instead (latencyMode"
+        " normal, or its streaming encoder stopped); play its HLS instead",
+        "whep_unavailable",
+    )
 
 
 def _live(pipeline: Any) -> Any:

@@ -36,9 +36,10 @@ from av.packet import Packet
 from av.stream import Stream
 
 from lumalive.settings import Settings
-from media.ladder import Rendition, plan
+from media.ladder import Rendition
 from media.llhls.live import LiveTranscoder, SourcePacket
 from media.segmenter import Segmenter
+from media.tier_plan import plan
 from media.transcode import EncoderSettings, SegmentTranscoder
 
 SEGMENT_S = 2.0
@@ -78,7 +79,7 @@ def _ladder(w: int, h: int, fps: float, settings: Settings) -> tuple[Rendition, 
 
 
 def _ll(ladder: tuple[Rendition, ...], settings: Settings) -> tuple[Rendition, ...]:
-    """`actors.live_encoder.ll_renditions` for this ladder (no Ray import here)."""
+    """`actors.ll_rungs.ll_renditions` for this ladder (no Ray import here)."""
     cap = settings.llhls_max_height
     return tuple(
         r

@@ -1,12 +1,15 @@
 """Backpressure under an overload on purpose: a stream whose segments arrive faster than
 its worker pool finishes them, with backpressure off (the baseline: the pool falls
-behind without bound) and on (rungs shed, `actors.backpressure`), side by side.
+behind without bound) and on (rungs shed, `actors.backpressure`), side by side; and
+the pool's reserve (`actors.segment_pool`: upper rungs hold all workers but one) off
+and on, side by side (`--workers 2 --backpressure on --reserve both`).
 
-One Ray node of one CPU (`tests.utils.ray_nodes.LocalCluster`) runs one media worker;
-`lumalive up --detach` is deployed onto it with `LUMALIVE_MEDIA_BACKPRESSURE` 0, then
-onto a fresh such cluster with 1. Each run publishes the same source (paced at real
-time, or unpaced with `--quick`) to a new stream and reads its rows once every
-segment is published:
+One Ray node of `--workers` CPUs (`tests.utils.ray_nodes.LocalCluster`) runs that many
+media workers (one by default); `lumalive up --detach` is deployed onto it once per
+variant (`LUMALIVE_MEDIA_BACKPRESSURE`, `LUMALIVE_MEDIA_LOWEST_RESERVE`), each on a
+fresh cluster; the first variant is the baseline. Each run publishes the same source
+(paced at real time, or unpaced with `--quick`) to a new stream and reads its rows
+once every segment is published:
 
     overload start   the first segment one of whose jobs waited a whole segment duration
                      for a worker (`timings.queue`, the most of its rungs': the lowest
@@ -18,9 +21,13 @@ segment is published:
     lowest misses    source segments published without the lowest rung (aim: 0)
     latency          cut -> published per segment (`latency_ms`): p50 / p95 / last
                      (the last is how far behind the live edge the stream ended)
-    longest stall    the longest wall time between two publications of the lowest rung
+    stall max / p95  the wall time between two publications of the lowest rung: the
+                     longest, and the 95th percentile (aim: one target duration)
     top lag          how long after its lowest rung a segment's top rung was published
                      (p95 / max; 0 when a segment is published whole)
+    upper            upper-rung segments published (not shed, not gaps), and per second
+                     from the first publication to the last: the upper rungs'
+                     throughput, what the reserve costs
 
 Streams are created in latency mode `normal` (`--latency low` for the default): in
 `low`, the rungs the streaming encoder carries are not the pool's work
@@ -28,6 +35,7 @@ Streams are created in latency mode `normal` (`--latency low` for the default): 
 
     .venv/bin/python -m bench.overload            # 1080p25 source, 30 s, paced
     .venv/bin/python -m bench.overload --quick    # smoke: 480p10, 10 s, unpaced
+    .venv/bin/python -m bench.overload --workers 2 --backpressure on --reserve both
 
 `run(deployed, source, segments)` is the overloaded run alone, on a deployment the
 caller made (`bench.scale_out --overload`).
@@ -70,9 +78,19 @@ class Overload:
     lowest: str
     lowest_misses: int
     latencies_s: list[float]
-    longest_stall_s: float
+    stalls_s: list[float]
     top_lag_s: list[float] = field(default_factory=list)
+    upper_published: int = 0
+    upper_span_s: float = 0.0
     events: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def longest_stall_s(self) -> float:
+        return max(self.stalls_s, default=0.0)
+
+    @property
+    def upper_per_s(self) -> float:
+        return self.upper_published / self.upper_span_s if self.upper_span_s else float("nan")
 
     @property
     def start_delta(self) -> int | None:
@@ -131,6 +149,15 @@ def analyse(dsn: str, sid: str, segment_s: float, label: str = "backpressure on"
         l=lowest,
         t=top,
     )
+    upper = _rows(
+        dsn,
+        "SELECT count(*) FILTER (WHERE rendition <> ALL(%(low)s) AND NOT gap) AS n,"
+        " extract(epoch FROM max(created_at) FILTER (WHERE rendition <> ALL(%(low)s)"
+        " AND NOT gap) - min(created_at))::float AS span"
+        " FROM stream_segments WHERE stream_id = %(s)s",
+        sid,
+        low=[lowest],
+    )[0]
     events = _rows(
         dsn,
         "SELECT event_data AS data FROM live_stream_events"
@@ -147,8 +174,10 @@ def analyse(dsn: str, sid: str, segment_s: float, label: str = "backpressure on"
         lowest=lowest,
         lowest_misses=sum(not q["dropped"] for q in quality) - len(published),
         latencies_s=[q["latency_ms"] / 1e3 for q in quality if q["latency_ms"] is not None],
-        longest_stall_s=max((b - a for a, b in zip(times, times[1:], strict=False)), default=0),
+        stalls_s=[b - a for a, b in zip(times, times[1:], strict=False)],
         top_lag_s=[row["lag"] for row in lags] if top != lowest else [],
+        upper_published=upper["n"] or 0,
+        upper_span_s=upper["span"] or 0.0,
         events=[e["data"] for e in events],
     )
 
@@ -165,21 +194,25 @@ def print_report(runs: list[Overload]) -> None:
     base = runs[0]
     print(
         "\n| run | segments | overload start | shedding start (delta) | shed |"
-        " lowest misses | latency p50 / p95 / last | vs baseline last | longest stall |"
-        " top lag p95 / max |"
+        " lowest misses | lowest latency p50 / p95 / last | vs baseline p95 |"
+        " lowest stall max / p95 | vs baseline max | top lag p95 / max |"
+        " upper published (per s) | vs baseline per s |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in runs:
         shed = ", ".join(f"{k}: {n} seg / {s:.0f} s" for k, (n, s) in r.shed.items()) or "-"
         delta = "-" if r.start_delta is None else f"{r.shedding_start} ({r.start_delta:+d})"
         last = r.latencies_s[-1] if r.latencies_s else float("nan")
-        base_last = base.latencies_s[-1] if base.latencies_s else float("nan")
+        p95 = _pct(r.latencies_s, 0.95)
         print(
             f"| {r.label} | {r.segments} | {r.overload_start} | {delta} | {shed} |"
-            f" {r.lowest_misses} ({r.lowest}) | {_pct(r.latencies_s, 0.5):.1f} /"
-            f" {_pct(r.latencies_s, 0.95):.1f} / {last:.1f} s | {last / base_last:.2f} |"
-            f" {r.longest_stall_s:.1f} s (target {r.segment_s:.0f} s) |"
+            f" {r.lowest_misses} ({r.lowest}) | {_pct(r.latencies_s, 0.5):.1f} / {p95:.1f} /"
+            f" {last:.1f} s | {_ratio(p95, _pct(base.latencies_s, 0.95))} |"
+            f" {r.longest_stall_s:.1f} / {_pct(r.stalls_s, 0.95):.1f} s"
+            f" (target {r.segment_s:.0f} s) | {_ratio(r.longest_stall_s, base.longest_stall_s)} |"
             f" {_pct(r.top_lag_s, 0.95):.1f} / {max(r.top_lag_s, default=float('nan')):.1f} s |"
+            f" {r.upper_published} ({r.upper_per_s:.2f}/s) |"
+            f" {_ratio(r.upper_per_s, base.upper_per_s)} |"
         )
     for r in runs:
         for e in r.events:
@@ -187,6 +220,10 @@ def print_report(runs: list[Overload]) -> None:
                 f"  {r.label}: segment {e.get('source_sequence')}: {e.get('action')} to level"
                 f" {e.get('level')} (shed {e.get('shed')}, {e.get('waiting')} waiting)"
             )
+
+
+def _ratio(value: float, base: float) -> str:
+    return f"{value / base:.2f}" if base and base == base and value == value else "-"
 
 
 def _wait(dsn: str, sid: str, n: int, timeout_s: float) -> int:
@@ -228,40 +265,64 @@ def run(
     return result
 
 
+@dataclass(frozen=True)
+class Variant:
+    """One run's deployment: backpressure, the pool's reserve, its worker count."""
+
+    backpressure: bool
+    reserve: bool
+    workers: int
+
+    @property
+    def label(self) -> str:
+        return (
+            f"backpressure {'on' if self.backpressure else 'off'},"
+            f" reserve {'on' if self.reserve else 'off'}, {self.workers} worker(s)"
+        )
+
+
 def _one_cluster(
     work: Path,
     source: Path,
     segments: int,
     preset: str,
     paced: bool,
+    variant: Variant,
     *,
-    backpressure: bool,
     latency: str = "normal",
 ) -> Overload:
-    """One run on a cluster of its own (a head and one 1-CPU encoder node): a second
-    `lumalive up` on the same cluster would find the first one's Serve proxy."""
+    """One run on a cluster of its own (a head and one encoder node of a CPU per
+    worker): a second `lumalive up` on the same cluster would find the first one's
+    Serve proxy."""
     cluster = LocalCluster()
     try:
         cluster.start_head(num_cpus=0, resources={"lumalive_edge": 1})
-        cluster.add_node("w1", num_cpus=1, resources={ENCODE: 1})
+        cluster.add_node("w1", num_cpus=variant.workers, resources={ENCODE: variant.workers})
         deployed = deploy(
             cluster,
-            work / f"data-{int(backpressure)}",
+            work / f"data-{int(variant.backpressure)}{int(variant.reserve)}",
             LUMALIVE_EDGE_RESOURCE="lumalive_edge",
             LUMALIVE_MEDIA_ENCODE_RESOURCE=ENCODE,
-            LUMALIVE_MEDIA_WORKERS="1",
+            LUMALIVE_MEDIA_WORKERS=str(variant.workers),
             LUMALIVE_SEGMENT_SECONDS="1",
             LUMALIVE_MODERATION_FPS="0",
             LUMALIVE_X264_PRESET=preset,
-            LUMALIVE_MEDIA_BACKPRESSURE=str(int(backpressure)),
+            LUMALIVE_MEDIA_BACKPRESSURE=str(int(variant.backpressure)),
+            LUMALIVE_MEDIA_LOWEST_RESERVE=str(int(variant.reserve)),
         )
         try:
-            label = "backpressure on" if backpressure else "baseline (off)"
-            return run(deployed, source, segments, paced=paced, label=label, latency=latency)
+            return run(
+                deployed, source, segments, paced=paced, label=variant.label, latency=latency
+            )
         finally:
             deployed.down()
     finally:
         cluster.stop()
+
+
+def _switch(value: str) -> tuple[bool, ...]:
+    """off / on / both (off first: the baseline)."""
+    return {"off": (False,), "on": (True,), "both": (False, True)}[value]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -272,6 +333,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--fps", type=int, default=25)
     ap.add_argument("--preset", default="veryfast")
     ap.add_argument("--latency", default="normal", choices=("normal", "low"))
+    ap.add_argument("--workers", type=int, default=1, help="media workers (one CPU each)")
+    ap.add_argument("--backpressure", default="both", choices=("off", "on", "both"))
+    ap.add_argument("--reserve", default="on", choices=("off", "on", "both"))
     args = ap.parse_args(argv)
     paced = not args.quick
     if args.quick:
@@ -279,23 +343,29 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(tempfile.mkdtemp(prefix="overload-"))
     source = make_source(work / "source.flv", args.seconds, args.size, args.fps)
     print(
-        f"one node, one CPU, one worker; {args.seconds} s of {args.size}@{args.fps},"
-        f" {'paced at real time' if paced else 'unpaced'}"
+        f"one node, {args.workers} CPU(s), {args.workers} worker(s); {args.seconds} s of"
+        f" {args.size}@{args.fps}, {'paced at real time' if paced else 'unpaced'}"
     )
-    runs = [
-        _one_cluster(
-            work, source, args.seconds, args.preset, paced, backpressure=on, latency=args.latency
-        )
-        for on in (False, True)
+    variants = [
+        Variant(bp, reserve, args.workers)
+        for bp in _switch(args.backpressure)
+        for reserve in _switch(args.reserve)
     ]
-    print("\nside by side (ratios against the baseline):")
+    runs = [
+        _one_cluster(work, source, args.seconds, args.preset, paced, v, latency=args.latency)
+        for v in variants
+    ]
+    print("\nside by side (ratios against the first run, the baseline):")
     print_report(runs)
-    on = runs[-1]
+    base, last = runs[0], runs[-1]
     print(
-        f"\nlatency p95 on/off: {_pct(on.latencies_s, 0.95) / _pct(runs[0].latencies_s, 0.95):.2f};"
-        f" lowest-rung misses: {on.lowest_misses}; shedding start - overload start:"
-        f" {on.start_delta} segments (aim <= 2); mean shed segments per rung:"
-        f" {statistics.fmean([n for n, _ in on.shed.values()]) if on.shed else 0:.1f}"
+        f"\n{last.label} / {base.label}: lowest latency p95"
+        f" {_ratio(_pct(last.latencies_s, 0.95), _pct(base.latencies_s, 0.95))},"
+        f" lowest stall max {_ratio(last.longest_stall_s, base.longest_stall_s)},"
+        f" upper per s {_ratio(last.upper_per_s, base.upper_per_s)};"
+        f" lowest-rung misses: {last.lowest_misses}; shedding start - overload start:"
+        f" {last.start_delta} segments (aim <= 2); mean shed segments per rung:"
+        f" {statistics.fmean([n for n, _ in last.shed.values()]) if last.shed else 0:.1f}"
     )
     return 0
 

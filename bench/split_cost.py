@@ -1,11 +1,17 @@
-"""What publishing the lowest rung apart costs (`actors.lowest_first`): the same
-segments through one in-process `SegmentWorker`, as one job per segment (every rung)
-and as two (the lowest rung; the rest), side by side.
+"""What publishing the lowest rung apart costs (`actors.lowest_first`), and what
+splitting the rest per rung would: the same segments through one in-process
+`SegmentWorker`, as one job per segment (every rung), as two (the lowest rung; the
+rest: what the pipeline does) and as one per rung (the lowest; each upper rung), side
+by side.
 
-Each job decodes the segment, so the split decodes it twice; nothing is encoded twice.
-The figure that matters is the CPU of the worker process (`timings["cpu"]`,
-`time.process_time`: steadier than wall time on a shared machine), summed over the
-segments; the wall time of the lowest rung's job is how soon it can be published.
+Each job decodes the segment, so the split decodes it twice and the per-rung split
+once per rung; nothing is encoded twice. The figure that matters for the cost is the
+CPU of the worker process (`timings["cpu"]`, `time.process_time`: steadier than wall
+time on a shared machine), summed over the segments; the wall time of the lowest
+rung's job is how soon it can be published. On a pool of one worker (no reserve:
+`actors.segment_pool`) a lowest rung cut just as an upper-rung job starts waits for
+all of it: "worst wait" (median over segments of the longest upper-rung job's CPU, its
+wall time on a core of its own) is that bound, per variant.
 
     .venv/bin/python -m bench.split_cost            # 1080p25 source, 4 x 2 s, veryfast
     .venv/bin/python -m bench.split_cost --quick    # smoke: 480p10, 3 x 2 s, ultrafast
@@ -14,6 +20,7 @@ segments; the wall time of the lowest rung's job is how soon it can be published
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import io
 import statistics
 import sys
@@ -24,43 +31,75 @@ from pathlib import Path
 from actors.lowest_first import split_lowest
 from actors.media_worker import SegmentJob, SegmentWorker
 from lumalive.settings import Settings
-from media.ladder import plan
 from media.segmenter import Segmenter, SourceSegment
+from media.tier_plan import plan
 from tests.utils.media import synthetic
 
 __all__ = ["main"]
 
+VARIANTS = ("whole", "split", "per_rung")
 
-def _cpu(worker: SegmentWorker, jobs: list[SegmentJob], data: bytes) -> tuple[float, float]:
-    """CPU ms of the jobs, and wall ms of the first."""
-    cpu, first_wall = 0.0, 0.0
-    for i, job in enumerate(jobs):
+
+def _run(worker: SegmentWorker, jobs: list[SegmentJob], data: bytes) -> tuple[list[float], float]:
+    """The CPU ms of each job, and the wall ms of the first."""
+    cpus, first_wall = [], 0.0
+    for job in jobs:
         t = time.perf_counter()
         result = worker.process(job, data)
         assert result.error is None, result.error
-        cpu += float(result.timings["cpu"])
-        if i == 0:
-            first_wall = (time.perf_counter() - t) * 1000
-    return cpu, first_wall
+        cpus.append(float(result.timings["cpu"]))
+        first_wall = first_wall or (time.perf_counter() - t) * 1000
+    return cpus, first_wall
+
+
+def _variants(job: SegmentJob) -> dict[str, list[SegmentJob]]:
+    """Each variant's jobs for one segment, the lowest rung's first."""
+    first, rest = split_lowest(job, 2.0)
+    if rest is None:
+        return {"whole": [job], "split": [job], "per_rung": [job]}
+    per_rung = [dataclasses.replace(rest, renditions=(r,)) for r in rest.renditions]
+    return {"whole": [job], "split": [first, rest], "per_rung": [first, *per_rung]}
 
 
 def _measure(
     worker: SegmentWorker, segments: list[SourceSegment], tier: str, rounds: int
-) -> dict[str, list[float]]:
-    out: dict[str, list[float]] = {"whole": [], "split": [], "whole_first": [], "split_first": []}
+) -> dict[str, dict[str, list[float]]]:
+    """Per variant: CPU ms per segment, the lowest rung's wall ms, the longest upper
+    job's CPU ms (one job: its own)."""
+    out: dict[str, dict[str, list[float]]] = {
+        v: {"cpu": [], "first": [], "worst": []} for v in VARIANTS
+    }
     for seg in segments:
         ladder, _ = plan(seg.width, seg.height, tier, False, fps=seg.fps)
         job = SegmentJob("bench", seg.sequence, ladder, seg.frames, 0.0)
-        first, rest = split_lowest(job, 2.0)
-        parts = [first, *([rest] if rest else [])]
-        for _ in range(rounds):  # interleaved, so load on the machine hits both alike
-            cpu, wall = _cpu(worker, [job], seg.data)
-            out["whole"].append(cpu)
-            out["whole_first"].append(wall)
-            cpu, wall = _cpu(worker, parts, seg.data)
-            out["split"].append(cpu)
-            out["split_first"].append(wall)
+        for _ in range(rounds):  # interleaved, so load on the machine hits all alike
+            for name, jobs in _variants(job).items():
+                cpus, wall = _run(worker, jobs, seg.data)
+                out[name]["cpu"].append(sum(cpus))
+                out[name]["first"].append(wall)
+                out[name]["worst"].append(max(cpus[1:], default=cpus[0]))
     return out
+
+
+def _report(m: dict[str, dict[str, list[float]]]) -> None:
+    whole = sum(m["whole"]["cpu"])
+    labels = {
+        "whole": "one (every rung)",
+        "split": "two (lowest; rest)",
+        "per_rung": "one per rung (lowest; each upper)",
+    }
+    print(
+        "\n| jobs per segment | CPU total (ms) | ratio | lowest rung ready (ms, median) |"
+        " worst wait on one worker (CPU ms, median) | ratio to two |"
+    )
+    print("|---|---|---|---|---|---|")
+    two = statistics.median(m["split"]["worst"])
+    for name, label in labels.items():
+        cpu, worst = sum(m[name]["cpu"]), statistics.median(m[name]["worst"])
+        print(
+            f"| {label} | {cpu:.0f} | {cpu / whole:.2f} |"
+            f" {statistics.median(m[name]['first']):.0f} | {worst:.0f} | {worst / two:.2f} |"
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -84,15 +123,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{n} segments of {size[0]}x{size[1]}@{fps}, ladder {[r.name for r in ladder]},"
             f" {preset}, one x264 thread, {args.rounds} rounds"
         )
-        m = _measure(worker, segments, tier, args.rounds)
-    whole, split = sum(m["whole"]), sum(m["split"])
-    print("\n| jobs per segment | CPU total (ms) | ratio | lowest rung ready (ms, median) |")
-    print("|---|---|---|---|")
-    print(f"| one (every rung) | {whole:.0f} | 1.00 | {statistics.median(m['whole_first']):.0f} |")
-    print(
-        f"| two (lowest; rest) | {split:.0f} | {split / whole:.2f} |"
-        f" {statistics.median(m['split_first']):.0f} |"
-    )
+        _report(_measure(worker, segments, tier, args.rounds))
     return 0
 
 

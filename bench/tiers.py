@@ -15,7 +15,7 @@ to 4K, two to 8K), as a stream with `enableAI` gets it. Three runs per tier:
 Each row gives wall frames/s (noisy on a shared box), frames per CPU-second (steadier:
 all processes' CPU), the ratio to real time at 30 fps, and how many cores real time
 at 30 fps needs at that CPU rate. The enhancer's share is reported apart (frames per
-CPU-second of the hook alone). 20K is its tile set (`media.ladder.plan`): the 8K
+CPU-second of the hook alone). 20K is its tile set (`media.tier_plan.plan`): the 8K
 ladder as one job per segment and each of the 25 tiles (4096x2304, enhanced from its
 source window) as a job of its own, as `actors.tile_jobs` sends them to the pool; it
 runs on fewer frames (``--frames-20k``).
@@ -57,9 +57,10 @@ import numpy as np
 if not __package__:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from actors.media_memory import hook_batch  # noqa: E402
-from media.ladder import Rendition, plan  # noqa: E402
+from media.ladder import Rendition  # noqa: E402
 from media.segmenter import Segmenter  # noqa: E402
 from media.shared_passes import SharedPassHook  # noqa: E402
+from media.tier_plan import plan  # noqa: E402
 from media.tile_renditions import cropping_hook  # noqa: E402
 from media.transcode import EncoderSettings, SegmentTranscoder  # noqa: E402
 from tests.utils.media import synthetic  # noqa: E402

@@ -147,6 +147,11 @@ class Settings(BaseSettings):
     # Backpressure (actors/backpressure.py, docs/media.md): when segments wait for the
     # pool, shed AI rungs, then the top rung, ...; never the lowest. Off: whole ladder always.
     media_backpressure: bool = True
+    # With 2+ pool workers, upper-rung jobs hold at most all but one (actors/segment_pool.py):
+    # a lowest rung never waits behind them. Off (the default): any job takes any worker. Off
+    # by default because on the default pool of 2 it halves upper-rung throughput even when
+    # the pool keeps up (bench/reserve_sim.py: 0.73x, shedding where none was needed).
+    media_lowest_reserve: bool = False
     # Public streams' segments in an object store are answered with a redirect to a
     # presigned URL valid this long (LUMALIVE_MEDIA_PRESIGN=1); private ones stay proxied.
     media_presign: bool = False

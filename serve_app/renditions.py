@@ -20,7 +20,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from actors.stream_ladder import stream_ladder
 from lumalive.settings import Settings
 from lumalive.store import media
-from media.ladder import TIER_FRAME, Rendition
+from media.ladder import Rendition
+from media.tier_plan import TIER_FRAME
 
 __all__ = ["planned", "encoded", "with_renditions"]
 

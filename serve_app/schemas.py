@@ -111,7 +111,9 @@ class StreamConfig(_Strict):
         default="low",
         description="low: LL-HLS (CMAF parts, ~2-4 s behind live) for the rungs up to"
         " LUMALIVE_LLHLS_MAX_HEIGHT, from one extra real-time encoder per stream, besides"
-        " the classic HLS ladder; normal: classic HLS only (segments, ~10+ s behind)",
+        " the classic HLS ladder; normal: classic HLS only (segments, ~10+ s behind), and"
+        " no WebRTC (WHEP) playback of an HEVC/AV1 source (its WebRTC video is the lowest"
+        " LL rung)",
     )
 
     @field_validator("tags")

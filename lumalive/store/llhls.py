@@ -1,6 +1,6 @@
 """LL-HLS rows (sql/0012): a stream's LL renditions, their parts and segments.
 
-Written by the stream's live encoder (`actors.live_encoder`) acting as the owner, one
+Written by the stream's live encoder (`actors.ll_publisher`) acting as the owner, one
 writer per stream; read by the API (`serve_app.routes.llhls`) as the caller, so RLS
 decides who sees what. Inserting parts NOTIFYs `lumalive_llhls` with the stream id.
 """

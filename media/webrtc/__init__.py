@@ -3,8 +3,9 @@ same live FLV an RTMP publish produces, so one pipeline serves both.
 
 Modules, innermost first: `avc` (H.264 and AAC as FLV tag bodies), `clock` (a
 track's frame times on the publish's millisecond timeline), `frames` (decoded
-frames → H.264/AAC tags, PyAV), `ice` (which addresses and ICE servers aiortc
-uses), `sdp` (the offer checks and negotiation WHIP and WHEP share), `whip` (one
+frames → H.264/AAC tags, PyAV), `pending` (the frames waiting for an encoder
+thread, the oldest dropped past a bound), `ice` (which addresses and ICE servers
+aiortc uses), `sdp` (the offer checks and negotiation WHIP and WHEP share), `whip` (one
 publish: the offer, the answer, the peer connection, its media into an
 `IngestSession`). Playback (WHEP) the other way: `hub` (a stream's
 WebRTC-ready packets fanned out to viewers), `tap` (the segmenter's packets made

@@ -9,8 +9,13 @@ capture timing is kept and the tracks line up to within network jitter.
 
 Invariants:
 - Times are milliseconds since the publish's origin, never negative.
-- A track whose RTP clock strays more than `_MAX_DRIFT_MS` from arrival time (a
-  sender that paused, a bogus jump) is re-anchored at the arrival time.
+- A track whose RTP clock jumps ahead of the wall clock by more than `_MAX_DRIFT_MS`
+  between two frames (a bogus jump, or aiortc reading a reordered timestamp as a
+  wrap) is re-anchored at the arrival time.
+- Frames that arrive late keep their RTP times: lateness is this process falling
+  behind (a loaded machine, the GIL), not the sender's time. Re-anchoring on it made
+  the timeline jump 2 s ahead whenever the lag passed that bound, and each jump was a
+  hole in the video or sound that players stop at (the browser-camera stall in CI).
 - Video times strictly increase (the segmenter drops a repeated dts).
 """
 
@@ -32,6 +37,7 @@ class TrackClock:
         self._strict = strictly_increasing
         self._shift: int | None = None  # ms to add to the track's own time
         self._last: int | None = None
+        self._previous: tuple[int, int] | None = None  # the last frame's (own, arrival) ms
 
     def at(self, pts: int | None, time_base: Fraction | None, arrived: float) -> int:
         """The time of a frame with this pts that arrived at `arrived`."""
@@ -41,10 +47,18 @@ class TrackClock:
             self._shift = 0
         else:
             own = round(pts * time_base * 1000)
-            if self._shift is None or abs(own + self._shift - arrival_ms) > _MAX_DRIFT_MS:
+            if self._shift is None or self._jumped(own, arrival_ms):
                 self._shift = arrival_ms - own
+            self._previous = (own, arrival_ms)
         ms = max(0, own + self._shift)
         if self._strict and self._last is not None and ms <= self._last:
             ms = self._last + 1
         self._last = ms
         return ms
+
+    def _jumped(self, own: int, arrival_ms: int) -> bool:
+        """The sender's clock moved ahead of the wall clock since the last frame."""
+        if self._previous is None:
+            return True
+        last_own, last_arrival = self._previous
+        return (own - last_own) - (arrival_ms - last_arrival) > _MAX_DRIFT_MS

@@ -10,10 +10,13 @@ Invariants:
 - The first video frame fixes the picture size (even width and height); later
   frames of another size (the browser adapting its resolution) are scaled to it, so
   the stream has one decoder configuration.
+- The audio has no holes: a gap of more than `_AUDIO_GAP_MS` (up to
+  `_SILENCE_MAX_MS`) is filled with silence.
 - Each track's sequence header comes before its first frame; video pictures have
   strictly increasing times, keyframes at least `keyframe_interval_s` apart, and
   none between (scene cuts are off).
-- Not thread-safe: one thread (the publish's encoder thread) calls a `MediaEncoder`.
+- Not thread-safe: one thread at a time calls a `MediaEncoder`'s video side, one its
+  audio side (the publish's thread per track; they share nothing).
 """
 
 from __future__ import annotations
@@ -38,9 +41,14 @@ __all__ = ["AudioEncoder", "FlvTag", "MediaEncoder", "VideoEncoder", "open_h264_
 _MS = Fraction(1, 1000)
 _AUDIO_RATE = 48_000
 _AAC_FRAME = 1024
-# Gaps in the audio (lost packets, a muted sender) longer than this move the audio
-# timeline forward to where the frames arrived; shorter ones are closed up.
+# Gaps in the audio (lost packets, a muted sender) longer than this are filled with
+# silence up to where the frames arrived; shorter ones are closed up. Filled, not left
+# as holes: a player stops at a hole in the sound (the browser-camera stall in CI,
+# where a loaded ingest lost most of a publish's audio packets).
 _AUDIO_GAP_MS = 500
+# Longer gaps (a bogus time) move the audio timeline forward instead: no minutes of
+# silence are made.
+_SILENCE_MAX_MS = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,14 +150,15 @@ class AudioEncoder:
             self._ctx = self._open()
             assert self._ctx.extradata is not None  # the AudioSpecificConfig
             tags.append(FlvTag(flv.AUDIO, at_ms, aac_config_body(self._ctx.extradata)))
-        if self._base_ms is None or at_ms - self._ms(self._samples_in) > _AUDIO_GAP_MS:
-            # Start, or a long gap: this sound starts where it arrived.
+        gap_ms = at_ms - self._ms(self._samples_in) if self._base_ms is not None else None
+        if gap_ms is None or gap_ms > _SILENCE_MAX_MS:
+            # Start, or a bogus jump: this sound starts where it arrived.
             self._base_ms = at_ms - self._ms(self._samples_in, base=0)
+        elif gap_ms > _AUDIO_GAP_MS:
+            self._write(_silence(gap_ms * _AUDIO_RATE // 1000))
         frame.pts = None  # the fifo counts samples itself
         for part in self._resampler.resample(frame):
-            part.pts = None
-            self._fifo.write(part)
-            self._samples_in += part.samples
+            self._write(part)
         ctx = self._ctx
         while self._fifo.samples >= _AAC_FRAME:
             chunk = self._fifo.read(_AAC_FRAME)
@@ -161,6 +170,11 @@ class AudioEncoder:
 
     def flush(self) -> list[FlvTag]:
         return self._tags(self._ctx.encode(None)) if self._ctx else []
+
+    def _write(self, part: av.AudioFrame) -> None:
+        part.pts = None
+        self._fifo.write(part)
+        self._samples_in += part.samples
 
     def _ms(self, samples: int, base: int | None = None) -> int:
         start = self._base_ms if base is None else base
@@ -184,6 +198,15 @@ class AudioEncoder:
         ]
 
 
+def _silence(samples: int) -> av.AudioFrame:
+    """`samples` of 48 kHz stereo silence, in the encoder's format."""
+    frame = av.AudioFrame(format="fltp", layout="stereo", samples=samples)
+    frame.sample_rate = _AUDIO_RATE
+    for plane in frame.planes:
+        plane.update(bytes(plane.buffer_size))
+    return frame
+
+
 class MediaEncoder:
     """A publish's two tracks, from decoded frames and when they arrived, to FLV tags on
     one timeline (see `media.webrtc.clock`)."""
@@ -201,7 +224,3 @@ class MediaEncoder:
     def audio(self, frame: av.AudioFrame, arrived: float) -> list[FlvTag]:
         at = self._audio_clock.at(frame.pts, frame.time_base, arrived)
         return self.audio_encoder.encode(frame, at)
-
-    def flush(self) -> list[FlvTag]:
-        """What the encoders still hold, at the end of the publish."""
-        return self.video_encoder.flush() + self.audio_encoder.flush()

@@ -5,9 +5,10 @@
 
 A producer is whatever makes packets a browser decodes without help: today the
 segmenter's tap (`media.webrtc.tap.SourceTap`: the source's H.264 re-framed, its AAC
-transcoded to Opus once per stream), and for a B-frame source the streaming encoder's
-lowest rung (`media.webrtc.rung.RungVideo`: its pictures need no re-encoding either);
-nothing downstream changes.
+transcoded to Opus once per stream), and for a source whose video the tap cannot pass
+through (B-frames, HEVC, AV1, …) the streaming encoder's lowest rung
+(`media.webrtc.rung.RungVideo`: its pictures need no re-encoding either); nothing
+downstream changes.
 
 Invariants:
 - `publish` may be called from any thread; subscribers get packets on the hub's event

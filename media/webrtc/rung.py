@@ -1,5 +1,6 @@
 """A streaming encoder's lowest LL-HLS rung as WHEP video, so a source WebRTC cannot
-take as it is (B-frames) costs no encode of its own for WebRTC viewers.
+take as it is (H.264 with B-frames; HEVC, AV1 or any codec but H.264) costs no encode
+of its own for WebRTC viewers.
 
     LiveEncoder's thread ──parts (moof+mdat)──▶ RungVideo ──MediaPacket──▶ PacketHub
 
@@ -58,8 +59,8 @@ def part_pictures(init: bytes, part: bytes) -> list[MediaPacket]:
 
 class RungVideo:
     """The parts' callback (`LiveEncoder.part_tap`, in the encoder's thread): the lowest
-    rung's pictures into `hub` while `wanted()` (the source tap cannot send its video)
-    and someone watches; from a keyframe each time it starts."""
+    rung's pictures into `hub` while `wanted()` (the source tap cannot send its video:
+    `SourceTap.needs_rung`) and someone watches; from a keyframe each time it starts."""
 
     def __init__(self, hub: PacketHub, wanted: Callable[[], bool]) -> None:
         self._hub = hub

@@ -18,12 +18,17 @@ stack decodes:
   gets a keyframe on the next picture. Where the stream has a streaming encoder
   (LL-HLS), its lowest rung feeds the hub's video instead (`rung_fed`,
   `media.webrtc.rung`) and the tap re-encodes nothing.
+- Any other codec (HEVC, AV1, …: WHEP here sends H.264 only, and aiortc has no H.265)
+  is not forwarded: the streaming encoder's lowest rung is the video where the stream
+  has one (`rung_fed`), else there is none (`blocked_codec`, and the tap's owner refuses
+  viewers). The tap does not transcode them itself: decoding HEVC/AV1 and encoding
+  H.264 is the streaming encoder's job, done once for LL-HLS and WebRTC alike.
 - AAC becomes Opus (48 kHz stereo, 20 ms frames), once per stream, not per viewer.
-- HEVC is not forwarded (no WebRTC H.265 in aiortc): audio-only then (`video_skipped`).
 
 Invariants:
 - Nothing is done while the hub has no subscribers (the audio encoder re-anchors
-  when viewers come back); a packet that cannot be converted is counted, never
+  when viewers come back) but noting the source's video codec (`video_codec`), which
+  an offer's answer depends on; a packet that cannot be converted is counted, never
   raised into the segmenter.
 - Video and audio keep the stream timeline's times, so a viewer's tracks stay in sync.
 """
@@ -217,12 +222,29 @@ class SourceTap:
         self._params_annexb = b""
         self._max_pts: int | None = None
         self._listening = False
+        self.video_codec: str | None = None  # the source's, as of its latest video packet
         self.reencoding = False  # the source has B-frames: video is re-encoded
         self.rung_fed = False  # ... unless an LL rung feeds the hub's video (set by its owner)
-        self.video_skipped = 0  # not H.264
+        self.video_skipped = 0  # not H.264, and no rung to send instead
         self.errors = 0
 
+    @property
+    def needs_rung(self) -> bool:
+        """Whether the source's video cannot go to viewers as it is (B-frames, or not
+        H.264): the LL rung's pictures are the hub's video then, where it has one."""
+        return self.reencoding or self.video_codec not in (None, "h264")
+
+    @property
+    def blocked_codec(self) -> str | None:
+        """The source's video codec when viewers get no video from it: neither H.264
+        nor fed by an LL rung. None otherwise, and before its first video packet."""
+        codec = self.video_codec
+        return None if self.rung_fed or codec in (None, "h264") else codec
+
     def __call__(self, packet: Packet[Stream]) -> None:
+        stream = packet.stream
+        if stream is not None and stream.type == "video":
+            self.video_codec = stream.codec_context.name  # a reconnect may change it
         if not self._hub.has_subscribers:
             self._listening = False
             return
@@ -250,11 +272,13 @@ class SourceTap:
         if kind == "audio":
             aac = packet.stream.codec_context.name == "aac"
             return self._audio.transcode(packet) if aac else []
-        if kind != "video" or packet.stream.codec_context.name != "h264":
-            self.video_skipped += 1
+        if kind != "video":
+            return []
+        if packet.stream.codec_context.name != "h264":  # the rung's pictures, or none
+            self.video_skipped += not self.rung_fed
             return []
         if self._reordered(packet.pts, packet.dts) and not self.reencoding:
-            log.info("whep tap: the source has B-frames; re-encoding video once")
+            log.info("whep tap: the source has B-frames: its video cannot pass through")
             self.reencoding = True
         if self.reencoding:
             if self.rung_fed:

@@ -3,7 +3,8 @@ connection whose received media is re-encoded into an `IngestSession`'s FLV, the
 same live byte stream an RTMP publish produces.
 
     offer ─▶ check_offer ─▶ RTCPeerConnection (recvonly; H.264 preferred) ─▶ answer
-    browser ══ICE/DTLS/SRTP══▶ aiortc decodes ─▶ MediaEncoder (a thread) ─▶ session
+    browser ══ICE/DTLS/SRTP══▶ aiortc decodes ─▶ PendingFrames ─▶ MediaEncoder ─▶ session
+                                                (per track)       (a thread per track)
 
 The browser sends a complete offer (ICE gathered, no trickle) and gets a complete
 answer; there is no renegotiation.
@@ -13,8 +14,12 @@ Invariants:
   decodes (H.264 or VP8), and at most one audio track; else `InvalidOfferError`,
   before any peer connection exists.
 - The answer puts H.264 first: a browser that can send H.264 does.
-- Frames are encoded in one thread per publish, in arrival order; the event loop
-  only moves frames and tags.
+- Each track's frames are encoded in a thread of its own, in arrival order; the event
+  loop only moves frames and tags. A frame's time is read when aiortc hands it over,
+  never after waiting for the encoder.
+- An encoder that falls behind builds no backlog (`media.webrtc.pending`): at most
+  `_VIDEO_WAITING` pictures wait (older ones are dropped: the video's frame rate
+  follows the CPU) and `_AUDIO_WAITING` sound frames.
 - The publish ends exactly once (`close`): ICE failed or closed, no connection within
   `connect_timeout_s`, no media for `idle_timeout_s`, or its owner asked. Then what
   the encoders hold is flushed into the session and the session ends with the reason
@@ -46,6 +51,7 @@ from aiortc.sdp import SessionDescription
 from media.rtmp import IngestSession, amf0
 from media.webrtc.frames import FlvTag, MediaEncoder
 from media.webrtc.ice import IceServer
+from media.webrtc.pending import PendingFrames
 from media.webrtc.sdp import (
     InvalidOfferError,
     Offer,
@@ -59,12 +65,20 @@ __all__ = ["InvalidOfferError", "Offer", "WhipConfig", "WhipPublish", "check_off
 
 log = logging.getLogger(__name__)
 
+Encode = Callable[[Any, float], list[FlvTag]]  # a frame and its arrival time → tags
+
 _VIDEO_CODECS = frozenset({"h264", "vp8"})  # what aiortc decodes
 _AUDIO_CODECS = frozenset({"opus", "pcmu", "pcma", "g722"})
 _SENDING = frozenset({"sendonly", "sendrecv"})
 _WATCH_S = 0.5
 _STOP_S = 2.0  # how long a receive loop may take to return once the connection closed
 _FLV_AVC, _FLV_AAC = 7.0, 10.0  # onMetaData codec ids
+# The frame rate onMetaData announces: a browser camera's (getUserMedia's default) and
+# the most it sends. Without one the FLV demuxer guesses 1000 (its time base), and
+# the ladder and playlists would say FRAME-RATE=1000.
+_NOMINAL_FPS = 30.0
+_VIDEO_WAITING = 1  # pictures waiting for the encoder thread: the newest only
+_AUDIO_WAITING = 250  # 5 s of 20 ms frames: sound is cheap to encode, gaps are not
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,9 +126,15 @@ class WhipPublish:
             keyframe_interval_s=config.keyframe_interval_s,
             preset=config.x264_preset,
         )
-        # One thread: the encoders are not thread-safe and frames keep their order.
-        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="whip-encode")
+        # A thread per track: each encoder is used by one thread, frames keep their
+        # order, and a slow video encode does not hold the sound back.
+        self._threads = [
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"whip-{kind}")
+            for kind in ("video", "audio")
+        ]
+        self._video_waiting: PendingFrames[tuple[Any, float]] = PendingFrames(_VIDEO_WAITING)
         self._receivers: list[asyncio.Task[None]] = []
+        self._encoding: list[asyncio.Task[None]] = []
         self._watcher: asyncio.Task[None] | None = None
         self._last_media: float | None = None
         self._closing: asyncio.Task[None] | None = None
@@ -130,6 +150,7 @@ class WhipPublish:
             "video_codec": self.video_codec,
             "size": self._encoder.video_encoder.size,
             "frames": self._encoder.video_encoder.frames,
+            "dropped_frames": self._video_waiting.dropped,  # the encoder was behind
         }
 
     async def answer(self, offer_sdp: str) -> str:
@@ -149,9 +170,10 @@ class WhipPublish:
         self.video_codec = _first_codec(answer, "video")
         self._metadata(offer.has_audio)
         pc.on("connectionstatechange", self._state_changed)
-        self._receive(video, self._encoder.video)
+        self._receive(video, self._encoder.video, self._video_waiting, self._threads[0])
         if audio is not None:
-            self._receive(audio, self._encoder.audio)
+            waiting: PendingFrames[tuple[Any, float]] = PendingFrames(_AUDIO_WAITING)
+            self._receive(audio, self._encoder.audio, waiting, self._threads[1])
         self._watcher = asyncio.create_task(self._watch(), name=f"whip-watch-{self.id}")
         return answer
 
@@ -170,32 +192,56 @@ class WhipPublish:
     def _metadata(self, has_audio: bool) -> None:
         """onMetaData first, as an encoder sends it: the FLV header then names the
         tracks that will come, so the demuxer does not wait for audio that will not."""
-        info: dict[str, Any] = {"videocodecid": _FLV_AVC, "encoder": "LumaLive WHIP"}
+        info: dict[str, Any] = {
+            "videocodecid": _FLV_AVC,
+            "framerate": _NOMINAL_FPS,
+            "encoder": "LumaLive WHIP",
+        }
         if has_audio:
             info["audiocodecid"] = _FLV_AAC
         self.session.feed_script(0, amf0.encode("onMetaData", info))
 
     def _receive(
-        self, transceiver: RTCRtpTransceiver, encode: Callable[[Any, float], list[FlvTag]]
+        self,
+        transceiver: RTCRtpTransceiver,
+        encode: Encode,
+        waiting: PendingFrames[tuple[Any, float]],
+        thread: ThreadPoolExecutor,
     ) -> None:
         track = transceiver.receiver.track
         if track is not None:
-            self._receivers.append(asyncio.create_task(self._frames(track, encode)))
+            self._receivers.append(asyncio.create_task(self._frames(track, waiting)))
+            self._encoding.append(
+                asyncio.create_task(self._encode(track.kind, waiting, encode, thread))
+            )
 
     async def _frames(
-        self, track: MediaStreamTrack, encode: Callable[[Any, float], list[FlvTag]]
+        self, track: MediaStreamTrack, waiting: PendingFrames[tuple[Any, float]]
+    ) -> None:
+        """Take each frame as aiortc decodes it, timed on arrival."""
+        try:
+            while True:
+                frame = await track.recv()
+                self._last_media = arrived = time.monotonic()
+                waiting.put((frame, arrived))
+        except MediaStreamError:
+            return
+        finally:
+            waiting.close()
+
+    async def _encode(
+        self,
+        kind: str,
+        waiting: PendingFrames[tuple[Any, float]],
+        encode: Encode,
+        thread: ThreadPoolExecutor,
     ) -> None:
         loop = asyncio.get_running_loop()
-        while True:
+        while (item := await waiting.get()) is not None:
             try:
-                frame = await track.recv()
-            except MediaStreamError:
-                return
-            self._last_media = arrived = time.monotonic()
-            try:
-                tags = await loop.run_in_executor(self._thread, encode, frame, arrived)
+                tags = await loop.run_in_executor(thread, encode, *item)
             except (av.FFmpegError, ValueError) as e:
-                log.warning("whip %s: cannot encode the %s: %s", self.id, track.kind, e)
+                log.warning("whip %s: cannot encode the %s: %s", self.id, kind, e)
                 self.close("encoder_error")
                 return
             self._feed(tags)
@@ -236,10 +282,17 @@ class WhipPublish:
             _, stuck = await asyncio.wait(self._receivers, timeout=_STOP_S)
             for task in stuck:  # never connected: its track never ends on its own
                 task.cancel()
+        if self._encoding:  # the frames still waiting, then the encoders' own
+            _, stuck = await asyncio.wait(self._encoding, timeout=_STOP_S)
+            for task in stuck:
+                task.cancel()
         loop = asyncio.get_running_loop()
-        with contextlib.suppress(av.FFmpegError, ValueError):
-            self._feed(await loop.run_in_executor(self._thread, self._encoder.flush))
-        self._thread.shutdown(wait=False)
+        flushes = (self._encoder.video_encoder.flush, self._encoder.audio_encoder.flush)
+        for thread, flush in zip(self._threads, flushes, strict=True):  # each in its thread
+            with contextlib.suppress(av.FFmpegError, ValueError):
+                self._feed(await loop.run_in_executor(thread, flush))
+        for thread in self._threads:
+            thread.shutdown(wait=False)
         self.session.end(reason)
         log.info("whip %s: stream %s ended (%s)", self.id, self.session.stream_id, reason)
 

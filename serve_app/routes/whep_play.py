@@ -61,7 +61,9 @@ async def whep_play(
     gathered) that receives H.264 video and, optionally, Opus audio; the answer is
     complete too. Who may watch is who may play its HLS. Too many sessions on the
     stream or from the caller is 429; an offer that cannot be answered is 400
-    `invalid_offer`; a stream not being published is 409 `stream_not_live`."""
+    `invalid_offer`; a stream not being published is 409 `stream_not_live`, and one whose
+    video WebRTC cannot carry (HEVC/AV1 with no low-latency H.264 rung: latencyMode normal)
+    is 409 `whep_unavailable` (its HLS plays it)."""
     if pt is not None:
         user = tokens.verify_playback(pt, stream_id)
     stream = await access.visible(user, stream_id)

@@ -2,14 +2,22 @@
 
 Everything is started by `cluster.launcher.System`, the same code `lumalive up`
 runs; tests talk to it over HTTP as a client would.
+
+After each module, the streams it left live are ended through the API
+(`end_leftover_streams`): each live stream is a Ray actor process of its own, and a
+fresh-clone run that kept them all had ~90 runnable processes at its end, taking
+the CPU the later modules' encoders and browsers need.
 """
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
+import psycopg
 import pytest
 
 from cluster.launcher import System
@@ -45,9 +53,56 @@ def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
         webhook_retry_s=(0.2, 0.4, 0.4, 0.4),  # retried in a second, not minutes
     )
     system = System(settings)
-    system.start()
+    _start(system)
+    _RUNNING.append(system)
     yield system
+    _RUNNING.clear()
     system.stop(everything=True)  # as `lumalive down`: nothing of it outlives the session
+
+
+_RUNNING: list[System] = []  # the session's system, once started
+
+
+@pytest.fixture(scope="module", autouse=True)
+def end_leftover_streams() -> Iterator[None]:
+    """After the module (and its own fixtures): end every stream still live, as its
+    owner would. Starts nothing: a module that never used the system leaves it alone."""
+    yield
+    if _RUNNING:
+        _end_live_streams(_RUNNING[0].settings)
+
+
+def _end_live_streams(settings: Settings) -> None:
+    assert settings.database_url and settings.jwt_secret
+    dsn = settings.database_url.replace("postgresql+psycopg://", "postgresql://", 1)
+    with psycopg.connect(dsn) as conn:  # the schema owner: every stream
+        rows = conn.execute("SELECT id, user_id FROM live_streams WHERE status = 'live'")
+        live = rows.fetchall()
+    tokens = TokenService(settings.jwt_secret, settings.jwt_audience)
+
+    def end(stream_id: uuid.UUID, owner: uuid.UUID) -> None:
+        headers = {"Authorization": f"Bearer {tokens.issue(owner, 300)}"}
+        for _ in range(10):  # best effort: an owner deleted or banned keeps theirs
+            r = http.post(f"/api/live-streaming/end/{stream_id}", headers=headers)
+            if r.status_code != 503:
+                return
+            time.sleep(1)
+
+    with httpx.Client(base_url=settings.api_url, timeout=60) as http, ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda row: end(*row), live))
+
+
+def _start(system: System) -> None:
+    """`System.start`'s steps, with Postgres (start and migrations) and Ray started at
+    once: neither needs the other, and each takes seconds on a busy box. Serve, the
+    ingest and the dispatcher then start in order, as `start` does."""
+    with ThreadPoolExecutor(1) as pool:
+        database = pool.submit(system.start_database)
+        system.start_ray()
+        database.result()
+    system.deploy()
+    system.start_media()
+    system.start_webhooks()
 
 
 @pytest.fixture(scope="session")

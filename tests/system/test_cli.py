@@ -1,17 +1,71 @@
-"""The `lumalive` command line against the session's Postgres."""
+"""The `lumalive` command line against the session's Postgres.
+
+`test_down_stops_everything_up_started` needs an instance of its own; its `up --detach`
+starts as the module begins (`separate`), so it comes up while the other tests run.
+"""
 
 from __future__ import annotations
 
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
 
-from tests.utils.api import BASE
+import pytest
+
+from tests.utils.api import BASE, free_port
 from tests.utils.cli import run_cli
 
 
 def _cli(settings, *args: str) -> subprocess.CompletedProcess[str]:
     return run_cli(settings, *args)
+
+
+@dataclass
+class Separate:
+    """A `lumalive up --detach` on its own data dir, ports and Ray, under way."""
+
+    data_dir: Path
+    env: dict[str, str]
+    up: subprocess.Popen[str]
+
+    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "cluster.cli", *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+
+
+@pytest.fixture(scope="module", autouse=True)
+def separate(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Separate]:
+    data_dir = tmp_path_factory.mktemp("separate")
+    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "DATABASE_URL")}
+    env.update(
+        LUMALIVE_DATA_DIR=str(data_dir),
+        LUMALIVE_API_PORT=str(free_port()),
+        LUMALIVE_RTMP_PORT=str(free_port()),
+        LUMALIVE_DASHBOARD_PORT=str(free_port()),
+    )
+    up = subprocess.Popen(
+        [sys.executable, "-m", "cluster.cli", "up", "--detach"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    instance = Separate(data_dir, env, up)
+    try:
+        yield instance
+    finally:
+        if up.poll() is None:
+            up.wait(timeout=300)
+        if (data_dir / "lumalive.pid").exists():  # the test did not get to `down`
+            instance.cli("down")
 
 
 async def test_token_creates_user_and_works_against_the_api(client, settings):
@@ -94,32 +148,14 @@ def test_up_refuses_a_taken_port_before_starting_anything(tmp_path):
     assert not (tmp_path / "pg").exists()  # nothing was started
 
 
-def test_down_stops_everything_up_started(tmp_path):
+def test_down_stops_everything_up_started(separate: Separate) -> None:
     """`up --detach` then `down`: no Ray process (agents included) and no Postgres of
     that instance is left. A separate instance: its own data dir, ports and Ray."""
     import psutil
 
-    from tests.utils.api import free_port
-
-    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "DATABASE_URL")}
-    env.update(
-        LUMALIVE_DATA_DIR=str(tmp_path),
-        LUMALIVE_API_PORT=str(free_port()),
-        LUMALIVE_RTMP_PORT=str(free_port()),
-        LUMALIVE_DASHBOARD_PORT=str(free_port()),
-    )
-
-    def cli(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run(
-            [sys.executable, "-m", "cluster.cli", *args],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
-
-    up = cli("up", "--detach")
-    assert up.returncode == 0, up.stdout + up.stderr
+    tmp_path = separate.data_dir
+    out, err = separate.up.communicate(timeout=300)
+    assert separate.up.returncode == 0, out + err
     started = psutil.Process(int((tmp_path / "lumalive.pid").read_text()))
     tree = [started, *started.children(recursive=True)]
     postmaster = int((tmp_path / "pg" / "postmaster.pid").read_text().split()[0])
@@ -127,7 +163,7 @@ def test_down_stops_everything_up_started(tmp_path):
     names = " ".join(p.name() for p in tree)
     assert "raylet" in names and "postgres" in names, names
 
-    down = cli("down")
+    down = separate.cli("down")
     assert down.returncode == 0 and "stopped" in down.stdout, down.stdout + down.stderr
 
     def alive(p: psutil.Process) -> bool:

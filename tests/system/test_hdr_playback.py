@@ -39,6 +39,17 @@ async def _get(client: httpx.AsyncClient, path: str, auth: dict[str, str]) -> ht
         await asyncio.sleep(0.3)
 
 
+async def _listed(client: httpx.AsyncClient, path: str, auth: dict[str, str]) -> httpx.Response:
+    """GET a media playlist until it lists a segment: each rung is published when its
+    own job is done, so one rung's playlist may list a segment before another's."""
+    deadline = time.monotonic() + 60
+    while True:
+        r = await _get(client, path, auth)
+        if "#EXTINF" in r.text or time.monotonic() > deadline:
+            return r
+        await asyncio.sleep(0.3)
+
+
 async def test_an_hdr10_publish_plays_back_as_pq_fmp4_beside_tone_mapped_sdr(
     client: httpx.AsyncClient, make_user: Any, make_stream: Any, settings: Settings
 ) -> None:
@@ -74,7 +85,7 @@ async def test_an_hdr10_publish_plays_back_as_pq_fmp4_beside_tone_mapped_sdr(
     assert len(frames) == 6 and frames[0].format.name == "yuv420p10le"
     assert (frames[0].color_trc, frames[0].color_primaries) == (16, 9)
 
-    sdr_index = await client.get(f"{base}/{min(W, H)}p/index.m3u8", headers=owner.auth)
+    sdr_index = await _listed(client, f"{base}/{min(W, H)}p/index.m3u8", owner.auth)
     assert "EXT-X-MAP" not in sdr_index.text and ".ts" in sdr_index.text
     r = await client.post(f"/api/live-streaming/end/{sid}", headers=owner.auth)
     assert r.status_code == 200, r.text

@@ -105,6 +105,10 @@ async def _free_cpu(timeout_s: float = 75.0) -> None:
         await asyncio.sleep(0.5)
 
 
+async def _ready(actor: Any) -> None:
+    await actor.ready.remote()
+
+
 async def test_a_1080p_source_goes_4k_with_ai_in_bounded_memory(
     system: Any, settings: Settings, client: httpx.AsyncClient, db: Database, make_user: Any,
     make_stream: Any,
@@ -124,11 +128,11 @@ async def test_a_1080p_source_goes_4k_with_ai_in_bounded_memory(
     )
     controller, session_ingest = _pids("ServeController"), _pids("IngestActor")
     assert controller and session_ingest
-    await _free_cpu()
     actor: Any = ingest_actor.IngestActor
     ingest = actor.options(num_cpus=0).remote(ours)
     try:
-        await ingest.ready.remote()
+        # Our ingest (no CPU) starts while a CPU frees up for its worker.
+        await asyncio.gather(_ready(ingest), _free_cpu())
         owner = await make_user("uhd")
         stream = await make_stream(owner, quality="8K", enableAI=True)
         sid = stream["id"]

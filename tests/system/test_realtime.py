@@ -278,6 +278,6 @@ async def test_operator_metrics_reach_the_prometheus_export(client, make_user, m
             missing = [m for m in wanted if m not in text]
             if not missing or time.monotonic() > deadline:
                 break
-            await asyncio.sleep(2)
+            await asyncio.sleep(0.5)
     assert not missing, missing
     assert 'route="/api/live-streaming/{stream_id}/chat"' in text

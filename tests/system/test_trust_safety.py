@@ -604,13 +604,16 @@ async def test_cli_grant_moderator(client, settings, make_user):
     person = await make_user("staff")
     queue = "/api/moderation/reports"
     assert_error(await client.get(queue, headers=person.auth), 403, "not_platform_moderator")
+    # A name no user has: its own process (seconds), while the grant and revoke run.
+    nobody = "nobody-" + uuid.uuid4().hex
+    unknown = asyncio.ensure_future(asyncio.to_thread(_cli, settings, "grant-moderator", nobody))
     out = await asyncio.to_thread(_cli, settings, "grant-moderator", person.name)
     assert out.returncode == 0 and "granted" in out.stdout, out.stderr
     assert (await client.get(queue, headers=person.auth)).status_code == 200
     out = await asyncio.to_thread(_cli, settings, "grant-moderator", person.name, "--revoke")
     assert out.returncode == 0 and "revoked" in out.stdout, out.stderr
     assert_error(await client.get(queue, headers=person.auth), 403, "not_platform_moderator")
-    out = await asyncio.to_thread(_cli, settings, "grant-moderator", "nobody-" + uuid.uuid4().hex)
+    out = await unknown
     assert out.returncode == 1 and "no user named" in out.stderr
 
 

@@ -51,14 +51,15 @@ async def browser() -> AsyncIterator[Browser]:
 
 async def _ffmpeg_test_pattern(url: str) -> asyncio.subprocess.Process:
     """A live encoder that never ends by itself: a 480p test pattern and a tone,
-    H.264 with a keyframe every second, AAC, paced in real time (`-re`)."""
+    H.264 with a keyframe every second, AAC, paced in real time (`-re`). 10 fps: the
+    ladder and the player's checks need the 480p size, not more frames to encode."""
     return await asyncio.create_subprocess_exec(
         "ffmpeg",
         *("-hide_banner", "-nostdin", "-loglevel", "error", "-re"),
-        *("-f", "lavfi", "-i", "testsrc2=size=854x480:rate=25"),
+        *("-f", "lavfi", "-i", "testsrc2=size=854x480:rate=10"),
         *("-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"),
         *("-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency", "-pix_fmt", "yuv420p"),
-        *("-g", "25", "-keyint_min", "25", "-sc_threshold", "0", "-threads", "1"),
+        *("-g", "10", "-keyint_min", "10", "-sc_threshold", "0", "-threads", "1"),
         *("-c:a", "aac", "-b:a", "64k", "-f", "flv", url),
         stdout=asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.PIPE,
@@ -72,15 +73,15 @@ async def _wait_for_media(client: httpx.AsyncClient, owner: Person, sid: str) ->
         r = await client.get(f"{BASE}/{sid}/analytics", headers=owner.auth)
         if r.status_code == 200 and r.json()["media"]["segments"] >= 2:
             return
-        await asyncio.sleep(1)
+        await asyncio.sleep(0.5)
     raise AssertionError(f"no segments published within {MEDIA_TIMEOUT_S} s")
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="class")
 async def live(
     client: httpx.AsyncClient, make_user: MakeUser
 ) -> AsyncIterator[tuple[Person, dict[str, Any]]]:
-    """A public stream that ffmpeg publishes to over RTMP for the module's tests."""
+    """A public stream that ffmpeg publishes to over RTMP for `TestAnRtmpLiveStream`."""
     owner = await make_user("caster")
     r = await client.post(
         f"{BASE}/create",
@@ -172,119 +173,7 @@ async def test_the_api_serves_the_app_without_shadowing_itself(
     assert (await client.get("/assets/no-such-build.js")).status_code == 404
 
 
-async def test_poster_and_renditions_follow_the_stream_and_its_privacy(
-    client: httpx.AsyncClient, live: tuple[Person, dict[str, Any]], make_user: MakeUser
-) -> None:
-    owner, stream = live
-    r = await client.get(f"{BASE}/{stream['id']}/poster.jpg")  # public: anyone
-    assert r.status_code == 200 and r.headers["content-type"] == "image/jpeg"
-    assert r.content[:2] == b"\xff\xd8" and len(r.content) > 1000
-    ladder = (await client.get(f"{BASE}/{stream['id']}/renditions")).json()
-    assert [x["name"] for x in ladder] == ["480p", "360p"]
-    assert not any(x["aiEnhanced"] for x in ladder)  # no rung above the 480p source
-
-    r = await client.post(
-        f"{BASE}/create", json={"title": "secret", "privacy": "private"}, headers=owner.auth
-    )
-    secret = r.json()["id"]
-    stranger = await make_user("stranger")
-    for path in ("poster.jpg", "renditions"):
-        assert_error(
-            await client.get(f"{BASE}/{secret}/{path}", headers=stranger.auth),
-            404,
-            "stream_not_found",
-        )
-    assert_error(
-        await client.get(f"{BASE}/{secret}/poster.jpg", headers=owner.auth),
-        404,
-        "media_not_ready",
-    )
-
-
 # -- the browser -----------------------------------------------------------------------
-
-
-async def test_a_viewer_watches_switches_rendition_chats_and_reacts(
-    browser: Browser,
-    live: tuple[Person, dict[str, Any]],
-    make_user: MakeUser,
-    settings: Settings,
-) -> None:
-    owner, stream = live
-    sid = stream["id"]
-    viewer = await make_user("viewer")
-    async with (
-        signed_in(browser, settings.api_url, owner.token) as studio,
-        signed_in(browser, settings.api_url, viewer.token) as watch,
-    ):
-        await studio.goto(f"/studio/{sid}")
-        await studio.locator("[data-screen=studio][data-stream-status=live]").wait_for()
-        await studio.locator("[data-status=events] dd", has_text="open").wait_for()
-
-        # Browse: the live stream, with a poster decoded from its newest segment.
-        await watch.goto("/")
-        card = watch.locator("a.card", has=watch.locator(f'[data-stream-id="{sid}"]')).first
-        await card.wait_for()
-        await watch.wait_for_function(
-            "sid => { const c = document.querySelector(`[data-stream-id='${sid}']`);"
-            " const img = c && c.closest('a').querySelector('img');"
-            " return img && img.complete && img.naturalWidth > 0; }",
-            arg=sid,
-        )
-        await screenshot(watch, "browse")
-
-        # Watch: join, the video plays.
-        await card.click()
-        await watch.wait_for_url(f"**/watch/{sid}")
-        await watch.get_by_role("button", name="Join stream").click()
-        await _video_plays(watch)
-        await studio.locator("[data-status=viewers] dd", has_text="1").wait_for()
-        # A low-latency stream (the default) plays over LL-HLS (hls.js lowLatencyMode). A
-        # viewer who joined before the first part starts on classic ("pending") and moves
-        # to LL-HLS once its master answers (polled every 5 s).
-        player = watch.locator("[data-testid=player]")
-        try:
-            await watch.locator("[data-testid=player][data-latency=low]").wait_for(timeout=30_000)
-        except PlaywrightTimeout:
-            why = await player.get_attribute("data-fallback")
-            raise AssertionError(f"the viewer plays classic HLS, fallback: {why!r}") from None
-        await _video_plays(watch)
-
-        # A rendition switch through the menu shows in the picture itself.
-        menu = watch.locator("[data-testid=rendition-menu]")
-        await watch.locator("[data-testid=player]:not([data-level=''])").wait_for()
-        playing = await watch.locator("[data-testid=player]").get_attribute("data-level")
-        target = "360p" if playing == "480p" else "480p"
-        options = await menu.locator("option").evaluate_all(
-            "os => os.map(o => [o.value, o.textContent])"
-        )
-        value = next(v for v, text in options if text.startswith(target))
-        await menu.select_option(value)
-        await watch.wait_for_function(
-            "h => { const v = document.querySelector('[data-testid=player]');"
-            " return v.dataset.level === h + 'p' && v.videoHeight === h; }",
-            arg=int(target[:-1]),
-            timeout=60_000,
-        )
-        await _video_plays(watch)
-        await screenshot(watch, "watch")
-
-        # Chat and a reaction reach the broadcaster's page within a second.
-        text = f"hello from the e2e viewer {uuid.uuid4().hex[:6]}"
-        await watch.locator("[data-testid=chat-input]").fill(text)
-        chat_s = await _timed(
-            watch.locator("[data-testid=chat-send]").click(),
-            studio.locator("[data-testid=chat-messages] li", has_text=text).wait_for(),
-        )
-        reaction_s = await _timed(
-            watch.get_by_role("button", name="React 🔥").click(),
-            studio.locator('[data-testid=reaction-counter] [data-reaction="🔥"]').wait_for(),
-        )
-        print(f"viewer -> broadcaster page: chat {chat_s:.3f} s, reaction {reaction_s:.3f} s")
-        assert chat_s < REALTIME_BUDGET_S, chat_s
-        assert reaction_s < REALTIME_BUDGET_S, reaction_s
-        await watch.locator("[data-testid=reaction-counter]", has_text="🔥 1").wait_for()
-        await screenshot(studio, "studio")
 
 
 async def test_a_stranger_gets_not_found_for_a_private_stream(
@@ -316,33 +205,151 @@ async def test_a_stranger_gets_not_found_for_a_private_stream(
         await screenshot(page, "not-found")
 
 
-async def test_the_owner_sees_analytics_charts(
-    browser: Browser,
-    client: httpx.AsyncClient,
-    live: tuple[Person, dict[str, Any]],
-    make_user: MakeUser,
-    settings: Settings,
-) -> None:
-    owner, stream = live
-    sid = stream["id"]
-    fan = await make_user("fan")
-    assert (await client.post(f"{BASE}/{sid}/join", headers=fan.auth)).status_code == 200
-    r = await client.post(f"{BASE}/{sid}/chat", json={"message": "great"}, headers=fan.auth)
-    assert r.status_code == 201, r.text
-    r = await client.post(f"{BASE}/{sid}/reaction", json={"reaction": "🎉"}, headers=fan.auth)
-    assert r.status_code == 201, r.text
-    async with signed_in(browser, settings.api_url, owner.token) as page:
-        await page.goto(f"/analytics/{sid}")
-        for chart in ("viewers", "watch-time", "chat", "reactions"):
-            await page.locator(f"[data-chart={chart}] svg").wait_for()
-        await page.locator('[data-chart=reactions] [data-bar="🎉"]').wait_for()
-        # The fan's join is a step up in the viewers series; the chat a minute with 1+.
-        assert await page.locator("[data-chart=viewers] circle").count() >= 3
-        dots = await page.locator("[data-chart=chat] circle title").evaluate_all(
-            "ts => ts.map(t => t.textContent)"
+class TestAnRtmpLiveStream:
+    """The tests of the stream ffmpeg publishes (`live`, class-scoped): it ends with
+    the last of them, so no encoder of it runs during the browser camera's test."""
+
+    async def test_poster_and_renditions_follow_the_stream_and_its_privacy(
+        self, client: httpx.AsyncClient, live: tuple[Person, dict[str, Any]], make_user: MakeUser
+    ) -> None:
+        owner, stream = live
+        r = await client.get(f"{BASE}/{stream['id']}/poster.jpg")  # public: anyone
+        assert r.status_code == 200 and r.headers["content-type"] == "image/jpeg"
+        assert r.content[:2] == b"\xff\xd8" and len(r.content) > 1000
+        ladder = (await client.get(f"{BASE}/{stream['id']}/renditions")).json()
+        assert [x["name"] for x in ladder] == ["480p", "360p"]
+        assert not any(x["aiEnhanced"] for x in ladder)  # no rung above the 480p source
+
+        r = await client.post(
+            f"{BASE}/create", json={"title": "secret", "privacy": "private"}, headers=owner.auth
         )
-        assert any(not d.endswith(": 0") for d in dots), dots
-        await screenshot(page, "analytics")
+        secret = r.json()["id"]
+        stranger = await make_user("stranger")
+        for path in ("poster.jpg", "renditions"):
+            assert_error(
+                await client.get(f"{BASE}/{secret}/{path}", headers=stranger.auth),
+                404,
+                "stream_not_found",
+            )
+        assert_error(
+            await client.get(f"{BASE}/{secret}/poster.jpg", headers=owner.auth),
+            404,
+            "media_not_ready",
+        )
+
+    async def test_a_viewer_watches_switches_rendition_chats_and_reacts(
+        self,
+        browser: Browser,
+        live: tuple[Person, dict[str, Any]],
+        make_user: MakeUser,
+        settings: Settings,
+    ) -> None:
+        owner, stream = live
+        sid = stream["id"]
+        viewer = await make_user("viewer")
+        async with (
+            signed_in(browser, settings.api_url, owner.token) as studio,
+            signed_in(browser, settings.api_url, viewer.token) as watch,
+        ):
+            await studio.goto(f"/studio/{sid}")
+            await studio.locator("[data-screen=studio][data-stream-status=live]").wait_for()
+            await studio.locator("[data-status=events] dd", has_text="open").wait_for()
+
+            # Browse: the live stream, with a poster decoded from its newest segment.
+            await watch.goto("/")
+            card = watch.locator("a.card", has=watch.locator(f'[data-stream-id="{sid}"]')).first
+            await card.wait_for()
+            await watch.wait_for_function(
+                "sid => { const c = document.querySelector(`[data-stream-id='${sid}']`);"
+                " const img = c && c.closest('a').querySelector('img');"
+                " return img && img.complete && img.naturalWidth > 0; }",
+                arg=sid,
+            )
+            await screenshot(watch, "browse")
+
+            # Watch: join, the video plays.
+            await card.click()
+            await watch.wait_for_url(f"**/watch/{sid}")
+            await watch.get_by_role("button", name="Join stream").click()
+            await _video_plays(watch)
+            await studio.locator("[data-status=viewers] dd", has_text="1").wait_for()
+            # A low-latency stream (the default) plays over LL-HLS (hls.js lowLatencyMode). A
+            # viewer who joined before the first part starts on classic ("pending") and moves
+            # to LL-HLS once its master answers (polled every 5 s).
+            player = watch.locator("[data-testid=player]")
+            try:
+                await watch.locator("[data-testid=player][data-latency=low]").wait_for(
+                    timeout=30_000
+                )
+            except PlaywrightTimeout:
+                why = await player.get_attribute("data-fallback")
+                raise AssertionError(f"the viewer plays classic HLS, fallback: {why!r}") from None
+            await _video_plays(watch)
+
+            # A rendition switch through the menu shows in the picture itself.
+            menu = watch.locator("[data-testid=rendition-menu]")
+            await watch.locator("[data-testid=player]:not([data-level=''])").wait_for()
+            playing = await watch.locator("[data-testid=player]").get_attribute("data-level")
+            target = "360p" if playing == "480p" else "480p"
+            options = await menu.locator("option").evaluate_all(
+                "os => os.map(o => [o.value, o.textContent])"
+            )
+            value = next(v for v, text in options if text.startswith(target))
+            await menu.select_option(value)
+            await watch.wait_for_function(
+                "h => { const v = document.querySelector('[data-testid=player]');"
+                " return v.dataset.level === h + 'p' && v.videoHeight === h; }",
+                arg=int(target[:-1]),
+                timeout=60_000,
+            )
+            await _video_plays(watch)
+            await screenshot(watch, "watch")
+
+            # Chat and a reaction reach the broadcaster's page within a second.
+            text = f"hello from the e2e viewer {uuid.uuid4().hex[:6]}"
+            await watch.locator("[data-testid=chat-input]").fill(text)
+            chat_s = await _timed(
+                watch.locator("[data-testid=chat-send]").click(),
+                studio.locator("[data-testid=chat-messages] li", has_text=text).wait_for(),
+            )
+            reaction_s = await _timed(
+                watch.get_by_role("button", name="React 🔥").click(),
+                studio.locator('[data-testid=reaction-counter] [data-reaction="🔥"]').wait_for(),
+            )
+            print(f"viewer -> broadcaster page: chat {chat_s:.3f} s, reaction {reaction_s:.3f} s")
+            assert chat_s < REALTIME_BUDGET_S, chat_s
+            assert reaction_s < REALTIME_BUDGET_S, reaction_s
+            await watch.locator("[data-testid=reaction-counter]", has_text="🔥 1").wait_for()
+            await screenshot(studio, "studio")
+
+    async def test_the_owner_sees_analytics_charts(
+        self,
+        browser: Browser,
+        client: httpx.AsyncClient,
+        live: tuple[Person, dict[str, Any]],
+        make_user: MakeUser,
+        settings: Settings,
+    ) -> None:
+        owner, stream = live
+        sid = stream["id"]
+        fan = await make_user("fan")
+        assert (await client.post(f"{BASE}/{sid}/join", headers=fan.auth)).status_code == 200
+        r = await client.post(f"{BASE}/{sid}/chat", json={"message": "great"}, headers=fan.auth)
+        assert r.status_code == 201, r.text
+        r = await client.post(f"{BASE}/{sid}/reaction", json={"reaction": "🎉"}, headers=fan.auth)
+        assert r.status_code == 201, r.text
+        async with signed_in(browser, settings.api_url, owner.token) as page:
+            await page.goto(f"/analytics/{sid}")
+            for chart in ("viewers", "watch-time", "chat", "reactions"):
+                await page.locator(f"[data-chart={chart}] svg").wait_for()
+            await page.locator('[data-chart=reactions] [data-bar="🎉"]').wait_for()
+            # The fan's join is a step up in the viewers series; the chat a minute with 1+.
+            assert await page.locator("[data-chart=viewers] circle").count() >= 3
+            dots = await page.locator("[data-chart=chat] circle title").evaluate_all(
+                "ts => ts.map(t => t.textContent)"
+            )
+            assert any(not d.endswith(": 0") for d in dots), dots
+            await screenshot(page, "analytics")
 
 
 async def test_a_broadcaster_goes_live_from_the_browser_camera(
@@ -391,12 +398,12 @@ async def test_a_broadcaster_goes_live_from_the_browser_camera(
         await watch.goto(f"/watch/{sid}")
         await watch.get_by_role("button", name="Join stream").click()
         await _video_shows(watch)
-        # Not asserted here: in the full suite on the CI box (the test module's RTMP
-        # stream, two browser pages, the WHIP ingest's encoder and Ray at once) this
-        # play stopped after its first seconds in three of four runs, LL-HLS and then
-        # classic, cause not found (alone it plays on). How far it got is printed;
-        # `test_a_viewer_watches_...` asserts continued playback of an RTMP stream.
-        await _advance(watch, 10)
+        # It plays on. In the full suite on the CI box (the module's RTMP stream, two
+        # pages, Ray at once) the loaded ingest received this publish late: its clock
+        # then jumped 2 s ahead at a time and most sound was lost, holes the player
+        # stopped at. Late frames now keep their RTP times and sound holes are
+        # filled with silence (`media.webrtc.clock`, `media.webrtc.frames`).
+        await _video_plays(watch)
         await studio.get_by_role("button", name="Hide Stream key").click()
         assert stream["stream_key"] not in await key.inner_text()
         await screenshot(studio, "studio-live-from-camera")

@@ -315,8 +315,8 @@ async def test_platform_endpoints_from_the_cli_hear_reports_which_owners_do_not(
     assert out.returncode == 0, out.stderr[-2000:]
     platform_id, _, secret = out.stdout.strip().splitlines()[-1].partition("  secret ")
     try:
-        listed = await asyncio.to_thread(_cli, settings, "list")
-        assert platform_id in listed.stdout and platform_path in listed.stdout
+        # `list` (a process of its own, seconds) runs while the report goes through.
+        listing = asyncio.ensure_future(asyncio.to_thread(_cli, settings, "list"))
         await _register(client, owner, receiver.url(owner_path), [STARTED])
         stream = await make_stream(owner, start=True)
         r = await client.post(
@@ -333,6 +333,8 @@ async def test_platform_endpoints_from_the_cli_hear_reports_which_owners_do_not(
         await _eventually(lambda: _async(receiver.at(owner_path)))  # its stream.started
         await asyncio.sleep(0.5)
         assert [h.json["type"] for h in receiver.at(owner_path)] == [STARTED]  # no report
+        listed = await listing
+        assert platform_id in listed.stdout and platform_path in listed.stdout
     finally:
         out = await asyncio.to_thread(_cli, settings, "remove", platform_id)
         assert out.returncode == 0, out.stderr[-2000:]

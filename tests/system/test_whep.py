@@ -1,7 +1,9 @@
 """WHEP playback in the running system: a real ffmpeg publishes over RTMP, and an aiortc
 peer plays the viewer, posting its offer to `POST /api/live-streaming/{id}/whep` as a
 WHEP player does. The ingest actor answers and sends the publisher's H.264 as it
-arrives (no re-encoding) with its AAC as Opus; the viewer decodes both.
+arrives (no re-encoding) with its AAC as Opus; the viewer decodes both. A source WebRTC
+cannot take as it is (B-frames, HEVC over Enhanced RTMP, published with PyAV) plays
+from the streaming encoder's lowest LL rung; without one, HEVC is refused (409).
 
 ICE runs on loopback: the system keeps `LUMALIVE_WHIP_HOST_ADDRESSES` at 127.0.0.1,
 and this process gathers on 127.0.0.1 too.
@@ -23,6 +25,8 @@ from actors import ingest_actor
 from lumalive.settings import Settings
 from media.webrtc import use_host_addresses
 from tests.utils.api import BASE, assert_error
+from tests.utils.media import frame_index
+from tests.utils.pyav_live import pyav_live
 from tests.utils.rtmp import ffmpeg_live
 
 pytestmark = pytest.mark.slow
@@ -282,3 +286,51 @@ async def test_a_b_frame_source_plays_from_the_lowest_ll_rung(
         await publisher.wait()
     r = await client.post(f"{BASE}/end/{sid}", headers=owner.auth)
     assert r.status_code == 200, r.text
+
+
+async def test_an_hevc_source_plays_from_the_lowest_ll_rung_and_without_one_is_refused(
+    client: httpx.AsyncClient, make_user: Any, make_stream: Any, settings: Settings
+) -> None:
+    owner = await make_user("caster")
+    low = await make_stream(owner)  # latency mode low: its streaming encoder makes H.264
+    normal = await make_stream(owner, latencyMode="normal")  # ... this one has none
+    publishers = [
+        await pyav_live(f"{settings.rtmp_url}/{s['stream_key']}", 6) for s in (low, normal)
+    ]
+    viewer, probe = Viewer(), Viewer()
+    try:
+        await _watch(client, low["id"], viewer, owner.auth)
+        offer = await probe.offer()
+
+        async def answered() -> httpx.Response | None:
+            r = await post_offer(client, normal["id"], offer, owner.auth)
+            return r if r.status_code != 409 or "stream_not_live" not in r.text else None
+
+        refused = await eventually(answered, "the normal stream to be published")
+        assert_error(refused, 409, "whep_unavailable")
+        message = refused.json()["error"]["message"]
+        assert "HEVC" in message and "HLS" in message, message
+
+        async def playing() -> bool:
+            return len(viewer.frames) >= 10 and len(viewer.sounds) >= 25
+
+        await eventually(playing, "a second of pictures and sound", 20)
+        ingest = ingest_actor.lookup()
+        assert ingest is not None
+        whep = (await ingest.status.remote())["whep"][low["id"]]
+        # The source's HEVC is not sent; the streaming encoder's lowest rung is, as it is.
+        assert whep["video_codec"] == "hevc" and whep["rung"] == "180p", whep
+        assert whep["rung_pictures"] > 0 and not whep["reencoding"], whep
+        assert {(f.width, f.height) for f in viewer.frames} == {(320, 180)}
+        indices = [frame_index(f) for f in viewer.frames]  # decodable, in the source's order
+        assert indices == sorted(set(indices)), indices
+        assert {s.sample_rate for s in viewer.sounds} == {48_000}  # Opus
+    finally:
+        await asyncio.gather(viewer.close(), probe.close())
+        for publisher in publishers:
+            if publisher.returncode is None:
+                publisher.kill()
+            await publisher.wait()
+    for stream in (low, normal):
+        r = await client.post(f"{BASE}/end/{stream['id']}", headers=owner.auth)
+        assert r.status_code == 200, r.text

@@ -6,10 +6,13 @@ from __future__ import annotations
 import asyncio
 
 from actors.backpressure import Backlog, BackpressureController, Thresholds, shedding_steps
+from actors.lowest_first import split_lowest
 from actors.media_worker import SegmentJob, SegmentResult
 from actors.segment_pool import SegmentPool
+from media.hdr import hdr_renditions
 from media.ladder import Rendition, build_ladder
 from media.playlist import SegmentRecord, media_playlist
+from media.rendition import lowest_rung
 
 D = 2.0  # segment seconds
 OVER = Backlog(waiting=3, oldest_submitted_at=0.0)  # ages are measured against `now`
@@ -41,6 +44,19 @@ def test_order_ai_rungs_first_then_top_down_never_the_lowest() -> None:
     plain = [r.name for r in ladder(ai=False)]
     assert shedding_steps(ladder(ai=False)) == tuple((n,) for n in plain[:-1])
     assert shedding_steps(ladder()[-1:]) == ()
+
+
+def test_an_hdr_ladder_keeps_its_lowest_sdr_rung_and_sheds_the_hevc_twins_first() -> None:
+    """enableHDR appends HEVC twins after the SDR rungs: the rung every player plays is
+    the lowest SDR one, published first (`split_lowest`) and never shed."""
+    sdr = ladder(ai=False)[-2:]  # 480p, 360p
+    hdr = hdr_renditions(sdr, "PQ")
+    assert lowest_rung(hdr) is sdr[-1]
+    steps = shedding_steps(hdr)
+    assert steps == ((sdr[0].name + "-hdr",), (sdr[1].name + "-hdr",), (sdr[0].name,))
+    first, rest = split_lowest(SegmentJob("s", 0, hdr, 20), D)
+    assert first.renditions == (sdr[-1],) and rest is not None
+    assert sdr[-1] not in rest.renditions and len(rest.renditions) == 3
 
 
 def test_first_step_at_once_then_one_step_per_escalation_interval() -> None:

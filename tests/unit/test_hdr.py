@@ -61,6 +61,8 @@ def test_an_hdr10_source_keeps_pq_bt2020_and_its_mastering_metadata_in_hevc_main
     out = transcode(segment, renditions)["180p-hdr"]
     assert out.init is not None and out.data[4:8] == b"styp"
     assert out.codecs.startswith("hvc1.2.4.L")  # Main10, read from the bitstream
+    # The plan names it before the first segment (a master listed early): the same string.
+    assert out.codecs.split(",")[0] == renditions[1].video_codec_string
     frames, codec = decode(out.init + out.data)
     assert codec == "hevc" and len(frames) == segment.frames == out.frames
     first = frames[0]

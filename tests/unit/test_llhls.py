@@ -188,7 +188,7 @@ def test_validator_catches_broken_rules(change: tuple[str, str], complaint: str)
 
 
 def test_latency_mode_and_the_rungs_the_streaming_encoder_carries() -> None:
-    from actors.live_encoder import ll_renditions, wants_low_latency
+    from actors.ll_rungs import ll_renditions, wants_low_latency
     from lumalive.settings import Settings
 
     settings = Settings(llhls_max_height=720)

@@ -20,10 +20,11 @@ from actors.segment_publisher import SegmentPublisher
 from actors.stream_ladder import stream_ladder
 from lumalive.settings import Settings
 from media.dash import SRD_SCHEME, MpdSegment, tile_mpd
-from media.ladder import QUALITY_BITRATE_KBPS, Rendition, build_ladder, plan, tile_set
+from media.ladder import QUALITY_BITRATE_KBPS, Rendition, build_ladder
 from media.levels import h264_excess, h264_level
 from media.segmenter import Segmenter
 from media.storage import LocalStorage
+from media.tier_plan import plan, tile_set
 from media.tile_renditions import cropping_hook, tile_map
 from media.tiles import MIN_TILE_SIDE, TileGrid, source_window
 from serve_app.renditions import planned

@@ -25,10 +25,11 @@ from actors.media_worker import (
 from actors.tile_jobs import run_tiled
 from lumalive.settings import Settings
 from media.cmaf import first_decode_s
-from media.ladder import Rendition, plan
+from media.ladder import Rendition
 from media.playlist import master_playlist
 from media.segmenter import Segmenter, SourceSegment
 from media.storage import LocalStorage
+from media.tier_plan import plan
 from media.tile_renditions import cropping_hook
 from media.tiles import Tile, TileGrid
 

@@ -1,6 +1,7 @@
 """WHEP's media side without Ray: the segmenter's tap makes a published FLV
 WebRTC-ready (H.264 passed through as Annex B, AAC → Opus; a B-frame source re-encoded
-once), and a real aiortc viewer plays a hub over loopback (ICE, DTLS, SRTP real)."""
+once; an HEVC source's video left to the streaming encoder's lowest rung), and a real
+aiortc viewer plays a hub over loopback (ICE, DTLS, SRTP real)."""
 
 from __future__ import annotations
 
@@ -14,9 +15,10 @@ import pytest
 from aiortc import RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
-from media.ladder import Rendition, plan
+from media.ladder import Rendition
 from media.llhls.live import LiveTranscoder, SourcePacket
 from media.segmenter import Segmenter
+from media.tier_plan import plan
 from media.webrtc import (
     InvalidOfferError,
     MediaPacket,
@@ -99,18 +101,46 @@ async def test_a_b_frame_source_is_reencoded_once_without_b_frames() -> None:
     assert indices == sorted(indices) and len(frames) >= 40
 
 
+async def test_an_hevc_source_has_no_video_of_the_taps_own() -> None:
+    data = synthetic(frames=20, gop=10, size=(320, 180), fps=10, codec="libx265")
+    packets, tap = await tapped(data)
+    assert tap.video_codec == "hevc" and tap.needs_rung and not tap.reencoding
+    assert not [p for p in packets if p.kind == "video"] and tap.video_skipped == 20
+    assert tap.blocked_codec == "hevc"  # its owner refuses viewers: they would get no video
+    tap.rung_fed = True
+    assert tap.blocked_codec is None  # ... unless the LL rung is the video
+    assert decode_audio(packets) > 1.5 * 48_000  # the sound is Opus as for any source
+
+
+async def test_the_tap_notes_the_codec_while_nobody_watches() -> None:
+    hub = PacketHub(asyncio.get_running_loop())
+    tap = SourceTap(hub)
+    data = synthetic(frames=3, gop=10, size=(320, 180), fps=10, codec="libx265", audio=False)
+    await asyncio.to_thread(
+        lambda: list(Segmenter(ChunkedReader(data), format="flv", on_packet=tap))
+    )
+    assert tap.video_codec == "hevc" and tap.video_skipped == 0  # noted, nothing converted
+
+
 def lowest_rungs(width: int, height: int, fps: float) -> tuple[Rendition, ...]:
     ladder, _ = plan(width, height, "1080p", False, fps=fps)
     return tuple(r for r in ladder if r.codec == "h264" and not r.needs_upscale and not r.tile)
 
 
-async def test_the_lowest_ll_rung_is_the_video_of_a_b_frame_source() -> None:
-    data = synthetic(frames=50, gop=25, size=SIZE, preset="superfast", x264_params="bframes=2")
+B_FRAMES = {"preset": "superfast", "x264_params": "bframes=2"}
+HEVC = {"codec": "libx265"}
+
+
+@pytest.mark.parametrize("source", [B_FRAMES, HEVC], ids=["h264-b-frames", "hevc"])
+async def test_the_lowest_ll_rung_is_the_video_of_a_source_webrtc_cannot_take(
+    source: dict[str, str],
+) -> None:
+    data = synthetic(frames=50, gop=25, size=SIZE, **source)  # type: ignore[arg-type]
     hub = PacketHub(asyncio.get_running_loop())
     viewer = hub.subscribe()
     tap = SourceTap(hub, fallback_height=120)  # its own re-encode would be 160x120
     tap.rung_fed = True
-    rung = RungVideo(hub, lambda: tap.reencoding and tap.rung_fed)
+    rung = RungVideo(hub, lambda: tap.rung_fed and tap.needs_rung)
     encoder = LiveTranscoder(lowest_rungs, segment_s=1.0, part_s=0.5, epoch=0)
 
     def feed(parts: list[Any]) -> None:
@@ -134,7 +164,7 @@ async def test_the_lowest_ll_rung_is_the_video_of_a_b_frame_source() -> None:
     for kind in ("video", "audio"):
         while (p := await viewer.get(kind)) is not None:  # type: ignore[arg-type]
             packets.append(p)
-    assert tap.reencoding and rung.rendition == "240p" and rung.errors == 0
+    assert tap.needs_rung and rung.rendition == "240p" and rung.errors == 0
     frames = decode_video(packets)
     assert {(f.width, f.height) for f in frames} == {SIZE}  # the rung's, no re-encode
     indices = [frame_index(f) for f in frames]

@@ -9,6 +9,7 @@ import asyncio
 import fractions
 import io
 import time
+from typing import Any
 
 import av
 import numpy as np
@@ -27,6 +28,9 @@ from media.webrtc import (
     use_host_addresses,
 )
 from media.webrtc.avc import avc_frame_body, avcc_record, split_annexb
+from media.webrtc.clock import TrackClock
+from media.webrtc.frames import AudioEncoder, VideoEncoder
+from media.webrtc.pending import PendingFrames
 from tests.utils.webrtc import Camera
 
 SIZE = (320, 240)
@@ -110,6 +114,8 @@ async def test_a_browser_publish_becomes_segments_that_decode(sent_codec: str) -
     assert received >= PUBLISH_S * 30 * 0.5  # loopback loses little; a busy CI box lags
     assert camera.sent - 10 <= publish.status()["frames"] <= camera.sent
     assert len(segments) >= 3
+    # The camera's nominal rate (onMetaData), not the FLV demuxer's guess of 1000.
+    assert {s.fps for s in segments} == {30.0}
     for segment in segments[:-1]:  # a keyframe every SEGMENT_S: segments of that length
         assert segment.duration == pytest.approx(SEGMENT_S, abs=0.1)
         assert segment.keyframe_count == 1 and segment.has_audio
@@ -144,6 +150,70 @@ async def test_a_video_only_offer_publishes_video() -> None:
         segments = await cutting
     assert segments and not any(s.has_audio for s in segments)
     assert sum(s.frames for s in segments) == publish.status()["frames"] > 30
+
+
+SLOW_ENCODE_S = 0.1  # a loaded CPU: 10 pictures a second, a third of the camera's rate
+SLOW_PUBLISH_S = 4.0
+
+
+async def test_an_encoder_slower_than_the_camera_drops_pictures_not_time(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A loaded machine (CI's, in the browser-camera test): each picture's x264 encode
+    takes SLOW_ENCODE_S. The publish encodes the newest picture and drops those it has
+    no time for, so the FLV keeps the camera's clock: no hole in the video (before,
+    a backlog grew until the track's clock jumped 2 s ahead, and a player stopped at
+    the hole) and every bit of sound (it was starved behind the video)."""
+    real = VideoEncoder.encode
+
+    def slow(self: VideoEncoder, frame: av.VideoFrame, at_ms: int) -> list[Any]:
+        time.sleep(SLOW_ENCODE_S)
+        return real(self, frame, at_ms)
+
+    monkeypatch.setattr(VideoEncoder, "encode", slow)
+    session = IngestSession(stream_id="s5", stream_key="", app="whip", peer="test")
+    tags: list[tuple[int, int]] = []
+    feed = session.feed_media
+
+    def record(kind: int, timestamp: int, body: bytes) -> None:
+        tags.append((kind, timestamp))
+        feed(kind, timestamp, body)
+
+    monkeypatch.setattr(session, "feed_media", record)
+    publish = WhipPublish(session, WhipConfig(keyframe_interval_s=1.0, x264_preset="ultrafast"))
+    browser = RTCPeerConnection()
+    answer = await publish.answer(await offer(browser))
+    await browser.setRemoteDescription(RTCSessionDescription(answer, "answer"))
+    [camera] = [t.sender.track for t in browser.getTransceivers() if t.kind == "video"]
+    await asyncio.sleep(SLOW_PUBLISH_S)
+    await browser.close()
+    async with asyncio.timeout(30):
+        await publish.wait_closed()
+
+    video = [ts for kind, ts in tags if kind == flv.VIDEO][1:]  # after the avcC
+    audio = [ts for kind, ts in tags if kind == flv.AUDIO][1:]
+    assert len(video) >= 0.5 * SLOW_PUBLISH_S / SLOW_ENCODE_S
+    gaps = [b - a for a, b in zip(video, video[1:], strict=False)]
+    assert max(gaps) < 4 * SLOW_ENCODE_S * 1000, gaps  # never a 2 s jump
+    # AAC: 1024 samples a tag at 48 kHz, as many as the time the audio spans.
+    span_s = (audio[-1] - audio[0]) / 1000
+    assert len(audio) * 1024 / 48_000 == pytest.approx(span_s, abs=0.3)
+    assert span_s > SLOW_PUBLISH_S - 1.5
+    status = publish.status()
+    assert isinstance(camera, Camera) and status["dropped_frames"] > camera.sent / 3
+    assert status["frames"] + status["dropped_frames"] >= camera.sent - 10
+
+
+def test_pending_frames_keep_the_newest() -> None:
+    async def run() -> None:
+        waiting: PendingFrames[int] = PendingFrames(2)
+        for i in range(5):
+            waiting.put(i)
+        assert waiting.dropped == 3 and len(waiting) == 2
+        waiting.close()
+        assert [await waiting.get(), await waiting.get(), await waiting.get()] == [3, 4, None]
+
+    asyncio.run(run())
 
 
 async def test_a_publish_that_never_connects_times_out() -> None:
@@ -189,6 +259,34 @@ def test_encoded_frames_are_flv_h264_with_keyframes_every_interval() -> None:
     assert keys == [0, 520, 1040, 1560]  # the first frame at or after each 500 ms
     assert encoder.video_encoder.size == (160, 120)  # even width
     assert all(flv.is_video_frame(t.body) for t in pictures)
+
+
+def test_late_frames_keep_the_senders_clock() -> None:
+    """Frames that reach the encoder later and later (this process fell behind) keep
+    their RTP spacing: no jump ahead, which would be a hole. A jump of the sender's
+    own clock (a timestamp read as a wrap: 2**32 ticks) is re-anchored at arrival."""
+    clock = TrackClock(0.0, strictly_increasing=True)
+    tb = fractions.Fraction(1, 90_000)
+    times = [clock.at(i * 3000, tb, arrived=i / 30 * 1.5) for i in range(300)]  # 5 s late
+    assert {b - a for a, b in zip(times, times[1:], strict=False)} == {33, 34}
+    jumped = clock.at(2**32 + 300 * 3000, tb, arrived=15.0)
+    assert jumped == 15_000
+
+
+def test_a_hole_in_the_sound_is_filled_with_silence() -> None:
+    """Sound lost for a second (a loaded ingest drops audio packets): the AAC goes on
+    through the hole, timed where the sound came back, so a player has no hole."""
+    encoder = AudioEncoder()
+    tags = []
+    for ms in [*range(0, 1000, 20), *range(2000, 3000, 20)]:
+        frame = av.AudioFrame(format="s16", layout="mono", samples=960)
+        frame.sample_rate = 48_000
+        for plane in frame.planes:
+            plane.update(bytes(plane.buffer_size))
+        tags += encoder.encode(frame, ms)
+    times = [t.timestamp for t in tags[1:]]  # after the AudioSpecificConfig
+    assert max(b - a for a, b in zip(times, times[1:], strict=False)) <= 22
+    assert times[-1] == pytest.approx(3000, abs=120)  # where the sound came back, on time
 
 
 def test_annexb_to_avcc() -> None:

@@ -717,7 +717,9 @@ export interface paths {
          *     gathered) that receives H.264 video and, optionally, Opus audio; the answer is
          *     complete too. Who may watch is who may play its HLS. Too many sessions on the
          *     stream or from the caller is 429; an offer that cannot be answered is 400
-         *     `invalid_offer`; a stream not being published is 409 `stream_not_live`.
+         *     `invalid_offer`; a stream not being published is 409 `stream_not_live`, and one whose
+         *     video WebRTC cannot carry (HEVC/AV1 with no low-latency H.264 rung: latencyMode normal)
+         *     is 409 `whep_unavailable` (its HLS plays it).
          */
         post: operations["whep_play_api_live_streaming__stream_id__whep_post"];
         delete?: never;
@@ -2016,7 +2018,7 @@ export interface components {
             isNSFW?: boolean;
             /**
              * Latencymode
-             * @description low: LL-HLS (CMAF parts, ~2-4 s behind live) for the rungs up to LUMALIVE_LLHLS_MAX_HEIGHT, from one extra real-time encoder per stream, besides the classic HLS ladder; normal: classic HLS only (segments, ~10+ s behind)
+             * @description low: LL-HLS (CMAF parts, ~2-4 s behind live) for the rungs up to LUMALIVE_LLHLS_MAX_HEIGHT, from one extra real-time encoder per stream, besides the classic HLS ladder; normal: classic HLS only (segments, ~10+ s behind), and no WebRTC (WHEP) playback of an HEVC/AV1 source (its WebRTC video is the lowest LL rung)
              * @default low
              * @enum {string}
              */

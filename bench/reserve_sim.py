@@ -1,0 +1,167 @@
+"""The pool's reserve (`actors.segment_pool`) on a model of the work, without Ray: the
+real `SegmentPool` and `BackpressureController`, workers that sleep for what a job
+would cost, segments cut once per segment duration. Reserve off and on side by side,
+for one and two workers.
+
+Why a model: it isolates the scheduling (the reserve) from the machine's noise, and it
+needs no cluster. `bench/overload.py --workers 2 --reserve both` is the real thing.
+
+Costs per 1 s segment, single-thread CPU seconds, from `bench/split_cost.py` (1080p25
+veryfast; rest 1.245 s, of which the 1080p job 0.64 s; the lowest rung's job 0.195 s);
+the 720p/480p split of the rest is estimated by pixels. `--speed` scales time down;
+`--loaded` multiplies every cost (a core shared with other work: two workers are then
+overloaded too, as on the loaded 2-core box).
+
+    .venv/bin/python -m bench.reserve_sim            # 60 segments, 10x faster than real
+    .venv/bin/python -m bench.reserve_sim --quick    # 20 segments
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from actors.backpressure import BackpressureController
+from actors.media_worker import SegmentJob, SegmentResult
+from actors.segment_pool import SegmentPool
+
+__all__ = ["main"]
+
+LOWEST_S = 0.195
+UPPER_S = {"1080p": 0.64, "720p": 0.36, "480p": 0.245}  # shed in this order
+STEPS = tuple((name,) for name in UPPER_S)
+DEFER_SEGMENTS = 30.0  # actors.lowest_first.REST_DEFER_SEGMENTS
+
+
+class Sleepers:
+    """Workers that take a job's modelled cost (its renditions' names) as sleep."""
+
+    def __init__(self, speed: float, scale: float) -> None:
+        self.speed = speed / scale  # a slower core: every job costs `scale` times more
+        self.made = 0
+
+    def spawn(self) -> int:
+        self.made += 1
+        return self.made
+
+    def share(self, data: bytes) -> Any:
+        return data
+
+    async def process(self, worker: int, job: SegmentJob, data: Any) -> SegmentResult:
+        names: tuple[str, ...] = data
+        cost = LOWEST_S if job.part == "lowest" else sum(UPPER_S[n] for n in names)
+        await asyncio.sleep(cost / self.speed)
+        return SegmentResult(job.source_sequence)
+
+    def kill(self, worker: int) -> None:
+        pass
+
+
+@dataclass
+class Run:
+    label: str
+    lowest_at: list[float] = field(default_factory=list)  # published, segment order
+    latency: list[float] = field(default_factory=list)
+    upper_done: int = 0  # upper-rung segments encoded
+    shed_from: int | None = None
+    overload_from: int | None = None
+    span: float = 0.0
+
+
+async def _simulate(workers: int, reserve: bool, segments: int, speed: float, scale: float) -> Run:
+    pool = SegmentPool(Sleepers(speed, scale), size=workers, idle_s=60, reserve=reserve)
+    control = BackpressureController(STEPS, 1.0)
+    run = Run(f"{workers} worker(s), costs x{scale}, reserve {'on' if reserve else 'off'}")
+    start = time.monotonic()
+    lowest: list[asyncio.Task[tuple[float, float, int]]] = []
+    upper: list[asyncio.Task[tuple[float, float, int]]] = []
+
+    def now() -> float:  # model seconds
+        return (time.monotonic() - start) * speed
+
+    for n in range(segments):
+        await asyncio.sleep(max(0.0, n - now()) / speed)
+        backlog = pool.backlog()
+        control.observe(now(), backlog)
+        if backlog.full and run.overload_from is None:
+            run.overload_from = n
+        if control.level and run.shed_from is None:
+            run.shed_from = n
+        names = tuple(x for x in UPPER_S if x not in control.shed)
+        cut = now()
+        first = SegmentJob("sim", n, (), 0, submitted_at=cut, part="lowest")
+        rest = SegmentJob("sim", n, (), 0, submitted_at=cut, part="upper", defer_s=DEFER_SEGMENTS)
+        lowest.append(asyncio.create_task(_timed(pool, first, names, now, cut)))
+        if names:
+            upper.append(asyncio.create_task(_timed(pool, rest, names, now, cut)))
+    published = 0.0
+    for task in lowest:  # in segment order, as the publisher does
+        done_at, cut, _ = await task
+        published = max(published, done_at)
+        run.lowest_at.append(published)
+        run.latency.append(published - cut)
+    ends = [await t for t in upper]
+    run.upper_done = sum(rungs for _, _, rungs in ends)
+    run.span = max([e for e, _, _ in ends] + run.lowest_at)
+    pool.shutdown()
+    return run
+
+
+async def _timed(
+    pool: SegmentPool[int], job: SegmentJob, names: tuple[str, ...], now: Any, cut: float
+) -> tuple[float, float, int]:
+    """When the job ended and its segment was cut (model seconds), and its rungs."""
+    await pool.run(job, names)  # type: ignore[arg-type]  # the names are the "bytes"
+    return now(), cut, len(names)
+
+
+def _pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))] if ordered else 0.0
+
+
+def _report(runs: list[Run]) -> None:
+    print(
+        "| run | lowest stall max / p95 (s) | lowest latency p50 / p95 (s) |"
+        " overload / shedding from (segment) | upper rung-segments (per s) | vs reserve off |"
+    )
+    print("|---|---|---|---|---|---|")
+    for i, r in enumerate(runs):
+        stalls = [b - a for a, b in zip(r.lowest_at, r.lowest_at[1:], strict=False)]
+        rate = r.upper_done / r.span
+        base = runs[i - i % 2]
+        ratio = rate / (base.upper_done / base.span)
+        print(
+            f"| {r.label} | {max(stalls):.2f} / {_pct(stalls, 0.95):.2f} |"
+            f" {_pct(r.latency, 0.5):.2f} / {_pct(r.latency, 0.95):.2f} |"
+            f" {r.overload_from} / {r.shed_from} | {r.upper_done} ({rate:.2f}) | {ratio:.2f} |"
+        )
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--segments", type=int, default=60)
+    ap.add_argument("--speed", type=float, default=10.0)
+    ap.add_argument("--loaded", type=float, default=1.6, help="cost factor of a loaded box")
+    args = ap.parse_args(argv)
+    segments = 20 if args.quick else args.segments
+    print(
+        f"model: {segments} segments of 1 s (target duration 1 s), lowest {LOWEST_S} s,"
+        f" upper {UPPER_S} s of one core, backpressure on, {args.speed:.0f}x faster\n"
+    )
+    runs = [
+        asyncio.run(_simulate(w, reserve, segments, args.speed, scale))
+        for w, scale in ((1, 1.0), (2, 1.0), (2, args.loaded))
+        for reserve in (False, True)
+    ]
+    _report(runs)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
