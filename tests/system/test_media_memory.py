@@ -43,11 +43,13 @@ FPS, SECONDS = 1, 4
 
 
 def _pids(class_name: str) -> set[int]:
-    return {
-        a.pid
-        for a in list_actors(filters=[("class_name", "=", class_name), ("state", "=", "ALIVE")])
-        if a.pid
-    }
+    """The live actors of this class in the session's cluster (by its address: another
+    Ray instance on the machine must not make the lookup ambiguous)."""
+    actors = list_actors(
+        address=ray.get_runtime_context().gcs_address,
+        filters=[("class_name", "=", class_name), ("state", "=", "ALIVE")],
+    )
+    return {a.pid for a in actors if a.pid}
 
 
 class PeakRss:
