@@ -95,23 +95,21 @@ export function Player(props: { src: string; renditions: RenditionInfo[]; poster
   // Set when the low-latency master was missing: the player goes back to it once it
   // exists. Never after a stall: that would flap between the two.
   const [pendingLow, setPendingLow] = useState<string | null>(null);
-  // Why a low-latency source plays classic now (shown as `data-fallback`, for the
-  // viewer's support and the browser tests): "pending" (no LL master yet), "stall".
-  const [fellBack, setFellBack] = useState<"" | "pending" | "stall">("");
   useEffect(() => {
     setSrc(props.src);
     setPendingLow(null);
-    setFellBack("");
   }, [props.src]);
   useEffect(() => {
     if (!pendingLow) return;
     return awaitLowLatency(pendingLow, () => {
       setPendingLow(null);
-      setFellBack("");
       setSrc(pendingLow);
     });
   }, [pendingLow]);
   const fallback = classicOf(src);
+  // Why a low-latency source plays classic now (`data-fallback`, for the viewer's
+  // support and the browser tests): "pending" (no LL master yet, polled) or "stall".
+  const fellBack = src === props.src ? "" : pendingLow ? "pending" : "stall";
   const hls = useRef<Hls | null>(null);
   const [levels, setLevels] = useState<Level[]>([]);
   const [chosen, setChosen] = useState(-1);
@@ -139,7 +137,6 @@ export function Player(props: { src: string; renditions: RenditionInfo[]; poster
       if (!data.fatal) return;
       if (lowLatency && data.details === Hls.ErrorDetails.MANIFEST_LOAD_ERROR) {
         setPendingLow(src); // no low-latency renditions (yet): the classic ones
-        setFellBack("pending");
         setSrc(fallback);
         return;
       }
@@ -155,10 +152,7 @@ export function Player(props: { src: string; renditions: RenditionInfo[]; poster
     player.on(Hls.Events.FRAG_BUFFERED, () => setProblem(null));
     player.loadSource(src);
     player.attachMedia(el);
-    const watchdog = lowLatency ? watchStall(el, () => {
-          setFellBack("stall");
-          setSrc(fallback);
-        }) : undefined;
+    const watchdog = lowLatency ? watchStall(el, () => setSrc(fallback)) : undefined;
     return () => {
       window.clearInterval(watchdog);
       player.destroy();
