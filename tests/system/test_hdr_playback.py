@@ -70,7 +70,9 @@ async def test_an_hdr10_publish_plays_back_as_pq_fmp4_beside_tone_mapped_sdr(
     hdr_name = hdr_name.split("/")[0]
     assert hdr_name == f"{min(W, H)}p-hdr"
 
-    index = await client.get(f"{base}/{hdr_name}/index.m3u8", headers=owner.auth)
+    # The SDR rung is the lowest and published first (the master lists both rungs as
+    # soon as it is); the HDR twin's playlist may still be empty: wait for its segment.
+    index = await _listed(client, f"{base}/{hdr_name}/index.m3u8", owner.auth)
     assert index.status_code == 200, index.text
     assert "#EXT-X-VERSION:7" in index.text and '#EXT-X-MAP:URI="init.mp4' in index.text
     [segment_uri] = [line for line in index.text.splitlines() if ".m4s" in line]

@@ -127,10 +127,15 @@ def _wait(check: Any, what: str, timeout_s: float = 120.0, every_s: float = 0.1)
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def _listener(port: int) -> int:
-    """The pid listening on a TCP port of this machine."""
+def _listener(port: int, host: str = "127.0.0.1") -> int:
+    """The pid listening on `host:port` (the product's listeners bind loopback). The
+    address matters: another process may hold the same port number on another address
+    (a Ray worker's gRPC server on the node IP or `::`), and the first listener on the
+    number was once such a worker, not the API's proxy."""
     for c in psutil.net_connections("tcp"):
-        if c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == port and c.pid:
+        if c.status != psutil.CONN_LISTEN or not c.laddr or not c.pid:
+            continue
+        if c.laddr.port == port and c.laddr.ip == host:
             return c.pid
     raise LookupError(f"nothing listens on {port}")
 
