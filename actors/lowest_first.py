@@ -12,20 +12,26 @@ Cost: each job decodes the segment, so the source is decoded twice
 (`bench/split_cost.py` measures it); the lowest rung's encode is not repeated.
 
 The jobs are marked (`SegmentJob.part`: "lowest", "upper"; an unsplit job stays
-"whole"), so the pool keeps a worker for lowest rungs: with two or more workers, upper
-rungs never hold them all (`actors.segment_pool`, the reserve), and a lowest rung never
-waits behind them.
+"whole"), so the pool can favour lowest rungs (`actors.segment_pool`): the lane (on by
+default) lets a worker running an upper-rung job run one lowest rung beside it, so a
+lowest rung never waits for a whole upper-rung job, even on a pool of one worker; the
+reserve (off by default) keeps a worker of two or more from upper rungs.
 
-Limit: jobs are not preempted. A pool of one worker has no worker to keep, so a lowest
-rung cut as an upper-rung job starts waits for all of it. Splitting the rest per rung
-would bound that wait by the longest one rung's job instead; `bench/split_cost.py`
-measured it (1080p25 ladder 1080p/720p/480p/360p, veryfast, one thread, loaded
-2-core box): 1.04x the CPU of two jobs (0.99x in another run: a 1080p decode is small
-next to its veryfast encodes), and the worst wait 0.52x (1284 vs 2489 CPU ms per 2 s
-segment: the 1080p job is half the rest). Not built, because:
-- a pool of two or more (the default `media_workers`, and every scaled-out cluster)
-  already has the reserve, where a per-rung split bounds nothing more and only costs
-  decodes (more where decoding weighs like encoding: 1.28-1.41x at 480p ultrafast);
+Limit: jobs are not preempted, and the lane is not a CPU of its own: a lowest rung in
+it shares its worker's CPUs with the upper-rung job beside it (both slower while both
+run: docs/media.md, *Backpressure*), and it waits when every worker's lane is taken or
+no worker runs an upper rung (behind older lowest rungs and whole jobs, as before).
+Without the lane, a pool of one worker has no worker to keep, so a lowest rung cut as
+an upper-rung job starts waits for all of it. Splitting the rest per rung would bound
+that wait by the longest one rung's job instead, without a second job on a worker;
+`bench/split_cost.py` measured it (1080p25 ladder 1080p/720p/480p/360p, veryfast, one
+thread, loaded 2-core box): 1.04x the CPU of two jobs (0.99x in another run: a 1080p
+decode is small next to its veryfast encodes), and the worst wait 0.52x (1284 vs 2489
+CPU ms per 2 s segment: the 1080p job is half the rest). Not built, because:
+- the lane bounds the wait by the lowest rung's own encode (slowed by the job beside
+  it), less than any per-rung split, and a pool of two or more may add the reserve,
+  where a per-rung split bounds nothing more and only costs decodes (more where
+  decoding weighs like encoding: 1.28-1.41x at 480p ultrafast);
 - the AI rungs share learned passes within one job (`media.shared_passes`: the 4K
   pass of 8K); split per rung they would compute them again, so they must stay one job;
 - backpressure counts waiting jobs (`Backlog.waiting`): three upper jobs per segment
@@ -34,8 +40,8 @@ segment: the 1080p job is half the rest). Not built, because:
 - the publisher gaps all of a segment's upper rungs when their job fails
   (`segment_publisher._rest_rows`); per-rung outcomes need a merge that keeps what
   succeeded and deletes what a failed part stored (as `actors.tile_jobs` does whole).
-So on one worker the lowest rung's stall stays bounded by one rest job (plus its own
-encode) until backpressure sheds the top rung; run two workers where that matters.
+With the lane off, on one worker the lowest rung's stall stays bounded by one rest job
+(plus its own encode) until backpressure sheds the top rung.
 
 Invariants:
 - The lowest rung is `media.rendition.lowest_rung` (the last SDR rung that is not a

@@ -14,6 +14,9 @@ Invariants (besides `SegmentPool`'s):
   gets its actors, started with the first worker and stopped with the pool.
 - A worker actor that dies (`RayActorError`) is `WorkerDied` to the pool: the segment
   is retried on another worker. Actors are never restarted by Ray: the pool replaces them.
+- With `media_lowest_lane`, a worker is a threaded actor (`max_concurrency=2`), so a
+  lowest rung can run in its lane beside an upper-rung job (`SegmentPool`, `lane`);
+  otherwise it takes one call at a time.
 """
 
 from __future__ import annotations
@@ -92,7 +95,10 @@ class RayWorkers:
         if self._enhancers is None:  # the enhancer pool, with the first worker
             self._enhancers = start_enhancers(self._settings)
         actor: Any = MediaWorker  # a Ray ActorClass; its stubs do not know `.options`
-        handle: Worker = actor.options(**self.options()).remote(self._settings, self._enhancers)
+        calls = 2 if self._settings.media_lowest_lane else 1  # the lane: a second thread
+        handle: Worker = actor.options(**self.options(), max_concurrency=calls).remote(
+            self._settings, self._enhancers
+        )
         return handle
 
     def close(self) -> None:
@@ -134,6 +140,7 @@ class MediaPool(SegmentPool[Worker]):
             idle_s=settings.media_pool_idle_s if idle_s is None else idle_s,
             max_attempts=max_attempts,
             reserve=settings.media_lowest_reserve,
+            lane=settings.media_lowest_lane,
         )
 
     def shutdown(self) -> None:

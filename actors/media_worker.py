@@ -17,6 +17,13 @@ Invariants:
   `HOOK_PIXELS` output pixels, and the enhancer (here, or in the enhancer pool when
   the factories say so) works in tiles; the ingest refuses rungs whose estimate
   exceeds what the worker declared to Ray.
+- Two `process` calls may run at once, in two threads (the pool's lowest-rung lane,
+  `actors.segment_pool`: an upper-rung job and a lowest rung beside it). Nothing of a
+  call's PyAV state is shared: each thread has its own transcoders (scalers,
+  reformatters, encoders). The models load once, under a lock, and are shared: the
+  enhancer runs in `torch.inference_mode` with no state between calls, and only the
+  lowest rung's job moderates, so two calls never moderate at once. Storage puts are
+  atomic files or object PUTs, safe from two threads.
 """
 
 from __future__ import annotations
@@ -24,8 +31,10 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -93,8 +102,9 @@ class SegmentJob:
     # The pool serves it this much later than its age says (`actors.lowest_first`: a
     # segment's upper rungs go after the lowest rungs of the next segments).
     defer_s: float = 0.0
-    # Which of its segment's jobs this is (`actors.lowest_first`): "upper" jobs (the
-    # rungs above the lowest, tiles) never hold the pool's last worker, which is kept
+    # Which of its segment's jobs this is (`actors.lowest_first`): a "lowest" job may
+    # run in the lane beside an "upper" one (the rungs above the lowest, tiles), and
+    # with the reserve "upper" jobs never hold the pool's last worker, which is kept
     # for "lowest" and "whole" ones (`actors.segment_pool`).
     part: Literal["whole", "lowest", "upper"] = "whole"
 
@@ -142,7 +152,8 @@ class SegmentOutcome:
 
 
 class SegmentWorker:
-    """Moderation, enhancement and encoding of whole segments, one at a time.
+    """Moderation, enhancement and encoding of whole segments, one at a time per thread
+    (two threads with a lane: the module docstring).
 
     `moderator_factory` and `enhancer_factory` build the models on first use; the
     defaults are `models.nsfw.NsfwDetector` and `models.enhance.Enhancer` (on CUDA
@@ -167,9 +178,10 @@ class SegmentWorker:
             hardware=settings.encoder_hardware,
             decode_hwaccel=decode_hwaccel,  # "cuda": NVDEC, where the worker holds a GPU
         )
-        # One per frame-hook batch size (`media_memory.hook_batch`: fewer frames per
-        # call for larger renditions), made on first use.
-        self._transcoders: dict[int, SegmentTranscoder] = {}
+        # Per thread (`_transcoder`): one per frame-hook batch size, made on first use.
+        self._local = threading.local()
+        self._models_lock = threading.Lock()  # two calls must not load a model twice
+        self._in_flight = _InFlight()
         self._moderator_factory = moderator_factory or _default_moderator
         self._enhancer_factory = enhancer_factory or _default_enhancer
         self._moderator: Any = None
@@ -178,7 +190,19 @@ class SegmentWorker:
         self.name = f"{os.uname().nodename}:{os.getpid()}"
 
     def process(self, job: SegmentJob, data: bytes) -> SegmentResult:
-        """Moderate, enhance and encode one segment and store every rendition."""
+        """Moderate, enhance and encode one segment and store every rendition.
+
+        `timings["cpu"]` is this process's CPU time during the call (all its threads:
+        x264's and FFmpeg's included, which a per-thread clock would miss). When another
+        call ran beside it for any of that time (a lane), it counts that call's CPU too,
+        and `timings["cpu_shared"]` is 1: the figure is then an upper bound."""
+        with self._in_flight.call() as beside:
+            result = self._process(job, data)
+        if beside[0]:
+            result.timings["cpu_shared"] = 1.0
+        return result
+
+    def _process(self, job: SegmentJob, data: bytes) -> SegmentResult:
         started, cpu = time.time(), time.process_time()
         timings = {
             "queue": round(max(0.0, started - job.submitted_at) * 1000, 1)
@@ -229,8 +253,9 @@ class SegmentWorker:
                 )
             )
         timings["store"] = _ms(t)
-        # This process's CPU for the segment (one at a time per worker): on a shared
-        # machine a steadier cost figure than the wall-clock stages above.
+        # This process's CPU for the segment (with another call beside it, for both:
+        # `process`): on a shared machine a steadier cost figure than the wall-clock
+        # stages above.
         timings["cpu"] = round((time.process_time() - cpu) * 1000, 1)
         return SegmentResult(job.source_sequence, tuple(out), moderation, timings, worker=self.name)
 
@@ -239,10 +264,13 @@ class SegmentWorker:
         largest rendition (so a batch of enhanced 8K frames is one frame, not eight)."""
         limit = self._encoder_settings.hook_batch
         batch = hook_batch(hooked, limit) if hooked else limit
-        if batch not in self._transcoders:
+        # This thread's own (a lane's call runs in another): PyAV's reformatters and
+        # scalers must not be used by two threads at once.
+        made: dict[int, SegmentTranscoder] = self._local.__dict__.setdefault("transcoders", {})
+        if batch not in made:
             settings = dataclasses.replace(self._encoder_settings, hook_batch=batch)
-            self._transcoders[batch] = SegmentTranscoder(settings)
-        return self._transcoders[batch]
+            made[batch] = SegmentTranscoder(settings)
+        return made[batch]
 
     # --- moderation -----------------------------------------------------------------
 
@@ -261,13 +289,14 @@ class SegmentWorker:
         return ModerationResult(len(frames), scores, MODERATION_MODEL)
 
     def _load_moderator(self) -> Any:
-        if self._moderator is None and self._moderator_error is None:
-            try:
-                self._moderator = self._moderator_factory()
-            except (ImportError, OSError) as e:  # NsfwModelMissingError is an ImportError
-                self._moderator_error = f"moderation unavailable: {e}"
-                log.warning("%s", self._moderator_error)
-        return self._moderator
+        with self._models_lock:
+            if self._moderator is None and self._moderator_error is None:
+                try:
+                    self._moderator = self._moderator_factory()
+                except (ImportError, OSError) as e:  # NsfwModelMissingError: ImportError
+                    self._moderator_error = f"moderation unavailable: {e}"
+                    log.warning("%s", self._moderator_error)
+            return self._moderator
 
     # --- enhancement ----------------------------------------------------------------
 
@@ -286,9 +315,10 @@ class SegmentWorker:
             return None, job.renditions
         from models.enhance import EnhanceConfig  # lazy: torch only where needed
 
-        if self._enhancer is None:
-            self._enhancer = self._enhancer_factory()
-        enhancer = self._enhancer
+        with self._models_lock:
+            if self._enhancer is None:
+                self._enhancer = self._enhancer_factory()
+            enhancer = self._enhancer
 
         def config(rendition: Rendition) -> EnhanceConfig:
             return EnhanceConfig(
@@ -318,6 +348,29 @@ class SegmentWorker:
             hook = SharedPassHook(many, hooked, hook)
         # A 20K tile (`rendition.tile`) is enhanced from its source window only, then cut.
         return cropping_hook(hook), renditions
+
+
+class _InFlight:
+    """The `process` calls running now, so each can tell whether another ran beside it
+    (its process CPU time then covers both)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._running: list[list[bool]] = []
+
+    @contextmanager
+    def call(self) -> Iterator[list[bool]]:
+        """A flag, set once another call overlaps this one."""
+        beside = [False]
+        with self._lock:
+            for other in self._running:
+                other[0] = beside[0] = True
+            self._running.append(beside)
+        try:
+            yield beside
+        finally:
+            with self._lock:
+                self._running = [r for r in self._running if r is not beside]
 
 
 def _ms(since: float) -> float:

@@ -2,14 +2,16 @@
 its worker pool finishes them, with backpressure off (the baseline: the pool falls
 behind without bound) and on (rungs shed, `actors.backpressure`), side by side; and
 the pool's reserve (`actors.segment_pool`: upper rungs hold all workers but one) off
-and on, side by side (`--workers 2 --backpressure on --reserve both`).
+and on, side by side (`--workers 2 --backpressure on --reserve both`); and the
+lowest rung's lane (a lowest-rung job beside an upper-rung one on the same worker) off
+and on (`--backpressure on --lane both`, on one worker or more).
 
 One Ray node of `--workers` CPUs (`tests.utils.ray_nodes.LocalCluster`) runs that many
 media workers (one by default); `lumalive up --detach` is deployed onto it once per
-variant (`LUMALIVE_MEDIA_BACKPRESSURE`, `LUMALIVE_MEDIA_LOWEST_RESERVE`), each on a
-fresh cluster; the first variant is the baseline. Each run publishes the same source
-(paced at real time, or unpaced with `--quick`) to a new stream and reads its rows
-once every segment is published:
+variant (`LUMALIVE_MEDIA_BACKPRESSURE`, `LUMALIVE_MEDIA_LOWEST_RESERVE`,
+`LUMALIVE_MEDIA_LOWEST_LANE`), each on a fresh cluster; the first variant is the
+baseline. Each run publishes the same source (paced at real time, or unpaced with
+`--quick`) to a new stream and reads its rows once every segment is published:
 
     overload start   the first segment one of whose jobs waited a whole segment duration
                      for a worker (`timings.queue`, the most of its rungs': the lowest
@@ -27,7 +29,7 @@ once every segment is published:
                      (p95 / max; 0 when a segment is published whole)
     upper            upper-rung segments published (not shed, not gaps), and per second
                      from the first publication to the last: the upper rungs'
-                     throughput, what the reserve costs
+                     throughput, what the reserve (or the lane) costs
 
 Streams are created in latency mode `normal` (`--latency low` for the default): in
 `low`, the rungs the streaming encoder carries are not the pool's work
@@ -36,6 +38,11 @@ Streams are created in latency mode `normal` (`--latency low` for the default): 
     .venv/bin/python -m bench.overload            # 1080p25 source, 30 s, paced
     .venv/bin/python -m bench.overload --quick    # smoke: 480p10, 10 s, unpaced
     .venv/bin/python -m bench.overload --workers 2 --backpressure on --reserve both
+    .venv/bin/python -m bench.overload --backpressure on --reserve off --lane both
+
+The node declares one CPU per worker, but its host may have more cores: a lane job
+then gets a spare core, which a node packed with workers would not have (see
+`bench/reserve_sim.py` for a model where the two jobs share one core).
 
 `run(deployed, source, segments)` is the overloaded run alone, on a deployment the
 caller made (`bench.scale_out --overload`).
@@ -267,17 +274,19 @@ def run(
 
 @dataclass(frozen=True)
 class Variant:
-    """One run's deployment: backpressure, the pool's reserve, its worker count."""
+    """One run's deployment: backpressure, the pool's reserve and lane, its worker count."""
 
     backpressure: bool
     reserve: bool
     workers: int
+    lane: bool = False
 
     @property
     def label(self) -> str:
         return (
             f"backpressure {'on' if self.backpressure else 'off'},"
-            f" reserve {'on' if self.reserve else 'off'}, {self.workers} worker(s)"
+            f" reserve {'on' if self.reserve else 'off'}, lane {'on' if self.lane else 'off'},"
+            f" {self.workers} worker(s)"
         )
 
 
@@ -300,7 +309,7 @@ def _one_cluster(
         cluster.add_node("w1", num_cpus=variant.workers, resources={ENCODE: variant.workers})
         deployed = deploy(
             cluster,
-            work / f"data-{int(variant.backpressure)}{int(variant.reserve)}",
+            work / f"data-{int(variant.backpressure)}{int(variant.reserve)}{int(variant.lane)}",
             LUMALIVE_EDGE_RESOURCE="lumalive_edge",
             LUMALIVE_MEDIA_ENCODE_RESOURCE=ENCODE,
             LUMALIVE_MEDIA_WORKERS=str(variant.workers),
@@ -309,6 +318,7 @@ def _one_cluster(
             LUMALIVE_X264_PRESET=preset,
             LUMALIVE_MEDIA_BACKPRESSURE=str(int(variant.backpressure)),
             LUMALIVE_MEDIA_LOWEST_RESERVE=str(int(variant.reserve)),
+            LUMALIVE_MEDIA_LOWEST_LANE=str(int(variant.lane)),
         )
         try:
             return run(
@@ -336,6 +346,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workers", type=int, default=1, help="media workers (one CPU each)")
     ap.add_argument("--backpressure", default="both", choices=("off", "on", "both"))
     ap.add_argument("--reserve", default="on", choices=("off", "on", "both"))
+    # On: the shipped default (`media_lowest_lane`); off: the figures before the lane.
+    ap.add_argument("--lane", default="on", choices=("off", "on", "both"))
     args = ap.parse_args(argv)
     paced = not args.quick
     if args.quick:
@@ -347,9 +359,10 @@ def main(argv: list[str] | None = None) -> int:
         f" {args.size}@{args.fps}, {'paced at real time' if paced else 'unpaced'}"
     )
     variants = [
-        Variant(bp, reserve, args.workers)
+        Variant(bp, reserve, args.workers, lane)
         for bp in _switch(args.backpressure)
         for reserve in _switch(args.reserve)
+        for lane in _switch(args.lane)
     ]
     runs = [
         _one_cluster(work, source, args.seconds, args.preset, paced, v, latency=args.latency)

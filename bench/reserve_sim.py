@@ -1,7 +1,7 @@
-"""The pool's reserve (`actors.segment_pool`) on a model of the work, without Ray: the
-real `SegmentPool` and `BackpressureController`, workers that sleep for what a job
-would cost, segments cut once per segment duration. Reserve off and on side by side,
-for one and two workers.
+"""The pool's reserve and lowest-rung lane (`actors.segment_pool`) on a model of the
+work, without Ray: the real `SegmentPool` and `BackpressureController`, workers that
+sleep for what a job would cost, segments cut once per segment duration. Reserve and
+lane off and on side by side, for one and two workers.
 
 Why a model: it isolates the scheduling (the reserve) from the machine's noise, and it
 needs no cluster. `bench/overload.py --workers 2 --reserve both` is the real thing.
@@ -12,8 +12,14 @@ the 720p/480p split of the rest is estimated by pixels. `--speed` scales time do
 `--loaded` multiplies every cost (a core shared with other work: two workers are then
 overloaded too, as on the loaded 2-core box).
 
+Each worker is one core shared equally by the jobs it runs (processor sharing): a
+lowest rung in the lane beside an upper-rung job runs at half speed, and slows that job
+to half speed, while both run. That is the contention the lane costs; it assumes the
+two jobs' threads get equal shares of the core, and no cost for switching between them.
+
     .venv/bin/python -m bench.reserve_sim            # 60 segments, 10x faster than real
     .venv/bin/python -m bench.reserve_sim --quick    # 20 segments
+    .venv/bin/python -m bench.reserve_sim --reserve off --lane both   # the lane alone
 """
 
 from __future__ import annotations
@@ -37,16 +43,60 @@ STEPS = tuple((name,) for name in UPPER_S)
 DEFER_SEGMENTS = 30.0  # actors.lowest_first.REST_DEFER_SEGMENTS
 
 
+class Core:
+    """One worker's core, shared equally by the jobs on it: each job's remaining work
+    (core seconds) goes down at `speed / n` per second while `n` jobs run."""
+
+    def __init__(self, speed: float) -> None:
+        self.speed = speed
+        self.left: dict[asyncio.Future[None], float] = {}
+        self.at = time.monotonic()
+        self.timer: asyncio.TimerHandle | None = None
+
+    async def run(self, cost: float) -> None:
+        self._advance()
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.left[done] = cost
+        self._schedule()
+        await done
+
+    def _advance(self) -> None:
+        now = time.monotonic()
+        for job in self.left:
+            self.left[job] -= (now - self.at) * self.speed / len(self.left)
+        self.at = now
+
+    def _schedule(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+        self.timer = None
+        if self.left:
+            first = min(self.left.values())
+            delay = max(0.0, first) * len(self.left) / self.speed
+            self.timer = asyncio.get_running_loop().call_later(delay, self._finish)
+
+    def _finish(self) -> None:
+        self._advance()
+        for job, left in list(self.left.items()):
+            if left <= 1e-6:
+                del self.left[job]
+                job.set_result(None)
+        self._schedule()
+
+
 class Sleepers:
-    """Workers that take a job's modelled cost (its renditions' names) as sleep."""
+    """Workers that take a job's modelled cost (its renditions' names) as sleep, on
+    a `Core` each."""
 
     def __init__(self, speed: float, scale: float) -> None:
         self.speed = speed / scale  # a slower core: every job costs `scale` times more
-        self.made = 0
+        self.cores: dict[int, Core] = {}
+        self.most_jobs = 0  # on one worker at once
 
     def spawn(self) -> int:
-        self.made += 1
-        return self.made
+        worker = len(self.cores) + 1
+        self.cores[worker] = Core(self.speed)
+        return worker
 
     def share(self, data: bytes) -> Any:
         return data
@@ -54,7 +104,9 @@ class Sleepers:
     async def process(self, worker: int, job: SegmentJob, data: Any) -> SegmentResult:
         names: tuple[str, ...] = data
         cost = LOWEST_S if job.part == "lowest" else sum(UPPER_S[n] for n in names)
-        await asyncio.sleep(cost / self.speed)
+        core = self.cores[worker]
+        self.most_jobs = max(self.most_jobs, len(core.left) + 1)
+        await core.run(cost)
         return SegmentResult(job.source_sequence)
 
     def kill(self, worker: int) -> None:
@@ -70,12 +122,19 @@ class Run:
     shed_from: int | None = None
     overload_from: int | None = None
     span: float = 0.0
+    most_jobs: int = 0  # on one worker at once (2: a lane was used)
 
 
-async def _simulate(workers: int, reserve: bool, segments: int, speed: float, scale: float) -> Run:
-    pool = SegmentPool(Sleepers(speed, scale), size=workers, idle_s=60, reserve=reserve)
+async def _simulate(
+    workers: int, reserve: bool, lane: bool, segments: int, speed: float, scale: float
+) -> Run:
+    sleepers = Sleepers(speed, scale)
+    pool = SegmentPool(sleepers, size=workers, idle_s=60, reserve=reserve, lane=lane)
     control = BackpressureController(STEPS, 1.0)
-    run = Run(f"{workers} worker(s), costs x{scale}, reserve {'on' if reserve else 'off'}")
+    run = Run(
+        f"{workers} worker(s), costs x{scale}, reserve {'on' if reserve else 'off'},"
+        f" lane {'on' if lane else 'off'}"
+    )
     start = time.monotonic()
     lowest: list[asyncio.Task[tuple[float, float, int]]] = []
     upper: list[asyncio.Task[tuple[float, float, int]]] = []
@@ -107,6 +166,7 @@ async def _simulate(workers: int, reserve: bool, segments: int, speed: float, sc
     ends = [await t for t in upper]
     run.upper_done = sum(rungs for _, _, rungs in ends)
     run.span = max([e for e, _, _ in ends] + run.lowest_at)
+    run.most_jobs = sleepers.most_jobs
     pool.shutdown()
     return run
 
@@ -124,21 +184,23 @@ def _pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))] if ordered else 0.0
 
 
-def _report(runs: list[Run]) -> None:
+def _report(groups: list[list[Run]]) -> None:
+    """Ratios against the first run of each group (same workers and costs)."""
     print(
         "| run | lowest stall max / p95 (s) | lowest latency p50 / p95 (s) |"
-        " overload / shedding from (segment) | upper rung-segments (per s) | vs reserve off |"
+        " overload / shedding from (segment) | upper rung-segments (per s) |"
+        " vs first of group | jobs on a worker |"
     )
-    print("|---|---|---|---|---|---|")
-    for i, r in enumerate(runs):
+    print("|---|---|---|---|---|---|---|")
+    for base, r in ((g[0], r) for g in groups for r in g):
         stalls = [b - a for a, b in zip(r.lowest_at, r.lowest_at[1:], strict=False)]
         rate = r.upper_done / r.span
-        base = runs[i - i % 2]
         ratio = rate / (base.upper_done / base.span)
         print(
             f"| {r.label} | {max(stalls):.2f} / {_pct(stalls, 0.95):.2f} |"
             f" {_pct(r.latency, 0.5):.2f} / {_pct(r.latency, 0.95):.2f} |"
-            f" {r.overload_from} / {r.shed_from} | {r.upper_done} ({rate:.2f}) | {ratio:.2f} |"
+            f" {r.overload_from} / {r.shed_from} | {r.upper_done} ({rate:.2f}) |"
+            f" {ratio:.2f} | {r.most_jobs} |"
         )
 
 
@@ -148,19 +210,30 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--segments", type=int, default=60)
     ap.add_argument("--speed", type=float, default=10.0)
     ap.add_argument("--loaded", type=float, default=1.6, help="cost factor of a loaded box")
+    ap.add_argument("--reserve", default="both", choices=("off", "on", "both"))
+    ap.add_argument("--lane", default="both", choices=("off", "on", "both"))
     args = ap.parse_args(argv)
     segments = 20 if args.quick else args.segments
     print(
         f"model: {segments} segments of 1 s (target duration 1 s), lowest {LOWEST_S} s,"
         f" upper {UPPER_S} s of one core, backpressure on, {args.speed:.0f}x faster\n"
     )
-    runs = [
-        asyncio.run(_simulate(w, reserve, segments, args.speed, scale))
-        for w, scale in ((1, 1.0), (2, 1.0), (2, args.loaded))
-        for reserve in (False, True)
+    arms = [(r, lane) for r in _switch(args.reserve) for lane in _switch(args.lane)]
+    groups = [
+        [
+            asyncio.run(_simulate(w, reserve, lane, segments, args.speed, scale))
+            for reserve, lane in arms
+            if w > 1 or not reserve  # one worker: the reserve cannot apply
+        ]
+        for w, scale in ((1, 1.0), (1, args.loaded), (2, 1.0), (2, args.loaded))
     ]
-    _report(runs)
+    _report([g for g in groups if g])
     return 0
+
+
+def _switch(value: str) -> tuple[bool, ...]:
+    """off / on / both (off first: the baseline)."""
+    return {"off": (False,), "on": (True,), "both": (False, True)}[value]
 
 
 if __name__ == "__main__":

@@ -154,6 +154,10 @@ class Settings(BaseSettings):
     # by default because on the default pool of 2 it halves upper-rung throughput even when
     # the pool keeps up (bench/reserve_sim.py: 0.73x, shedding where none was needed).
     media_lowest_reserve: bool = False
+    # A worker running an upper-rung job may run one lowest-rung job beside it (its lane,
+    # actors/segment_pool.py), so the lowest rung never waits for a whole upper-rung job,
+    # even on one worker; the two share the worker's CPUs while both run (docs/media.md).
+    media_lowest_lane: bool = True
     # Public streams' segments in an object store are answered with a redirect to a
     # presigned URL valid this long (LUMALIVE_MEDIA_PRESIGN=1); private ones stay proxied.
     media_presign: bool = False
