@@ -27,6 +27,8 @@ from typing import Any
 
 import psutil
 
+from tests.utils.cpu_cgroup import CpuCap
+
 __all__ = [
     "Deployed",
     "FAST_FAILURE_ENV",
@@ -74,6 +76,8 @@ class RayNode:
     process: subprocess.Popen[bytes]
     node_manager_port: int
     log: Path
+    # Its CPU cap (`add_node(cpu_quota=...)`): the cgroup its `ray start` runs in.
+    cgroup: CpuCap | None = None
 
     def raylet(self) -> psutil.Process:
         """This node's raylet (a descendant of its `ray start`)."""
@@ -120,11 +124,26 @@ class LocalCluster:
         ]
         return self._start("head", args, num_cpus, resources)
 
-    def add_node(self, name: str, *, num_cpus: int, resources: dict[str, float]) -> RayNode:
-        return self._start(name, [f"--address={self.address}"], num_cpus, resources)
+    def add_node(
+        self,
+        name: str,
+        *,
+        num_cpus: int,
+        resources: dict[str, float],
+        cpu_quota: float | None = None,
+    ) -> RayNode:
+        """A worker node; with `cpu_quota`, it and every process it forks are capped at
+        that many cores (a cgroup of its own, `tests.utils.cpu_cgroup`): a machine of
+        that size, as far as the CPU goes. Raises `CgroupUnavailable` if it cannot be."""
+        return self._start(name, [f"--address={self.address}"], num_cpus, resources, cpu_quota)
 
     def _start(
-        self, name: str, args: list[str], num_cpus: int, resources: dict[str, float]
+        self,
+        name: str,
+        args: list[str],
+        num_cpus: int,
+        resources: dict[str, float],
+        cpu_quota: float | None = None,
     ) -> RayNode:
         nm_port, om_port, http_port, grpc_port, metrics_port, env_port = free_ports(6)
         log = self.root / f"{name}.log"
@@ -147,11 +166,15 @@ class LocalCluster:
             "--node-ip-address=127.0.0.1",
         ]
         env = driver_env(**FAST_FAILURE_ENV)
+        cap = None
+        if cpu_quota is not None:
+            cap = CpuCap.create(f"lumalive-{self.root.name}-{name}", cpu_quota)
+            cmd = cap.wrap(cmd)
         with log.open("ab") as out:
             proc = subprocess.Popen(
                 cmd, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True
             )
-        node = RayNode(name, proc, nm_port, log)
+        node = RayNode(name, proc, nm_port, log, cap)
         self.nodes.append(node)
         self._wait_started(node)
         return node
@@ -173,6 +196,8 @@ class LocalCluster:
         raylet = node.raylet()
         self._seen.extend(node.processes())
         raylet.kill()
+        if node.cgroup is not None:  # once its `ray start` took the rest down (or `stop`)
+            node.cgroup.remove(wait_s=10)
         return raylet.pid
 
     def stop(self) -> None:
@@ -192,6 +217,8 @@ class LocalCluster:
         for node in self.nodes:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 node.process.wait(timeout=5)
+            if node.cgroup is not None:
+                node.cgroup.remove(wait_s=5)
 
     def probe(self) -> dict[str, Any]:
         """Nodes and named/Serve actors, from a driver process of its own."""
