@@ -21,8 +21,9 @@ class EmbedderActor(Embedder):
     """Embedder as a Ray actor; named `embedder` in namespace `lumalive`."""
 
 
-def ray_encoder() -> Encoder:
-    """Encode in the cluster's one `EmbedderActor` (created on first use)."""
+def ray_encoder(options: dict[str, Any] | None = None) -> Encoder:
+    """Encode in the cluster's one `EmbedderActor`, created on first use with `options`
+    (its placement: `actors.placement.control_options`)."""
     handle: Any = None
 
     async def encode(texts: list[str]) -> list[list[float]]:
@@ -30,7 +31,7 @@ def ray_encoder() -> Encoder:
         for attempt in (1, 2):
             if handle is None:
                 handle = EmbedderActor.options(
-                    name="embedder", namespace="lumalive", get_if_exists=True
+                    **(options or {}), name="embedder", namespace="lumalive", get_if_exists=True
                 ).remote()
             try:
                 return await handle.encode.remote(texts)

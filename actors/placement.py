@@ -18,6 +18,10 @@ What is declared, per unit of work:
     enhancer actor                         a GPU share (`actors.enhancer_pool`)
     API replica / RTMP ingest              0 CPU; `edge_resource`: 0.001 when set (pinned
                                              to the nodes started with it)
+    stream actors, embedder, webhook       0 CPU; `edge_resource` as the API: the control
+      dispatcher                             plane stays off the media nodes, whose CPUs
+                                             are the workers' (`bench/scale_out.py` found
+                                             them there taking 0.1-0.5 of a 0.5-core node)
 
 Invariants:
 - A custom resource is asked for only if the operator named it (`media_encode_resource`,
@@ -117,6 +121,14 @@ def _pinned(settings: Settings) -> dict[str, Any]:
 def api_options(settings: Settings) -> dict[str, Any]:
     """`ray_actor_options` of an API replica: no CPU (it waits on I/O), pinned if asked."""
     return {"num_cpus": 0, **_pinned(settings)}
+
+
+def control_options(settings: Settings) -> dict[str, Any]:
+    """Placement of the control plane's actors (each stream's actor, the embedder, the
+    webhook dispatcher): declared 0 CPU, so without a pin Ray puts them on any node,
+    media nodes included, where they take CPU the workers were sized for. With
+    `edge_resource` set they go where the API runs; unset: anywhere, as before."""
+    return _pinned(settings)
 
 
 def proxy_location(settings: Settings) -> str:

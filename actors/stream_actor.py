@@ -13,6 +13,7 @@ from uuid import UUID
 
 import ray
 
+from actors import placement
 from actors.stream_session import StreamSession
 from lumalive.settings import Settings
 
@@ -33,6 +34,7 @@ def actor_name(stream_id: UUID) -> str:
 def get_or_create(stream_id: UUID, owner_id: UUID, settings: Settings) -> ray.actor.ActorHandle:
     """The stream's actor, created if it does not exist (e.g. after a cluster restart)."""
     return StreamActor.options(
+        **placement.control_options(settings),
         name=actor_name(stream_id),
         namespace=NAMESPACE,
         lifetime="detached",

@@ -29,7 +29,7 @@ import psycopg
 import ray
 from ray.actor import ActorHandle
 
-from actors import stream_actor
+from actors import placement, stream_actor
 from lumalive.db import Database
 from lumalive.errors import Unprocessable
 from lumalive.settings import Settings
@@ -239,6 +239,7 @@ def start(settings: Settings, timeout_s: float = 60.0) -> ActorHandle[Any]:
     """The dispatcher actor, created if needed (idempotent)."""
     actor: Any = WebhookDispatcherActor  # a Ray ActorClass; its stubs do not know `.options`
     handle: ActorHandle[Any] = actor.options(
+        **placement.control_options(settings),
         name=NAME,
         namespace=stream_actor.NAMESPACE,
         lifetime="detached",

@@ -24,9 +24,11 @@ class StreamEmbeddings:
     `ensure` fills in what is missing when a reader needs it now.
     """
 
-    def __init__(self, db: Database, encoder: Encoder | None = None) -> None:
+    def __init__(
+        self, db: Database, encoder: Encoder | None = None, placement: dict[str, Any] | None = None
+    ) -> None:
         self._db = db
-        self._encode = encoder or _default_encoder()
+        self._encode = encoder or _default_encoder(placement)
         self._pending: dict[UUID, dict[str, Any]] = {}
         self._task: asyncio.Task[None] | None = None
 
@@ -62,9 +64,9 @@ class StreamEmbeddings:
         return {s["id"]: v for s, v in zip(missing, vectors, strict=True)}
 
 
-def _default_encoder() -> Encoder:
+def _default_encoder(placement: dict[str, Any] | None) -> Encoder:
     import ray
 
     from actors.embedder import ray_encoder
 
-    return ray_encoder() if ray.is_initialized() else local_encoder()
+    return ray_encoder(placement) if ray.is_initialized() else local_encoder()

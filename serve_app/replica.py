@@ -7,6 +7,7 @@ they use (`DbDep`, `GatewayDep`, ...).
 
 from __future__ import annotations
 
+from actors.placement import control_options
 from actors.stream_gateway import StreamGateway
 from lumalive.auth import TokenService
 from lumalive.db import Database
@@ -49,7 +50,7 @@ class Replica:
         # every node sees, or an object store).
         self.media: SegmentStorage = open_storage(settings.media_store_url)
         # Stream embeddings for recommendations (the model is loaded on first use).
-        self.embeddings = StreamEmbeddings(self.db)
+        self.embeddings = StreamEmbeddings(self.db, placement=control_options(settings))
         # Rate limits and realtime connection caps, per replica (`serve_app.limits`).
         self.limits = RequestLimits(settings)
         self.connections = ConnectionLimits(

@@ -235,4 +235,14 @@ def test_a_stream_spreads_over_nodes_survives_losing_one_and_uses_a_new_one(
     api = [x for x in probe["actors"] if "LumaApi" in x["class"] and x["state"] == "ALIVE"]
     assert ingest and api
     assert {x["node"] for x in ingest + api} == {head}  # pinned to the edge node
+    # ... and the control plane's actors too, off the media nodes' CPUs.
+    # (The stream's actor may have exited once its stream went idle: where it ran counts.)
+    control = [
+        x
+        for x in probe["actors"]
+        if x["node"] and x["class"] in ("StreamActor", "WebhookDispatcherActor")
+    ]
+    seen = sorted({(x["class"], x["state"]) for x in probe["actors"]})
+    assert {x["class"] for x in control} == {"StreamActor", "WebhookDispatcherActor"}, seen
+    assert {x["node"] for x in control} == {head}, control
     print(f"multinode: {total} segments, retried {retries}; b lost {killed_s:.0f} s before the end")

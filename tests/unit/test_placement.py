@@ -42,6 +42,8 @@ def test_edge_pinning_asks_for_a_sliver_of_the_edge_resource():
     api = placement.api_options(settings)
     assert api["num_cpus"] == 0 and 0 < api["resources"]["lumalive_edge"] < 0.01
     assert placement.ingest_options(settings) == {"resources": api["resources"]}
+    assert placement.control_options(settings) == {"resources": api["resources"]}
+    assert placement.control_options(Settings()) == {}  # one machine: anywhere, as before
     assert placement.proxy_location(settings) == "HeadOnly"
     assert placement.proxy_location(Settings()) == "EveryNode"
 
