@@ -38,7 +38,7 @@ CPU ms per 2 s segment: the 1080p job is half the rest). Not built, because:
   would shed at the first segment with two of them waiting, sooner than a pool that
   is merely one rung behind deserves; it would have to count segments instead;
 - the publisher gaps all of a segment's upper rungs when their job fails
-  (`segment_publisher._rest_rows`); per-rung outcomes need a merge that keeps what
+  (`segment_rows.rest_rows`); per-rung outcomes need a merge that keeps what
   succeeded and deletes what a failed part stored (as `actors.tile_jobs` does whole).
 With the lane off, on one worker the lowest rung's stall stays bounded by one rest job
 (plus its own encode) until backpressure sheds the top rung.

@@ -38,12 +38,9 @@ Invariants:
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 import math
-import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
@@ -51,7 +48,19 @@ from uuid import UUID
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from actors.media_memory import Refusal
-from actors.media_worker import ModerationResult, SegmentOutcome, SegmentResult, segment_key
+from actors.media_worker import ModerationResult, SegmentOutcome, SegmentResult
+from actors.segment_rows import (
+    Cut,
+    Placed,
+    Verdict,
+    as_gap,
+    gap_rows,
+    moderation_row,
+    quality_row,
+    rest_rows,
+    tile_columns,
+    withheld,
+)
 from actors.stream_ladder import ladder_for, stream_ladder
 from lumalive.db import Database
 from lumalive.settings import Settings
@@ -66,30 +75,6 @@ from media.storage import SegmentStorage
 __all__ = ["SegmentPublisher", "Cut", "Verdict", "ladder_for"]
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class Cut:
-    """A segment as it was cut: what publishing it needs besides the worker's outcome."""
-
-    segment: SourceSegment
-    cut_at: float  # time.time(): the segment's last byte is in
-    wall_start: float  # time.time() of its first frame, for EXT-X-PROGRAM-DATE-TIME
-    # Backpressure (actors/backpressure.py): the level it is encoded at, the rungs it
-    # sheds (published as gaps), and the `quality_degraded` event it records, if the
-    # level changed with it.
-    level: int = 0
-    shed: tuple[str, ...] = ()
-    quality_change: dict[str, Any] | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Verdict:
-    """What moderation decided for one segment."""
-
-    moderation: ModerationResult | None  # None: not moderated
-    flagged: bool  # scored over `nsfw_threshold`
-    end: bool  # ... and so withheld, and the stream ended for it (`nsfw_end_stream`)
 
 
 class SegmentPublisher:
@@ -126,7 +111,7 @@ class SegmentPublisher:
         self.published = 0
         self.dropped = 0
         # Segments whose lowest rung is published and whose other rungs are still to come.
-        self._placed: dict[int, _Placed] = {}
+        self._placed: dict[int, Placed] = {}
         # Level changes whose publish failed: written by the next one (`lost`).
         self._unrecorded: list[dict[str, Any]] = []
 
@@ -178,7 +163,7 @@ class SegmentPublisher:
         once committed, the state the next segment continues from. `pending`: the
         rungs not in `outcome`, still being encoded (`publish_rest` writes them). None:
         the stream is not live, nothing was written."""
-        quality = _quality(cut, outcome)
+        quality = quality_row(cut, outcome)
         verdict = self._verdict(outcome.result.moderation)
         rows = None
         async with self._db.acting(self.owner_id) as conn:
@@ -195,7 +180,7 @@ class SegmentPublisher:
         if rows is None:  # dropped or withheld: committed without segment rows
             await self.discard(outcome)
         elif pending:
-            self._placed[cut.segment.sequence] = _Placed(rows[0], pending)
+            self._placed[cut.segment.sequence] = Placed(rows[0], pending)
         return verdict
 
     async def publish_rest(self, cut: Cut, outcome: SegmentOutcome) -> None:
@@ -206,7 +191,7 @@ class SegmentPublisher:
         if placed is None:
             await self.discard(outcome)
             return
-        rows = _rest_rows(placed, outcome, str(self.stream_id))
+        rows = rest_rows(placed, outcome, str(self.stream_id))
         if outcome.result.error is not None:
             await self.discard(outcome)  # what a failed job (tiles) stored: unnamed
         try:
@@ -214,7 +199,7 @@ class SegmentPublisher:
         except Exception:  # noqa: BLE001 - the lowest rung is out; keep the rungs aligned
             log.exception("publishing the upper rungs of %s failed", self.stream_id)
             await self.discard(outcome)
-            live = await self._add_rest([_as_gap(r, "publish failed") for r in rows])
+            live = await self._add_rest([as_gap(r, "publish failed") for r in rows])
         if not live:
             await self.discard(outcome)
 
@@ -251,7 +236,7 @@ class SegmentPublisher:
         for change in changes:  # an earlier failed publish's first (`lost`)
             await activity.add_event(conn, self.stream_id, "quality_degraded", change)
         if verdict.moderation is not None:
-            await media.add_moderation(conn, self.stream_id, _moderation_row(sequence, verdict))
+            await media.add_moderation(conn, self.stream_id, moderation_row(sequence, verdict))
         rows = None
         if result.error is not None:
             await media.add_quality(conn, self.stream_id, quality)
@@ -262,7 +247,7 @@ class SegmentPublisher:
                 {"source_sequence": sequence, "error": result.error},
             )
         elif verdict.end:
-            await media.add_quality(conn, self.stream_id, _withheld(quality))
+            await media.add_quality(conn, self.stream_id, withheld(quality))
         else:
             if not self._renditions_stored:
                 await media.add_renditions(conn, self.stream_id, self._rendition_rows(result))
@@ -271,7 +256,7 @@ class SegmentPublisher:
                         conn, self.stream_id, "quality_degraded", refusal.event(sequence)
                     )
             rows = self._segment_rows(cut, result, outcome)
-            rows += _gap_rows(cut, rows, str(self.stream_id))
+            rows += gap_rows(cut, rows, str(self.stream_id))
             await media.add_segments(conn, self.stream_id, rows)
             await media.add_quality(conn, self.stream_id, quality)
         if verdict.flagged:
@@ -359,129 +344,9 @@ class SegmentPublisher:
                 needs_upscale=r.needs_upscale,
                 ladder_reason=self._ladder_reason,
                 upscale_passes=r.upscale_passes,
-                **_tile_columns(r),
+                **tile_columns(r),
                 video_range=r.video_range,  # sql/0011
                 container="fmp4" if uses_fmp4(r) else "ts",
             )
             for i, r in enumerate(self.renditions)
         ]
-
-
-def _tile_columns(r: Rendition) -> dict[str, int]:
-    """A 20K tile's place in the frame (sql/0010); nothing for an ordinary rendition."""
-    t = r.tile
-    if t is None:
-        return {}
-    return {
-        "tile_row": t.row,
-        "tile_col": t.col,
-        "tile_x": t.x,
-        "tile_y": t.y,
-        "frame_width": t.frame_width,
-        "frame_height": t.frame_height,
-    }
-
-
-def _quality(cut: Cut, outcome: SegmentOutcome) -> media.NewQuality:
-    """The segment's `stream_quality` row (as published or dropped)."""
-    seg, error = cut.segment, outcome.result.error
-    return media.NewQuality(
-        source_sequence=seg.sequence,
-        start_time=seg.start_pts_seconds,
-        duration=seg.duration,
-        frames=seg.frames,
-        input_fps=round(seg.frames / seg.duration, 3) if seg.duration else None,
-        input_kbps=round(seg.size * 8 / seg.duration / 1000, 1) if seg.duration else None,
-        latency_ms=round((time.time() - cut.cut_at) * 1000, 1),
-        retries=outcome.retries,
-        dropped=error is not None,
-        error=error,
-        quality_level=cut.level,
-        shed=list(cut.shed),
-    )
-
-
-def _gap_rows(cut: Cut, rows: list[media.NewSegment], stream_id: str) -> list[media.NewSegment]:
-    """The shed rungs' placeholders for a published segment: its timing, no object."""
-    if not cut.shed or not rows:
-        return []
-    like = rows[-1]  # any encoded rung: all share the segment's sequence and timing
-    return [
-        dataclasses.replace(
-            like,
-            rendition=name,
-            bytes=0,
-            frames=0,
-            path=segment_key(stream_id, name, cut.segment.sequence),
-            gap=True,
-        )
-        for name in cut.shed
-    ]
-
-
-@dataclass(frozen=True, slots=True)
-class _Placed:
-    """A segment published in its lowest rung: the rungs still to come, and that rung's
-    row (the segment's sequence number, timing and discontinuity, shared by all rungs)."""
-
-    like: media.NewSegment
-    pending: tuple[str, ...]
-
-
-def _rest_rows(placed: _Placed, outcome: SegmentOutcome, stream_id: str) -> list[media.NewSegment]:
-    """The pending rungs' rows: as encoded, or gaps if the job failed or lacks one."""
-    result, like = outcome.result, placed.like
-    encoded = {} if result.error else {e.name: e for e in result.renditions}
-    timings: dict[str, float | str] = {
-        **result.timings,
-        "retries": outcome.retries,
-        "worker": result.worker,
-    }
-    rows = []
-    for name in placed.pending:
-        e = encoded.get(name)
-        if e is None:
-            gap = dataclasses.replace(
-                like, rendition=name, path=segment_key(stream_id, name, like.source_sequence)
-            )
-            rows.append(_as_gap(gap, result.error or "not encoded"))
-            continue
-        rows.append(
-            dataclasses.replace(
-                like,
-                rendition=name,
-                duration=e.duration,
-                bytes=e.size,
-                frames=e.frames,
-                path=e.key,
-                target_duration=max(like.target_duration, math.ceil(e.duration)),
-                timings=timings,
-            )
-        )
-    return rows
-
-
-def _as_gap(row: media.NewSegment, error: str) -> media.NewSegment:
-    """A rung's row as a gap (no object): its job failed, or its rows could not be written."""
-    return dataclasses.replace(row, bytes=0, frames=0, gap=True, timings={"error": error})
-
-
-def _moderation_row(sequence: int, verdict: Verdict) -> media.NewModeration:
-    mod = verdict.moderation
-    assert mod is not None
-    return media.NewModeration(
-        sequence,
-        mod.frames_scored,
-        list(mod.scores),
-        mod.max_score,
-        verdict.flagged,
-        mod.model,
-        mod.error,
-    )
-
-
-def _withheld(q: media.NewQuality) -> media.NewQuality:
-    """A withheld segment's quality row: counted as dropped, with the reason."""
-    return dataclasses.replace(
-        q, dropped=True, error="withheld: moderation score over the threshold"
-    )
