@@ -28,7 +28,10 @@ Invariants:
   nothing of a segment is written before its moderation verdict (it comes with the
   lowest rung's job); a segment dropped, withheld or lost in its first transaction
   gets no rest (its objects are deleted). Rungs still pending when the ingest restarts
-  become gaps when the stream's next pipeline opens (`media.gap_unpublished_rungs`).
+  become gaps when the stream's next pipeline opens, and those still pending when the
+  stream ends become gaps in the end's transaction (`media.gap_unpublished_rungs`,
+  `actors.stream_store`), so a `publish_rest` after it finds the stream ended and
+  writes nothing (a stream ended in SQL, the takedown of sql/0006, gets no gaps).
 - No orphaned objects: a segment the worker stored but that no row will name (the
   stream is no longer live, the publish failed, or it was withheld or dropped) has
   its objects deleted once that is decided (`discard`); a withheld segment must not

@@ -5,6 +5,11 @@ writes and reads. Every write a client can observe appends its event row in the
 same transaction. `PostgresStreamStore` group-commits through a `WriteBatcher`,
 so each write method returns only once its rows are committed; it is what the
 Ray actor uses, the seam exists so the session's logic is testable without Postgres.
+
+Invariant: `end` (live → ended) also writes, in its transaction, a gap row for every
+upper rung a segment's lowest rung was published without (`media.gap_unpublished_rungs`:
+their job had not finished when the ingest's drain timed out or a policy ended the
+stream), so every rung's playlist ends with the same media sequence numbers.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from actors.write_batcher import Bulk, WriteBatcher
 from lumalive.db import Database
 from lumalive.status import StreamStatus
-from lumalive.store import activity, streams
+from lumalive.store import activity, media, streams
 
 __all__ = ["StreamStore", "PostgresStreamStore"]
 
@@ -116,6 +121,13 @@ class PostgresStreamStore:
             )
             if row is None:
                 return None
+            # Upper rungs still pending (`actors.lowest_first`) become gaps here, in the
+            # end's transaction: a later `publish_rest` locks the stream row, finds it
+            # ended and writes nothing, so no rung is left short and none gets two rows.
+            # Not done for a stream ended in SQL (the takedown of sql/0006_trust_safety).
+            await media.gap_unpublished_rungs(
+                conn, self.stream_id, None, error=media.END_UNPUBLISHED
+            )
             await activity.add_event(
                 conn,
                 self.stream_id,

@@ -3,6 +3,12 @@ pipeline's per-segment moderation and quality measurements (see sql/0003_media.s
 
 Written by the ingest actor's pipeline acting as the stream's owner, one writer per
 stream; read by the API as the caller, so RLS decides who sees what.
+
+Invariant: every rung of a stream has a row at every sequence number its lowest rung
+has, once the stream has ended or its next pipeline has opened: the upper rungs left
+unpublished then are gap rows (`gap_unpublished_rungs`, written by the stream's end,
+`actors.stream_store`, and by a restarted pipeline, `actors.media_pipeline`). A stream
+ended in SQL (the takedown of sql/0006) is the exception: no gaps are written for it.
 """
 
 from __future__ import annotations
@@ -34,6 +40,8 @@ __all__ = [
     "add_quality",
     "resume",
     "gap_unpublished_rungs",  # issue 9: the lowest rung published apart
+    "RESTART_UNPUBLISHED",
+    "END_UNPUBLISHED",
 ]
 
 
@@ -321,8 +329,14 @@ async def resume(conn: AsyncConnection, stream_id: UUID) -> Resume:
     )
 
 
+# The gaps' error texts (`gap_unpublished_rungs`), by what kept the rungs from following.
+RESTART_UNPUBLISHED = "not published before a restart"
+END_UNPUBLISHED = "not published before the stream ended"
+
 # A segment's upper rungs are published after its lowest (`actors.lowest_first`); an
-# ingest restart in between leaves them without a row at that sequence number.
+# ingest restart or the stream's end in between leaves them without a row at that
+# sequence number. The lowest rung is `media.rendition.lowest_rung`'s: the last SDR rung
+# that is not a tile (HDR twins come after the SDR rungs and are published with the rest).
 _GAP_UNPUBLISHED = """
 INSERT INTO stream_segments (stream_id, rendition, sequence, source_sequence, duration,
     bytes, frames, path, discontinuity, program_date_time, target_duration,
@@ -330,29 +344,42 @@ INSERT INTO stream_segments (stream_id, rendition, sequence, source_sequence, du
 SELECT s.stream_id, r.name, s.sequence, s.source_sequence, s.duration, 0, 0,
     s.stream_id::text || '/' || r.name || '/' || regexp_replace(s.path, '^.*/', ''),
     s.discontinuity, s.program_date_time, s.target_duration, s.discontinuity_sequence,
-    '{"error": "not published before a restart"}'::jsonb, true
+    jsonb_build_object('error', CAST(:error AS text)), true
 FROM stream_segments s
 JOIN stream_renditions r ON r.stream_id = s.stream_id AND r.name <> s.rendition
 WHERE s.stream_id = :s AND s.sequence >= :since
   AND s.rendition = (SELECT name FROM stream_renditions WHERE stream_id = :s
-                     AND tile_row IS NULL ORDER BY position DESC LIMIT 1)
+                     AND tile_row IS NULL
+                     ORDER BY video_range = 'SDR' DESC, position DESC LIMIT 1)
   AND NOT EXISTS (SELECT 1 FROM stream_segments x WHERE x.stream_id = s.stream_id
                   AND x.rendition = r.name AND x.sequence = s.sequence)
 """
 
 
-async def gap_unpublished_rungs(conn: AsyncConnection, stream_id: UUID, recent: int = 64) -> int:
-    """A gap row (EXT-X-GAP, no object) for every rung that has no row where the lowest
-    rung has one, among the last `recent` sequence numbers: the upper rungs that an
-    ingest restart kept from being published after their lowest (`actors.lowest_first`),
-    so every rung keeps the same media sequence numbers. How many it wrote."""
-    last = (
-        await conn.execute(
-            text("SELECT max(sequence) FROM stream_segments WHERE stream_id = :s"),
-            {"s": stream_id},
-        )
-    ).scalar()
-    if last is None:
-        return 0
-    done = await conn.execute(text(_GAP_UNPUBLISHED), {"s": stream_id, "since": last - recent})
+async def gap_unpublished_rungs(
+    conn: AsyncConnection,
+    stream_id: UUID,
+    recent: int | None = 64,
+    *,
+    error: str = RESTART_UNPUBLISHED,
+) -> int:
+    """A gap row (EXT-X-GAP, no object, `error` in its timings) for every rung that has
+    no row where the lowest rung has one, among the last `recent` sequence numbers (None:
+    all of them): the upper rungs that an ingest restart, or the stream's end, kept from
+    being published after their lowest (`actors.lowest_first`), so every rung keeps the
+    same media sequence numbers. How many it wrote."""
+    since = 0  # no window: sequence numbers start at 0
+    if recent is not None:
+        last = (
+            await conn.execute(
+                text("SELECT max(sequence) FROM stream_segments WHERE stream_id = :s"),
+                {"s": stream_id},
+            )
+        ).scalar()
+        if last is None:
+            return 0
+        since = last - recent
+    done = await conn.execute(
+        text(_GAP_UNPUBLISHED), {"s": stream_id, "since": since, "error": error}
+    )
     return int(done.rowcount or 0)

@@ -327,3 +327,47 @@ async def test_upper_rungs_a_restart_left_unpublished_become_gaps(
         ("360p", 0, False),
         ("480p", 0, True),
     ]
+
+
+async def test_upper_rungs_pending_when_the_stream_ends_become_gaps(
+    client: httpx.AsyncClient, make_user: Any, make_stream: Any, settings: Settings, db: Database
+) -> None:
+    """A segment published in its lowest rung whose upper rung had not followed when
+    the owner ended the stream (the ingest's drain timed out): the end gaps it in its
+    transaction, and the upper rung's job finishing afterwards writes nothing."""
+    owner = await make_user("ended")
+    row = await _stream_row(db, owner, await make_stream(owner, start=True, latencyMode="normal"))
+    data = synthetic(frames=GOP, gop=GOP, size=(854, 480), fps=FPS)
+    [seg] = Segmenter(ChunkedReader(data), format="flv")
+    not_live: list[bool] = []
+    publisher = SegmentPublisher(row, settings, db, on_not_live=lambda: not_live.append(True))
+    job = SegmentJob(str(row["id"]), 0, publisher.ladder(seg), seg.frames, 0)
+    first, rest = split_lowest(job, 2.0)
+    assert rest is not None and [r.name for r in rest.renditions] == ["480p"]
+    worker = SegmentWorker(settings)
+    cut = Cut(seg, time.time(), time.time())
+    assert await publisher.publish(cut, SegmentOutcome(worker.process(first, seg.data)), ("480p",))
+    [lowest] = await _segment_timings(db, owner, row["id"])
+
+    r = await client.post(f"/api/live-streaming/end/{row['id']}", headers=owner.auth)
+    assert r.status_code == 200, r.text
+    ended = await _segment_timings(db, owner, row["id"])
+    assert [(r["rendition"], r["sequence"], r["gap"]) for r in ended] == [
+        ("360p", 0, False),
+        ("480p", 0, True),
+    ]
+    assert ended[0] == lowest
+    assert ended[1]["timings"] == {"error": "not published before the stream ended"}
+    # The upper rung's job ends after the stream did: its rows are not written.
+    await publisher.publish_rest(cut, SegmentOutcome(worker.process(rest, seg.data)))
+    assert not_live and await _segment_timings(db, owner, row["id"]) == ended
+
+
+async def _segment_timings(db: Database, owner: Person, sid: uuid.UUID) -> list[dict[str, Any]]:
+    return await rows_as(
+        db,
+        owner.id,
+        "SELECT rendition, sequence, gap, bytes, path, timings, created_at"
+        " FROM stream_segments WHERE stream_id = :s ORDER BY sequence, rendition",
+        s=sid,
+    )
