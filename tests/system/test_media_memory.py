@@ -116,7 +116,9 @@ async def test_a_1080p_source_goes_4k_with_ai_in_bounded_memory(
     make_stream: Any,
 ) -> None:  # fmt: skip
     ladder = build_ladder(*SOURCE, "8K", True, fps=FPS).renditions
-    four_k_mb = media_memory_bytes(ladder[1:], True, source=SOURCE, enhancer_in_process=False)
+    four_k_mb = media_memory_bytes(
+        ladder[1:], True, source=SOURCE, enhancer_in_process=False, lane=settings.media_lowest_lane
+    )
     ours = settings.model_copy(
         update={
             "rtmp_port": free_port(),

@@ -135,8 +135,8 @@ def test_the_plan_shows_hdr_twins_and_memory_refusals_as_the_first_segment_will(
         "ai_features": {"hdr": True},
     }
     full = stream_ladder(stream, Settings(data_dir=tmp_path), (1920, 1080), 30.0, lambda: "SDR")
-    # A budget that holds every rung but the top one.
-    needs = media_memory_bytes(full.renditions[1:], False, source=(1920, 1080))
+    # A budget that holds every rung but the top one (the lowest-rung lane is on by default).
+    needs = media_memory_bytes(full.renditions[1:], False, source=(1920, 1080), lane=True)
     settings = Settings(data_dir=tmp_path, media_worker_memory_mb=-(-needs // (1 << 20)))
     plan_ = planned(stream, settings)
     items = {i["name"]: i for i in plan_["items"]}
