@@ -17,10 +17,12 @@ default) lets a worker running an upper-rung job run one lowest rung beside it, 
 lowest rung never waits for a whole upper-rung job, even on a pool of one worker; the
 reserve (off by default) keeps a worker of two or more from upper rungs.
 
-Limit: jobs are not preempted, and the lane is not a CPU of its own: a lowest rung in
-it shares its worker's CPUs with the upper-rung job beside it (both slower while both
-run: docs/media.md, *Backpressure*), and it waits when every worker's lane is taken or
-no worker runs an upper rung (behind older lowest rungs and whole jobs, as before).
+Limit: jobs are not preempted by the pool, and the lane is not a CPU of its own: the
+upper-rung job beside a lowest rung yields its worker's CPUs between frames while the
+lowest rung encodes (`actors.media_worker._LaneYield`; without the yield both run at
+once, each slower: docs/media.md, *Backpressure*), and a lowest rung waits when every
+worker's lane is taken or no worker runs an upper rung (behind older lowest rungs and
+whole jobs, as before).
 Without the lane, a pool of one worker has no worker to keep, so a lowest rung cut as
 an upper-rung job starts waits for all of it. Splitting the rest per rung would bound
 that wait by the longest one rung's job instead, without a second job on a worker;
@@ -28,8 +30,8 @@ that wait by the longest one rung's job instead, without a second job on a worke
 thread, loaded 2-core box): 1.04x the CPU of two jobs (0.99x in another run: a 1080p
 decode is small next to its veryfast encodes), and the worst wait 0.52x (1284 vs 2489
 CPU ms per 2 s segment: the 1080p job is half the rest). Not built, because:
-- the lane bounds the wait by the lowest rung's own encode (slowed by the job beside
-  it), less than any per-rung split, and a pool of two or more may add the reserve,
+- the lane bounds the wait by the lowest rung's own encode (the job beside it
+  yields), less than any per-rung split, and a pool of two or more may add the reserve,
   where a per-rung split bounds nothing more and only costs decodes (more where
   decoding weighs like encoding: 1.28-1.41x at 480p ultrafast);
 - the AI rungs share learned passes within one job (`media.shared_passes`: the 4K

@@ -24,6 +24,9 @@ Invariants:
   enhancer runs in `torch.inference_mode` with no state between calls, and only the
   lowest rung's job moderates, so two calls never moderate at once. Storage puts are
   atomic files or object PUTs, safe from two threads.
+- While a lowest-rung call moderates and encodes, an upper-rung call beside it waits
+  between frames (`_LaneYield`, `media_lane_yield`): the lowest rung runs as if alone.
+  Only upper-rung calls wait, and only on lowest-rung calls, which never wait: no cycle.
 """
 
 from __future__ import annotations
@@ -55,6 +58,7 @@ from media.transcode import (
     CorruptSegmentError,
     EncoderSettings,
     FrameHook,
+    RenditionSegment,
     SegmentTranscoder,
 )
 
@@ -182,6 +186,7 @@ class SegmentWorker:
         self._local = threading.local()
         self._models_lock = threading.Lock()  # two calls must not load a model twice
         self._in_flight = _InFlight()
+        self._lane = _LaneYield(settings.media_lane_yield)
         self._moderator_factory = moderator_factory or _default_moderator
         self._enhancer_factory = enhancer_factory or _default_enhancer
         self._moderator: Any = None
@@ -210,20 +215,8 @@ class SegmentWorker:
             else 0.0
         }
         try:
-            t = time.perf_counter()
-            moderation = self._moderate(data, job.moderation_fps)
-            timings["moderate"] = _ms(t)
-            enhance_s = [0.0]
-            hook, renditions = self._hook(job, enhance_s)
-            t = time.perf_counter()
-            transcoder = self._transcoder(job.renditions if hook else ())
-            encoded = (
-                transcoder.transcode(data, renditions, hook, expected_frames=job.frames)
-                if job.renditions
-                else {}  # moderation only: the streaming encoder made every rung
-            )
-            timings["enhance"] = round(enhance_s[0] * 1000, 1)
-            timings["encode"] = round(_ms(t) - timings["enhance"], 1)
+            with self._lane.first(job.part):  # an upper-rung call beside it yields
+                moderation, encoded = self._encode(job, data, timings)
         except CorruptSegmentError as e:
             return SegmentResult(
                 job.source_sequence,
@@ -232,32 +225,54 @@ class SegmentWorker:
                 worker=self.name,
             )
         t = time.perf_counter()
-        out = []
-        for r in job.renditions:  # ladder order
-            seg = encoded[r.name]
-            ext = "ts" if seg.init is None else "m4s"
-            key = segment_key(job.stream_id, r.name, job.source_sequence, ext)
-            if seg.init is not None:  # before its segment: a published .m4s has its init
-                self._storage.put(init_key(job.stream_id, r.name), seg.init)
-            self._storage.put(key, seg.data)
-            out.append(
-                EncodedRendition(
-                    r.name,
-                    key,
-                    seg.size,
-                    seg.duration,
-                    seg.frames,
-                    seg.width,
-                    seg.height,
-                    seg.codecs,
-                )
-            )
+        out = [self._store(job, r, encoded[r.name]) for r in job.renditions]  # ladder order
         timings["store"] = _ms(t)
         # This process's CPU for the segment (with another call beside it, for both:
         # `process`): on a shared machine a steadier cost figure than the wall-clock
         # stages above.
         timings["cpu"] = round((time.process_time() - cpu) * 1000, 1)
         return SegmentResult(job.source_sequence, tuple(out), moderation, timings, worker=self.name)
+
+    def _encode(
+        self, job: SegmentJob, data: bytes, timings: dict[str, float]
+    ) -> tuple[ModerationResult | None, dict[str, RenditionSegment]]:
+        """Moderate, then enhance and encode every rendition; the stages' wall times
+        (ms) go into `timings`, the time an upper-rung job yielded to a lane as `yielded`."""
+        t = time.perf_counter()
+        moderation = self._moderate(data, job.moderation_fps)
+        timings["moderate"] = _ms(t)
+        enhance_s, yielded_s = [0.0], [0.0]
+        hook, renditions = self._hook(job, enhance_s)
+        t = time.perf_counter()
+        transcoder = self._transcoder(job.renditions if hook else ())
+        encoded = (
+            transcoder.transcode(
+                data,
+                renditions,
+                hook,
+                expected_frames=job.frames,
+                between_frames=self._lane.yielder(job.part, yielded_s),
+            )
+            if job.renditions
+            else {}  # moderation only: the streaming encoder made every rung
+        )
+        timings["enhance"] = round(enhance_s[0] * 1000, 1)
+        if job.part == "upper":
+            timings["yielded"] = round(yielded_s[0] * 1000, 1)
+        timings["encode"] = round(_ms(t) - timings["enhance"] - timings.get("yielded", 0.0), 1)
+        return moderation, encoded
+
+    def _store(self, job: SegmentJob, r: Rendition, seg: RenditionSegment) -> EncodedRendition:
+        """Store one rendition's segment (an fMP4 one's init first: a published .m4s
+        has its init)."""
+        ext = "ts" if seg.init is None else "m4s"
+        key = segment_key(job.stream_id, r.name, job.source_sequence, ext)
+        if seg.init is not None:
+            self._storage.put(init_key(job.stream_id, r.name), seg.init)
+        self._storage.put(key, seg.data)
+        return EncodedRendition(
+            r.name, key, seg.size, seg.duration, seg.frames, seg.width, seg.height, seg.codecs
+        )
 
     def _transcoder(self, hooked: tuple[Rendition, ...]) -> SegmentTranscoder:
         """The transcoder whose frame-hook batches hold at most `HOOK_PIXELS` of the
@@ -371,6 +386,53 @@ class _InFlight:
         finally:
             with self._lock:
                 self._running = [r for r in self._running if r is not beside]
+
+
+class _LaneYield:
+    """While a lowest-rung call runs, an upper-rung call beside it (the pool's lane)
+    waits between frames, so the lowest rung, the one the live playlist waits for, has
+    the worker's CPUs instead of half of them. The pool never preempts a job; this is
+    the worker's own frame-by-frame yield, and it moves work, it adds none: the upper
+    job resumes where it was once the lowest rung's moderation and encode are done
+    (its encoder's threads finish the frames they hold meanwhile). Off: both run at
+    once on the worker's CPUs (`media_lane_yield`)."""
+
+    def __init__(self, on: bool) -> None:
+        self._on = on
+        self._cond = threading.Condition()
+        self._lowest = 0  # lowest-rung calls encoding now
+
+    @contextmanager
+    def first(self, part: str) -> Iterator[None]:
+        """Around a call's moderation and encode: a lowest-rung one makes upper-rung
+        calls wait until it is done."""
+        if part != "lowest":
+            yield
+            return
+        with self._cond:
+            self._lowest += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._lowest -= 1
+                self._cond.notify_all()
+
+    def yielder(self, part: str, spent: list[float]) -> Callable[[], None] | None:
+        """What an upper-rung call runs between frames (None for other calls, or off):
+        wait while a lowest-rung call encodes, adding the seconds waited to `spent[0]`."""
+        if part != "upper" or not self._on:
+            return None
+
+        def wait() -> None:
+            if not self._lowest:  # one that starts after this read is yielded to next frame
+                return
+            t = time.perf_counter()
+            with self._cond:
+                self._cond.wait_for(lambda: not self._lowest)
+            spent[0] += time.perf_counter() - t
+
+        return wait
 
 
 def _ms(since: float) -> float:

@@ -4,7 +4,9 @@ behind without bound) and on (rungs shed, `actors.backpressure`), side by side; 
 the pool's reserve (`actors.segment_pool`: upper rungs hold all workers but one) off
 and on, side by side (`--workers 2 --backpressure on --reserve both`); and the
 lowest rung's lane (a lowest-rung job beside an upper-rung one on the same worker) off
-and on (`--backpressure on --lane both`, on one worker or more).
+and on (`--backpressure on --lane both`, on one worker or more); and, with the lane,
+the upper-rung job yielding its CPUs to the lowest rung beside it off and on
+(`--yield both`: `actors.media_worker._LaneYield`).
 
 One Ray node of `--workers` CPUs (`tests.utils.ray_nodes.LocalCluster`) runs that many
 media workers (one by default); `lumalive up --detach` is deployed onto it once per
@@ -25,6 +27,9 @@ baseline. Each run publishes the same source (paced at real time, or unpaced wit
                      (the last is how far behind the live edge the stream ended)
     stall max / p95  the wall time between two publications of the lowest rung: the
                      longest, and the 95th percentile (aim: one target duration)
+    own stall max    the most a stall exceeded the time between the two segments' cuts
+                     (the publisher's own pace, which a paced source on a loaded box
+                     does not keep exactly): what the pipeline added
     top lag          how long after its lowest rung a segment's top rung was published
                      (p95 / max; 0 when a segment is published whole)
     upper            upper-rung segments published (not shed, not gaps), and per second
@@ -39,10 +44,14 @@ Streams are created in latency mode `normal` (`--latency low` for the default): 
     .venv/bin/python -m bench.overload --quick    # smoke: 480p10, 10 s, unpaced
     .venv/bin/python -m bench.overload --workers 2 --backpressure on --reserve both
     .venv/bin/python -m bench.overload --backpressure on --reserve off --lane both
+    .venv/bin/python -m bench.overload --backpressure on --reserve off --lane on \
+        --yield both --cpu-quota 1
 
 The node declares one CPU per worker, but its host may have more cores: a lane job
 then gets a spare core, which a node packed with workers would not have (see
-`bench/reserve_sim.py` for a model where the two jobs share one core).
+`bench/reserve_sim.py` for a model where the two jobs share one core). `--cpu-quota Q`
+caps the node at Q cores (a cgroup of its own, as `bench.scale_out` does): with Q equal
+to the workers, a lane job shares its worker's core, as on a node packed with workers.
 
 `run(deployed, source, segments)` is the overloaded run alone, on a deployment the
 caller made (`bench.scale_out --overload`).
@@ -86,6 +95,10 @@ class Overload:
     lowest_misses: int
     latencies_s: list[float]
     stalls_s: list[float]
+    own_stalls_s: list[float] = field(default_factory=list)  # stall - the cuts' gap
+    worst: str = ""  # the longest own stall: its segment and the lowest rung's timings
+    lowest_encode_ms: list[float] = field(default_factory=list)  # wall, per segment
+    lowest_queue_ms: list[float] = field(default_factory=list)  # cut -> its job started
     top_lag_s: list[float] = field(default_factory=list)
     upper_published: int = 0
     upper_span_s: float = 0.0
@@ -126,7 +139,7 @@ def analyse(dsn: str, sid: str, segment_s: float, label: str = "backpressure on"
     lowest = rungs[-1] if rungs else "?"
     published = _rows(
         dsn,
-        "SELECT source_sequence, created_at FROM stream_segments"
+        "SELECT source_sequence, created_at, timings FROM stream_segments"
         " WHERE stream_id = %(s)s AND rendition = %(r)s AND NOT gap ORDER BY sequence",
         sid,
         r=lowest,
@@ -145,6 +158,12 @@ def analyse(dsn: str, sid: str, segment_s: float, label: str = "backpressure on"
     )
     waited = [q["source_sequence"] for q in queued if (q["queue_ms"] or 0) >= segment_s * 1e3]
     times = [p["created_at"].timestamp() for p in published]
+    # When each was cut: published minus its latency (cut -> published).
+    latency = {q["source_sequence"]: q["latency_ms"] for q in quality}
+    cuts = [
+        t - (latency.get(p["source_sequence"]) or 0) / 1e3
+        for t, p in zip(times, published, strict=True)
+    ]
     top = rungs[0] if rungs else "?"
     lags = _rows(
         dsn,
@@ -171,6 +190,18 @@ def analyse(dsn: str, sid: str, segment_s: float, label: str = "backpressure on"
         " WHERE stream_id = %(s)s AND event_type = 'quality_degraded' ORDER BY seq",
         sid,
     )
+    own = [
+        (t1 - t0) - (c1 - c0)
+        for t0, t1, c0, c1 in zip(times, times[1:], cuts, cuts[1:], strict=False)
+    ]
+    worst = ""
+    if own:
+        i = max(range(len(own)), key=own.__getitem__)
+        before, after = published[i], published[i + 1]
+        worst = (
+            f"segment {after['source_sequence']} (+{own[i]:.2f} s): lowest rung's timings"
+            f" {_stages(after['timings'])}, the one before {_stages(before['timings'])}"
+        )
     return Overload(
         label=label,
         segments=len(quality),
@@ -182,11 +213,20 @@ def analyse(dsn: str, sid: str, segment_s: float, label: str = "backpressure on"
         lowest_misses=sum(not q["dropped"] for q in quality) - len(published),
         latencies_s=[q["latency_ms"] / 1e3 for q in quality if q["latency_ms"] is not None],
         stalls_s=[b - a for a, b in zip(times, times[1:], strict=False)],
+        own_stalls_s=own,
+        worst=worst,
+        lowest_encode_ms=[p["timings"].get("encode", 0.0) for p in published if p["timings"]],
+        lowest_queue_ms=[p["timings"].get("queue", 0.0) for p in published if p["timings"]],
         top_lag_s=[row["lag"] for row in lags] if top != lowest else [],
         upper_published=upper["n"] or 0,
         upper_span_s=upper["span"] or 0.0,
         events=[e["data"] for e in events],
     )
+
+
+def _stages(timings: dict[str, Any] | None) -> str:
+    keys = ("queue", "moderate", "encode", "store", "cpu", "cpu_shared")
+    return ", ".join(f"{k} {timings[k]:.0f}" for k in keys if timings and k in timings)
 
 
 def _pct(values: list[float], q: float) -> float:
@@ -202,10 +242,10 @@ def print_report(runs: list[Overload]) -> None:
     print(
         "\n| run | segments | overload start | shedding start (delta) | shed |"
         " lowest misses | lowest latency p50 / p95 / last | vs baseline p95 |"
-        " lowest stall max / p95 | vs baseline max | top lag p95 / max |"
+        " lowest stall max / p95 | vs baseline max | own stall max | top lag p95 / max |"
         " upper published (per s) | vs baseline per s |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in runs:
         shed = ", ".join(f"{k}: {n} seg / {s:.0f} s" for k, (n, s) in r.shed.items()) or "-"
         delta = "-" if r.start_delta is None else f"{r.shedding_start} ({r.start_delta:+d})"
@@ -217,9 +257,18 @@ def print_report(runs: list[Overload]) -> None:
             f" {last:.1f} s | {_ratio(p95, _pct(base.latencies_s, 0.95))} |"
             f" {r.longest_stall_s:.1f} / {_pct(r.stalls_s, 0.95):.1f} s"
             f" (target {r.segment_s:.0f} s) | {_ratio(r.longest_stall_s, base.longest_stall_s)} |"
+            f" {max(r.own_stalls_s, default=float('nan')):+.2f} s |"
             f" {_pct(r.top_lag_s, 0.95):.1f} / {max(r.top_lag_s, default=float('nan')):.1f} s |"
             f" {r.upper_published} ({r.upper_per_s:.2f}/s) |"
             f" {_ratio(r.upper_per_s, base.upper_per_s)} |"
+        )
+    for r in runs:
+        enc, queue = r.lowest_encode_ms, r.lowest_queue_ms
+        print(
+            f"  {r.label}: lowest rung's encode p50 / p95 / max {_pct(enc, 0.5):.0f} /"
+            f" {_pct(enc, 0.95):.0f} / {max(enc, default=float('nan')):.0f} ms, queue"
+            f" {_pct(queue, 0.5):.0f} / {_pct(queue, 0.95):.0f} /"
+            f" {max(queue, default=float('nan')):.0f} ms; longest own stall at {r.worst}"
         )
     for r in runs:
         for e in r.events:
@@ -280,14 +329,22 @@ class Variant:
     reserve: bool
     workers: int
     lane: bool = False
+    lane_yield: bool = True  # the shipped default (`media_lane_yield`)
 
     @property
     def label(self) -> str:
+        lane = ("on, yield" if self.lane_yield else "on, no yield") if self.lane else "off"
         return (
             f"backpressure {'on' if self.backpressure else 'off'},"
-            f" reserve {'on' if self.reserve else 'off'}, lane {'on' if self.lane else 'off'},"
+            f" reserve {'on' if self.reserve else 'off'}, lane {lane},"
             f" {self.workers} worker(s)"
         )
+
+    @property
+    def tag(self) -> str:
+        """Its data directory's suffix."""
+        flags = (self.backpressure, self.reserve, self.lane, self.lane_yield)
+        return "".join(str(int(f)) for f in flags)
 
 
 def _one_cluster(
@@ -299,17 +356,23 @@ def _one_cluster(
     variant: Variant,
     *,
     latency: str = "normal",
+    cpu_quota: float | None = None,
 ) -> Overload:
     """One run on a cluster of its own (a head and one encoder node of a CPU per
-    worker): a second `lumalive up` on the same cluster would find the first one's
-    Serve proxy."""
+    worker, capped at `cpu_quota` cores if given): a second `lumalive up` on the same
+    cluster would find the first one's Serve proxy."""
     cluster = LocalCluster()
     try:
         cluster.start_head(num_cpus=0, resources={"lumalive_edge": 1})
-        cluster.add_node("w1", num_cpus=variant.workers, resources={ENCODE: variant.workers})
+        cluster.add_node(
+            "w1",
+            num_cpus=variant.workers,
+            resources={ENCODE: variant.workers},
+            cpu_quota=cpu_quota,
+        )
         deployed = deploy(
             cluster,
-            work / f"data-{int(variant.backpressure)}{int(variant.reserve)}{int(variant.lane)}",
+            work / f"data-{variant.tag}",
             LUMALIVE_EDGE_RESOURCE="lumalive_edge",
             LUMALIVE_MEDIA_ENCODE_RESOURCE=ENCODE,
             LUMALIVE_MEDIA_WORKERS=str(variant.workers),
@@ -319,6 +382,7 @@ def _one_cluster(
             LUMALIVE_MEDIA_BACKPRESSURE=str(int(variant.backpressure)),
             LUMALIVE_MEDIA_LOWEST_RESERVE=str(int(variant.reserve)),
             LUMALIVE_MEDIA_LOWEST_LANE=str(int(variant.lane)),
+            LUMALIVE_MEDIA_LANE_YIELD=str(int(variant.lane_yield)),
         )
         try:
             return run(
@@ -348,6 +412,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--reserve", default="on", choices=("off", "on", "both"))
     # On: the shipped default (`media_lowest_lane`); off: the figures before the lane.
     ap.add_argument("--lane", default="on", choices=("off", "on", "both"))
+    # With the lane: on, the shipped default (`media_lane_yield`); off, both jobs at once.
+    ap.add_argument("--yield", dest="lane_yield", default="on", choices=("off", "on", "both"))
+    ap.add_argument("--cpu-quota", type=float, default=None, help="cap the node at this many cores")
     args = ap.parse_args(argv)
     paced = not args.quick
     if args.quick:
@@ -359,13 +426,23 @@ def main(argv: list[str] | None = None) -> int:
         f" {args.size}@{args.fps}, {'paced at real time' if paced else 'unpaced'}"
     )
     variants = [
-        Variant(bp, reserve, args.workers, lane)
+        Variant(bp, reserve, args.workers, lane, lane_yield)
         for bp in _switch(args.backpressure)
         for reserve in _switch(args.reserve)
         for lane in _switch(args.lane)
+        for lane_yield in (_switch(args.lane_yield) if lane else (True,))
     ]
     runs = [
-        _one_cluster(work, source, args.seconds, args.preset, paced, v, latency=args.latency)
+        _one_cluster(
+            work,
+            source,
+            args.seconds,
+            args.preset,
+            paced,
+            v,
+            latency=args.latency,
+            cpu_quota=args.cpu_quota,
+        )
         for v in variants
     ]
     print("\nside by side (ratios against the first run, the baseline):")

@@ -16,10 +16,13 @@ Each worker is one core shared equally by the jobs it runs (processor sharing): 
 lowest rung in the lane beside an upper-rung job runs at half speed, and slows that job
 to half speed, while both run. That is the contention the lane costs; it assumes the
 two jobs' threads get equal shares of the core, and no cost for switching between them.
+With the yield (`--yield`, `actors.media_worker._LaneYield`, the shipped default), the
+upper-rung job stops while the lowest rung beside it runs, which then has the whole core.
 
     .venv/bin/python -m bench.reserve_sim            # 60 segments, 10x faster than real
     .venv/bin/python -m bench.reserve_sim --quick    # 20 segments
     .venv/bin/python -m bench.reserve_sim --reserve off --lane both   # the lane alone
+    .venv/bin/python -m bench.reserve_sim --reserve off --lane on --yield both
 """
 
 from __future__ import annotations
@@ -44,35 +47,47 @@ DEFER_SEGMENTS = 30.0  # actors.lowest_first.REST_DEFER_SEGMENTS
 
 
 class Core:
-    """One worker's core, shared equally by the jobs on it: each job's remaining work
-    (core seconds) goes down at `speed / n` per second while `n` jobs run."""
+    """One worker's core, shared equally by the jobs running on it: each one's remaining
+    work (core seconds) goes down at `speed / n` per second while `n` run. With `yields`,
+    jobs marked `first` (lowest rungs) run alone while there are any."""
 
-    def __init__(self, speed: float) -> None:
+    def __init__(self, speed: float, yields: bool = False) -> None:
         self.speed = speed
+        self.yields = yields
         self.left: dict[asyncio.Future[None], float] = {}
+        self.first: set[asyncio.Future[None]] = set()
         self.at = time.monotonic()
         self.timer: asyncio.TimerHandle | None = None
 
-    async def run(self, cost: float) -> None:
+    async def run(self, cost: float, first: bool = False) -> None:
         self._advance()
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.left[done] = cost
+        if first:
+            self.first.add(done)
         self._schedule()
         await done
 
+    def _running(self) -> list[asyncio.Future[None]]:
+        if self.yields and self.first:
+            return list(self.first)
+        return list(self.left)
+
     def _advance(self) -> None:
         now = time.monotonic()
-        for job in self.left:
-            self.left[job] -= (now - self.at) * self.speed / len(self.left)
+        running = self._running()
+        for job in running:
+            self.left[job] -= (now - self.at) * self.speed / len(running)
         self.at = now
 
     def _schedule(self) -> None:
         if self.timer is not None:
             self.timer.cancel()
         self.timer = None
-        if self.left:
-            first = min(self.left.values())
-            delay = max(0.0, first) * len(self.left) / self.speed
+        running = self._running()
+        if running:
+            first = min(self.left[job] for job in running)
+            delay = max(0.0, first) * len(running) / self.speed
             self.timer = asyncio.get_running_loop().call_later(delay, self._finish)
 
     def _finish(self) -> None:
@@ -80,6 +95,7 @@ class Core:
         for job, left in list(self.left.items()):
             if left <= 1e-6:
                 del self.left[job]
+                self.first.discard(job)
                 job.set_result(None)
         self._schedule()
 
@@ -88,14 +104,15 @@ class Sleepers:
     """Workers that take a job's modelled cost (its renditions' names) as sleep, on
     a `Core` each."""
 
-    def __init__(self, speed: float, scale: float) -> None:
+    def __init__(self, speed: float, scale: float, yields: bool = False) -> None:
         self.speed = speed / scale  # a slower core: every job costs `scale` times more
+        self.yields = yields
         self.cores: dict[int, Core] = {}
         self.most_jobs = 0  # on one worker at once
 
     def spawn(self) -> int:
         worker = len(self.cores) + 1
-        self.cores[worker] = Core(self.speed)
+        self.cores[worker] = Core(self.speed, self.yields)
         return worker
 
     def share(self, data: bytes) -> Any:
@@ -106,7 +123,7 @@ class Sleepers:
         cost = LOWEST_S if job.part == "lowest" else sum(UPPER_S[n] for n in names)
         core = self.cores[worker]
         self.most_jobs = max(self.most_jobs, len(core.left) + 1)
-        await core.run(cost)
+        await core.run(cost, first=job.part == "lowest")
         return SegmentResult(job.source_sequence)
 
     def kill(self, worker: int) -> None:
@@ -126,14 +143,20 @@ class Run:
 
 
 async def _simulate(
-    workers: int, reserve: bool, lane: bool, segments: int, speed: float, scale: float
+    workers: int,
+    arm: tuple[bool, bool, bool],
+    segments: int,
+    speed: float,
+    scale: float,
 ) -> Run:
-    sleepers = Sleepers(speed, scale)
+    reserve, lane, yields = arm
+    sleepers = Sleepers(speed, scale, yields)
     pool = SegmentPool(sleepers, size=workers, idle_s=60, reserve=reserve, lane=lane)
     control = BackpressureController(STEPS, 1.0)
+    lane_label = ("on, yield" if yields else "on") if lane else "off"
     run = Run(
         f"{workers} worker(s), costs x{scale}, reserve {'on' if reserve else 'off'},"
-        f" lane {'on' if lane else 'off'}"
+        f" lane {lane_label}"
     )
     start = time.monotonic()
     lowest: list[asyncio.Task[tuple[float, float, int]]] = []
@@ -212,18 +235,24 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--loaded", type=float, default=1.6, help="cost factor of a loaded box")
     ap.add_argument("--reserve", default="both", choices=("off", "on", "both"))
     ap.add_argument("--lane", default="both", choices=("off", "on", "both"))
+    ap.add_argument("--yield", dest="yields", default="both", choices=("off", "on", "both"))
     args = ap.parse_args(argv)
     segments = 20 if args.quick else args.segments
     print(
         f"model: {segments} segments of 1 s (target duration 1 s), lowest {LOWEST_S} s,"
         f" upper {UPPER_S} s of one core, backpressure on, {args.speed:.0f}x faster\n"
     )
-    arms = [(r, lane) for r in _switch(args.reserve) for lane in _switch(args.lane)]
+    arms = [
+        (r, lane, y)
+        for r in _switch(args.reserve)
+        for lane in _switch(args.lane)
+        for y in (_switch(args.yields) if lane else (False,))
+    ]
     groups = [
         [
-            asyncio.run(_simulate(w, reserve, lane, segments, args.speed, scale))
-            for reserve, lane in arms
-            if w > 1 or not reserve  # one worker: the reserve cannot apply
+            asyncio.run(_simulate(w, arm, segments, args.speed, scale))
+            for arm in arms
+            if w > 1 or not arm[0]  # one worker: the reserve cannot apply
         ]
         for w, scale in ((1, 1.0), (1, args.loaded), (2, 1.0), (2, args.loaded))
     ]

@@ -30,7 +30,7 @@ them are published:
 and where a job's time went (`stream_segments.timings`, medians over the pool's jobs;
 a 720p ladder is split in two jobs per segment, `actors.lowest_first`): queue,
 encode, store, the worker's CPU. Before the measured run the worker nodes must be
-quiet (`settle`): actors that are not media work land on media nodes too (below).
+quiet (`settle`): actors that are not media work once landed on media nodes (below).
 
 **The machine, not Ray, can be the limit.** On a 2-core box, three one-CPU nodes plus
 the head share two cores: uncapped, it measured 0.71 per node with 2 nodes and 0.50
@@ -44,14 +44,13 @@ them), the machine's idle cores during the run and its load average: if the node
 less than N x Q while the machine had no idle cores, the machine was the limit again
 and the per-node figure says nothing about Ray.
 
-**Read with care (measured 2026-11-28, `--cpu-quota 0.5`, 1280x720 source):** the
-non-media actors (`StreamActor`, `embedder`, the webhook dispatcher; `num_cpus=0`,
-not pinned to the edge) are placed on the media nodes as often as not; there they
-take CPU the scheduler counts as the encoder's (the embedder loads its model for
-~70 s under a 0.5-core cap; a stream's actor used 0.11-0.16 cores during the run) and
-a stream whose actor starts on a busy media node published its first segment 4-5.5 s
-after the publish started instead of 1.4 s. The per-node column shows it; the
-`other Ray processes` lines name them.
+**What it found first (2026-11-28, `--cpu-quota 0.5`, 1280x720 source):** the
+non-media actors (`StreamActor`, `embedder`, the webhook dispatcher; `num_cpus=0`)
+were placed on the media nodes as often as not, taking CPU the scheduler counted as
+the encoder's (the embedder's model load ~70 s under a 0.5-core cap) and delaying a
+stream's first segment by 3-4 s. They are now pinned to the edge resource with the
+API (`actors.placement.control_options`); the `other Ray processes` lines still name
+whatever else runs on a media node, so a regression shows.
 
     .venv/bin/python -m bench.scale_out                  # 1, 2, 3 nodes, uncapped
     .venv/bin/python -m bench.scale_out --cpu-quota 0.5  # each node a 0.5-core machine

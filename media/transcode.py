@@ -21,7 +21,7 @@ Invariants:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from av.video.frame import VideoFrame
@@ -88,11 +88,15 @@ class SegmentTranscoder:
         frame_hook: FrameHook | None = None,
         *,
         expected_frames: int | None = None,
+        between_frames: Callable[[], object] | None = None,
     ) -> dict[str, RenditionSegment]:
         """Every rendition of one MPEG-TS source segment, keyed by rendition name.
 
         `expected_frames` (the `SourceSegment.frames` the segmenter counted) turns a
         truncated segment that still decodes into a `CorruptSegmentError`.
+        `between_frames` is called before each decoded frame is fed to the encoders: a
+        caller may block in it to give its CPUs to other work (the media worker's
+        upper-rung job yields to a lowest rung running beside it).
         """
         encoders = self._encoders(renditions)
         source = demux(segment_bytes)
@@ -102,7 +106,7 @@ class SegmentTranscoder:
             )
         outputs = self._outputs(source, renditions, encoders)
         try:
-            first_pts, last_pts = self._encode_video(source, outputs, frame_hook)
+            first_pts, last_pts = self._encode_video(source, outputs, frame_hook, between_frames)
             encoded = [(o, o.close()) for o in outputs]
         except BaseException:
             for o in outputs:
@@ -146,7 +150,11 @@ class SegmentTranscoder:
         ]
 
     def _encode_video(
-        self, source: DemuxedSegment, outputs: list[RenditionOutput], hook: FrameHook | None
+        self,
+        source: DemuxedSegment,
+        outputs: list[RenditionOutput],
+        hook: FrameHook | None,
+        between_frames: Callable[[], object] | None = None,
     ) -> tuple[int, int]:
         """Decode once and feed every output; the first and last pts on the TS clock."""
         fanout = FrameFanout(outputs, self._scaler, hook, self.settings.hook_batch)
@@ -157,6 +165,8 @@ class SegmentTranscoder:
                 raise CorruptSegmentError(f"frame {decoded} decoded with errors")
             decoded += 1
             clock.stamp(frame)
+            if between_frames is not None:
+                between_frames()
             fanout.push(frame)
         fanout.flush()
         if decoded != len(source.video) or clock.first is None or clock.last is None:

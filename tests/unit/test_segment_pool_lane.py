@@ -8,13 +8,16 @@ Ray actor does with `max_concurrency=2`."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import io
 import random
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import av
+import pytest
 
 from actors.backpressure import Backlog
 from actors.media_worker import SegmentJob, SegmentWorker
@@ -236,3 +239,52 @@ def test_one_worker_encodes_two_segments_at_once(tmp_path: Path) -> None:
         [out] = result.renditions
         with av.open(str(tmp_path / "media" / out.key)) as played:
             assert sum(1 for _ in played.decode(video=0)) == source.frames == out.frames
+
+
+class Signalling:
+    """An enhancer that changes nothing: its first call says the upper-rung job is
+    encoding, then waits until the test lets the lowest rung start."""
+
+    def __init__(self) -> None:
+        self.encoding, self.go = threading.Event(), threading.Event()
+
+    def enhance(self, frames: Any, config: Any) -> Any:
+        self.encoding.set()
+        assert self.go.wait(30)
+        return frames
+
+
+@pytest.mark.parametrize("yields", [True, False])
+def test_an_upper_rung_job_yields_to_the_lowest_rung_beside_it(
+    tmp_path: Path, yields: bool
+) -> None:
+    """With `media_lane_yield`, an upper-rung job waits between frames while a
+    lowest-rung job encodes beside it, so the lowest rung has the worker's CPUs; the
+    upper job then finishes whole. Off, it never waits."""
+    from media.segmenter import Segmenter
+
+    settings = Settings(
+        data_dir=tmp_path, x264_preset="ultrafast", media_max_height=360, media_lane_yield=yields
+    )
+    clip = synthetic(frames=60, gop=60, size=(320, 180))
+    [source] = list(Segmenter(io.BytesIO(clip), format="flv"))
+    ladder, _ = ladder_for({"quality": "1080p"}, settings, source.width, source.height, 30)
+    enhancer = Signalling()
+    worker = SegmentWorker(
+        settings, storage=LocalStorage(tmp_path / "media"), enhancer_factory=lambda: enhancer
+    )
+    job = SegmentJob("s", 0, ladder, source.frames, moderation_fps=0)
+    upper = dataclasses.replace(job, part="upper", denoise=True)  # the hook: our signal
+    with ThreadPoolExecutor(1) as thread:
+        upper_done = thread.submit(worker.process, upper, source.data)
+        assert enhancer.encoding.wait(30)
+        enhancer.go.set()
+        lowest = worker.process(dataclasses.replace(job, part="lowest"), source.data)
+        upper_running = not upper_done.done()
+        result = upper_done.result(timeout=60)
+    assert lowest.error is None and result.error is None
+    assert [r.frames for r in result.renditions] == [source.frames] * len(ladder)
+    if yields:
+        assert upper_running and result.timings["yielded"] > 0
+    else:
+        assert result.timings["yielded"] == 0
