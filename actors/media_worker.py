@@ -103,6 +103,9 @@ class SegmentJob:
     denoise: bool = False
     sharpen: bool = False
     submitted_at: float = 0.0  # time.time() when the segment was cut
+    # time.time() when the pool handed it to a worker (`actors.segment_pool`): the
+    # worker's `timings` split its wait into the pool's queue and the call reaching it.
+    dispatched_at: float = 0.0
     # The pool serves it this much later than its age says (`actors.lowest_first`: a
     # segment's upper rungs go after the lowest rungs of the next segments).
     defer_s: float = 0.0
@@ -209,11 +212,9 @@ class SegmentWorker:
 
     def _process(self, job: SegmentJob, data: bytes) -> SegmentResult:
         started, cpu = time.time(), time.process_time()
-        timings = {
-            "queue": round(max(0.0, started - job.submitted_at) * 1000, 1)
-            if job.submitted_at
-            else 0.0
-        }
+        timings = {"queue": _since_ms(job.submitted_at, started)}
+        if job.dispatched_at:  # of the queue: from the pool's hand-over to this start
+            timings["dispatch"] = _since_ms(job.dispatched_at, started)
         try:
             with self._lane.first(job.part):  # an upper-rung call beside it yields
                 moderation, encoded = self._encode(job, data, timings)
@@ -433,6 +434,11 @@ class _LaneYield:
             spent[0] += time.perf_counter() - t
 
         return wait
+
+
+def _since_ms(at: float, now: float) -> float:
+    """Milliseconds from a `time.time()` stamp (0: none) to `now`, never negative."""
+    return round(max(0.0, now - at) * 1000, 1) if at else 0.0
 
 
 def _ms(since: float) -> float:

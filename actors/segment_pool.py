@@ -44,8 +44,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import itertools
 import logging
+import time
 from dataclasses import dataclass
 from typing import Any, Generic, Literal, Protocol, TypeVar
 
@@ -121,6 +123,7 @@ class SegmentPool(Generic[W]):
         while True:
             attempt += 1
             held = await self._acquire(job.submitted_at + job.defer_s, job.part)
+            job = dataclasses.replace(job, dispatched_at=time.time())
             try:
                 result = await self._factory.process(held.worker, job, shared)
             except WorkerDied:

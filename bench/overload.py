@@ -225,7 +225,7 @@ def analyse(dsn: str, sid: str, segment_s: float, label: str = "backpressure on"
 
 
 def _stages(timings: dict[str, Any] | None) -> str:
-    keys = ("queue", "moderate", "encode", "store", "cpu", "cpu_shared")
+    keys = ("queue", "dispatch", "moderate", "encode", "store", "cpu", "cpu_shared")
     return ", ".join(f"{k} {timings[k]:.0f}" for k in keys if timings and k in timings)
 
 

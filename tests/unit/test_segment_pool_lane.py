@@ -12,6 +12,7 @@ import dataclasses
 import io
 import random
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -288,3 +289,32 @@ def test_an_upper_rung_job_yields_to_the_lowest_rung_beside_it(
         assert upper_running and result.timings["yielded"] > 0
     else:
         assert result.timings["yielded"] == 0
+
+
+async def test_a_job_carries_when_the_pool_handed_it_to_a_worker() -> None:
+    """The worker's `timings` split a job's wait: the pool's queue, then the call
+    reaching the worker (`dispatch`), from the stamp the pool puts on the job."""
+    workers = Workers()
+    pool = lane_pool(workers)
+    busy = submit(pool, 0, "whole")
+    first = await workers.next_call()
+    queued = submit(pool, 1, "whole")  # waits: nothing runs beside a whole job
+    await waiting(pool, 1)
+    before = time.time()
+    first.finish()
+    second = await workers.next_call()
+    assert first.job.dispatched_at and before <= second.job.dispatched_at <= time.time()
+    second.finish()
+    await settled(busy, queued)
+    pool.shutdown()
+
+
+def test_the_worker_reports_the_dispatch_inside_the_queue(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path)
+    worker = SegmentWorker(settings, storage=LocalStorage(tmp_path / "media"))
+    now = time.time()
+    job = SegmentJob("s", 0, (), 0, moderation_fps=0, submitted_at=now - 2, dispatched_at=now - 1)
+    timings = worker.process(job, b"").timings
+    assert 1000 <= timings["dispatch"] < timings["queue"] < 3000
+    unstamped = SegmentJob("s", 0, (), 0, moderation_fps=0)
+    assert "dispatch" not in worker.process(unstamped, b"").timings
