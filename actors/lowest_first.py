@@ -48,7 +48,10 @@ With the lane off, on one worker the lowest rung's stall stays bounded by one re
 Invariants:
 - The lowest rung is `media.rendition.lowest_rung` (the last SDR rung that is not a
   tile; `backpressure.shedding_steps` never sheds it); a job with one rendition, or no
-  ordinary rung, is not split.
+  ordinary rung, is not split. A job of the lowest rung alone (backpressure shed the
+  rest, or the ladder has one rung) is still `part="lowest"`, so it may take a lane: as
+  "whole" it waited for a running upper-rung job (bench/overload.py: 545 ms in the
+  pool's queue, the longest stall of a run with the lane's yield).
 - Moderation runs once per segment, in the lowest rung's job: its verdict is known
   before anything of the segment is published.
 - The rest job never moderates and is never empty.
@@ -78,8 +81,10 @@ def split_lowest(job: SegmentJob, segment_s: float) -> tuple[SegmentJob, Segment
     """The lowest rung's job (moderated) and the job of the rest (deferred), or the job
     unchanged and None when there is nothing to split."""
     lowest = lowest_rung(job.renditions)
-    if len(job.renditions) < 2 or lowest is None:
+    if lowest is None:
         return job, None
+    if len(job.renditions) == 1:  # the rest shed, or a one-rung ladder: still the lowest
+        return dataclasses.replace(job, part="lowest"), None
     first = dataclasses.replace(job, renditions=(lowest,), part="lowest")
     rest = dataclasses.replace(
         job,

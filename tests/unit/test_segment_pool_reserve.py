@@ -188,4 +188,6 @@ def test_the_split_marks_which_job_may_take_the_reserve() -> None:
     assert (first.part, [r.name for r in first.renditions]) == ("lowest", ["360p"])
     assert (rest.part, [r.name for r in rest.renditions]) == ("upper", ["480p"])
     alone, none = split_lowest(dataclasses.replace(job, renditions=first.renditions), 2.0)
-    assert none is None and alone.part == "whole"  # one rung: any worker
+    # The lowest rung alone (the rest shed): still a lowest-rung job, which may take a
+    # lane beside an upper-rung job still running (as "whole" it waited for it).
+    assert none is None and alone.part == "lowest" and alone.moderation_fps == 1.0
