@@ -94,9 +94,10 @@ class SegmentTranscoder:
 
         `expected_frames` (the `SourceSegment.frames` the segmenter counted) turns a
         truncated segment that still decodes into a `CorruptSegmentError`.
-        `between_frames` is called before each decoded frame is fed to the encoders: a
-        caller may block in it to give its CPUs to other work (the media worker's
-        upper-rung job yields to a lowest rung running beside it).
+        `between_frames` is called before each decoded frame is fed to the encoders and
+        before each rendition's encoder is flushed (its lookahead's frames are encoded
+        then): a caller may block in it to give its CPUs to other work (the media
+        worker's upper-rung job yields to a lowest rung running beside it).
         """
         encoders = self._encoders(renditions)
         source = demux(segment_bytes)
@@ -107,7 +108,7 @@ class SegmentTranscoder:
         outputs = self._outputs(source, renditions, encoders)
         try:
             first_pts, last_pts = self._encode_video(source, outputs, frame_hook, between_frames)
-            encoded = [(o, o.close()) for o in outputs]
+            encoded = [(o, _close(o, between_frames)) for o in outputs]
         except BaseException:
             for o in outputs:
                 o.abort()
@@ -174,6 +175,13 @@ class SegmentTranscoder:
                 f"decoded {decoded} frames from {len(source.video)} video packets"
             )
         return clock.first, clock.last
+
+
+def _close(output: RenditionOutput, pause: Callable[[], object] | None) -> bytes:
+    """Flush one rendition's encoder and muxer, after the caller's pause if any."""
+    if pause is not None:
+        pause()
+    return output.close()
 
 
 class _Clock:

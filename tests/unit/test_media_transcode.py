@@ -164,6 +164,16 @@ def test_without_audio_there_is_no_audio_codec() -> None:
     assert seg.codecs == "avc1.64000d" and not demux(seg.data)[1]
 
 
+def test_the_caller_may_pause_between_frames_and_before_each_flush() -> None:
+    """`between_frames` runs before every decoded frame is encoded and before every
+    rendition's encoder is flushed: where the media worker's upper-rung job yields."""
+    data = synthetic_segment(frames=10, gop=10)
+    ladder = [Rendition("240p", 320, 240, 600, fps=25), Rendition("180p", 320, 180, 400, fps=25)]
+    log: list[str] = []
+    out = transcoder.transcode(data, ladder, between_frames=lambda: log.append("pause"))
+    assert len(log) == 10 + len(ladder) and all(s.frames == 10 for s in out.values())
+
+
 def test_corrupt_segments_raise() -> None:
     source = clip_segments()[0]
     r = [Rendition("180p", 320, 180, 300, fps=25)]
