@@ -194,7 +194,7 @@ async def _segment_rows(db: Database, owner: Person, sid: uuid.UUID) -> list[dic
     return await rows_as(
         db,
         owner.id,
-        "SELECT rendition, sequence, source_sequence, gap, created_at"
+        "SELECT rendition, sequence, source_sequence, gap, bytes, path, timings, created_at"
         " FROM stream_segments WHERE stream_id = :s ORDER BY sequence, rendition",
         s=sid,
     )
@@ -347,11 +347,11 @@ async def test_upper_rungs_pending_when_the_stream_ends_become_gaps(
     worker = SegmentWorker(settings)
     cut = Cut(seg, time.time(), time.time())
     assert await publisher.publish(cut, SegmentOutcome(worker.process(first, seg.data)), ("480p",))
-    [lowest] = await _segment_timings(db, owner, row["id"])
+    [lowest] = await _segment_rows(db, owner, row["id"])
 
     r = await client.post(f"/api/live-streaming/end/{row['id']}", headers=owner.auth)
     assert r.status_code == 200, r.text
-    ended = await _segment_timings(db, owner, row["id"])
+    ended = await _segment_rows(db, owner, row["id"])
     assert [(r["rendition"], r["sequence"], r["gap"]) for r in ended] == [
         ("360p", 0, False),
         ("480p", 0, True),
@@ -360,14 +360,4 @@ async def test_upper_rungs_pending_when_the_stream_ends_become_gaps(
     assert ended[1]["timings"] == {"error": "not published before the stream ended"}
     # The upper rung's job ends after the stream did: its rows are not written.
     await publisher.publish_rest(cut, SegmentOutcome(worker.process(rest, seg.data)))
-    assert not_live and await _segment_timings(db, owner, row["id"]) == ended
-
-
-async def _segment_timings(db: Database, owner: Person, sid: uuid.UUID) -> list[dict[str, Any]]:
-    return await rows_as(
-        db,
-        owner.id,
-        "SELECT rendition, sequence, gap, bytes, path, timings, created_at"
-        " FROM stream_segments WHERE stream_id = :s ORDER BY sequence, rendition",
-        s=sid,
-    )
+    assert not_live and await _segment_rows(db, owner, row["id"]) == ended
