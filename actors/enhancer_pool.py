@@ -29,13 +29,15 @@ import numpy as np
 import ray
 
 from actors.frame_batcher import EnhancerService
-from actors.media_memory import enhancer_memory_bytes
+from actors.media_memory import HOOK_PIXELS, MiB
 from lumalive.settings import Settings
+from models.footprint import MAX_PIXELS_CUDA, TILE_BATCH, TILE_CUDA, enhance_working_set_bytes
 
 __all__ = [
     "EnhancerActor",
     "RemoteEnhancer",
     "RemoteModerator",
+    "enhancer_memory_bytes",
     "enhancer_options",
     "pool_size",
     "start_enhancers",
@@ -67,6 +69,28 @@ def pool_size(settings: Settings, gpus: float) -> int:
     if gpus <= 0:
         return 0
     return max(1, int(gpus / settings.media_enhancer_gpu_share))
+
+
+# An enhancer actor with CUDA: torch, its CUDA context and kernels on the host side.
+ENHANCER_PROCESS_BYTES = 1536 * MiB
+# Requests one enhancer call gathers at most (the batching window's cap).
+ENHANCER_MAX_REQUESTS = 8
+
+
+def enhancer_memory_bytes(half: bool) -> int:
+    """What one enhancer actor declares to Ray: its process, the enhancer's working
+    set for an 8K frame (host memory on CPU; on CUDA the same figure bounds the GPU's),
+    and `ENHANCER_MAX_REQUESTS` requests' frames in and out, each at most
+    `HOOK_PIXELS` out and eight 1080p RGB frames in (`hook_batch`)."""
+    working = enhance_working_set_bytes(
+        (7680, 4320),
+        tile=TILE_CUDA if half else 256,
+        tile_batch=TILE_BATCH,
+        max_pixels=MAX_PIXELS_CUDA if half else 3840 * 2160,
+        half=half,
+    )
+    per_request = HOOK_PIXELS * 3 + 8 * 1920 * 1080 * 3
+    return ENHANCER_PROCESS_BYTES + working + ENHANCER_MAX_REQUESTS * per_request
 
 
 def enhancer_options(settings: Settings, gpus: float) -> dict[str, Any]:

@@ -19,7 +19,7 @@ reserve (off by default) keeps a worker of two or more from upper rungs.
 
 Limit: jobs are not preempted by the pool, and the lane is not a CPU of its own: the
 upper-rung job beside a lowest rung yields its worker's CPUs between frames while the
-lowest rung encodes (`actors.media_worker._LaneYield`; without the yield both run at
+lowest rung encodes (`actors.worker_lane.LaneYield`; without the yield both run at
 once, each slower: docs/media.md, *Backpressure*), and a lowest rung waits when every
 worker's lane is taken or no worker runs an upper rung (behind older lowest rungs and
 whole jobs, as before).

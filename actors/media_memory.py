@@ -1,6 +1,7 @@
 """How much memory a media worker needs for a stream's ladder, and the rungs that do not fit.
 
-The estimate is what `MediaWorker` and `EnhancerActor` declare to Ray (`memory=`), so
+The estimate is what `MediaWorker` declares to Ray (`memory=`; the enhancer actor's is
+`actors.enhancer_pool.enhancer_memory_bytes`), so
 the scheduler and the autoscaler see it, and what a stream's ladder is checked against
 before its first segment is encoded: a rung whose estimate does not fit the worker's
 budget is refused up front (logged, recorded with the ladder) instead of being found by
@@ -34,17 +35,12 @@ from media.ladder import Rendition, build_ladder
 from media.rendition import lowest_rung
 from models.footprint import (
     MAX_PIXELS_CPU,
-    MAX_PIXELS_CUDA,
-    TILE_BATCH,
-    TILE_CUDA,
     enhance_working_set_bytes,
 )
 
 __all__ = [
     "HOOK_PIXELS",
     "Refusal",
-    "enhancer_memory_bytes",
-    "enhancers_in_process",
     "fit_ladder",
     "fit_to_budget",
     "hook_batch",
@@ -335,13 +331,6 @@ def fit_to_budget(
     return kept + tuple(tiles), refused
 
 
-def enhancers_in_process(settings: Settings, gpus: float) -> bool:
-    """Whether media workers run the models themselves (no enhancer pool)."""
-    if settings.media_enhancers is not None:
-        return settings.media_enhancers == 0
-    return gpus <= 0
-
-
 def worker_memory_bytes(settings: Settings, *, in_process: bool = True) -> int:
     """What one media worker declares to Ray and the budget of a stream's ladder:
     `media_worker_memory_mb`, or the estimate for the largest ladder these settings
@@ -362,28 +351,6 @@ def worker_memory_bytes(settings: Settings, *, in_process: bool = True) -> int:
         moderation=settings.moderation_fps > 0,
         lane=settings.media_lowest_lane,
     )
-
-
-# An enhancer actor with CUDA: torch, its CUDA context and kernels on the host side.
-ENHANCER_PROCESS_BYTES = 1536 * MiB
-# Requests one enhancer call gathers at most (the batching window's cap).
-ENHANCER_MAX_REQUESTS = 8
-
-
-def enhancer_memory_bytes(half: bool) -> int:
-    """What one enhancer actor declares to Ray: its process, the enhancer's working
-    set for an 8K frame (host memory on CPU; on CUDA the same figure bounds the GPU's),
-    and `ENHANCER_MAX_REQUESTS` requests' frames in and out, each at most
-    `HOOK_PIXELS` out and eight 1080p RGB frames in (`hook_batch`)."""
-    working = enhance_working_set_bytes(
-        (7680, 4320),
-        tile=TILE_CUDA if half else 256,
-        tile_batch=TILE_BATCH,
-        max_pixels=MAX_PIXELS_CUDA if half else 3840 * 2160,
-        half=half,
-    )
-    per_request = HOOK_PIXELS * 3 + 8 * 1920 * 1080 * 3
-    return ENHANCER_PROCESS_BYTES + working + ENHANCER_MAX_REQUESTS * per_request
 
 
 def hook_runs(renditions: Sequence[Rendition], ai_features: Mapping[str, Any]) -> bool:

@@ -25,8 +25,9 @@ Invariants:
   lowest rung's job moderates, so two calls never moderate at once. Storage puts are
   atomic files or object PUTs, safe from two threads.
 - While a lowest-rung call moderates and encodes, an upper-rung call beside it waits
-  between frames (`_LaneYield`, `media_lane_yield`): the lowest rung runs as if alone.
-  Only upper-rung calls wait, and only on lowest-rung calls, which never wait: no cycle.
+  between frames (`actors.worker_lane.LaneYield`, `media_lane_yield`): the lowest rung
+  runs as if alone. Only upper-rung calls wait, and only on lowest-rung calls, which
+  never wait: no cycle.
 """
 
 from __future__ import annotations
@@ -36,8 +37,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -45,6 +45,7 @@ import numpy as np
 
 from actors.media_memory import hook_batch
 from actors.placement import worker_cpus
+from actors.worker_lane import InFlight, LaneYield
 from lumalive.settings import Settings
 from media.cmaf import INIT_NAME
 from media.ladder import Rendition
@@ -188,8 +189,8 @@ class SegmentWorker:
         # Per thread (`_transcoder`): one per frame-hook batch size, made on first use.
         self._local = threading.local()
         self._models_lock = threading.Lock()  # two calls must not load a model twice
-        self._in_flight = _InFlight()
-        self._lane = _LaneYield(settings.media_lane_yield)
+        self._in_flight = InFlight()
+        self._lane = LaneYield(settings.media_lane_yield)
         self._moderator_factory = moderator_factory or _default_moderator
         self._enhancer_factory = enhancer_factory or _default_enhancer
         self._moderator: Any = None
@@ -364,76 +365,6 @@ class SegmentWorker:
             hook = SharedPassHook(many, hooked, hook)
         # A 20K tile (`rendition.tile`) is enhanced from its source window only, then cut.
         return cropping_hook(hook), renditions
-
-
-class _InFlight:
-    """The `process` calls running now, so each can tell whether another ran beside it
-    (its process CPU time then covers both)."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._running: list[list[bool]] = []
-
-    @contextmanager
-    def call(self) -> Iterator[list[bool]]:
-        """A flag, set once another call overlaps this one."""
-        beside = [False]
-        with self._lock:
-            for other in self._running:
-                other[0] = beside[0] = True
-            self._running.append(beside)
-        try:
-            yield beside
-        finally:
-            with self._lock:
-                self._running = [r for r in self._running if r is not beside]
-
-
-class _LaneYield:
-    """While a lowest-rung call runs, an upper-rung call beside it (the pool's lane)
-    waits between frames, so the lowest rung, the one the live playlist waits for, has
-    the worker's CPUs instead of half of them. The pool never preempts a job; this is
-    the worker's own frame-by-frame yield, and it moves work, it adds none: the upper
-    job resumes where it was once the lowest rung's moderation and encode are done
-    (its encoder's threads finish the frames they hold meanwhile). Off: both run at
-    once on the worker's CPUs (`media_lane_yield`)."""
-
-    def __init__(self, on: bool) -> None:
-        self._on = on
-        self._cond = threading.Condition()
-        self._lowest = 0  # lowest-rung calls encoding now
-
-    @contextmanager
-    def first(self, part: str) -> Iterator[None]:
-        """Around a call's moderation and encode: a lowest-rung one makes upper-rung
-        calls wait until it is done."""
-        if part != "lowest":
-            yield
-            return
-        with self._cond:
-            self._lowest += 1
-        try:
-            yield
-        finally:
-            with self._cond:
-                self._lowest -= 1
-                self._cond.notify_all()
-
-    def yielder(self, part: str, spent: list[float]) -> Callable[[], None] | None:
-        """What an upper-rung call runs between frames (None for other calls, or off):
-        wait while a lowest-rung call encodes, adding the seconds waited to `spent[0]`."""
-        if part != "upper" or not self._on:
-            return None
-
-        def wait() -> None:
-            if not self._lowest:  # one that starts after this read is yielded to next frame
-                return
-            t = time.perf_counter()
-            with self._cond:
-                self._cond.wait_for(lambda: not self._lowest)
-            spent[0] += time.perf_counter() - t
-
-        return wait
 
 
 def _since_ms(at: float, now: float) -> float:

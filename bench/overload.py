@@ -6,7 +6,7 @@ and on, side by side (`--workers 2 --backpressure on --reserve both`); and the
 lowest rung's lane (a lowest-rung job beside an upper-rung one on the same worker) off
 and on (`--backpressure on --lane both`, on one worker or more); and, with the lane,
 the upper-rung job yielding its CPUs to the lowest rung beside it off and on
-(`--yield both`: `actors.media_worker._LaneYield`).
+(`--yield both`: `actors.worker_lane.LaneYield`).
 
 One Ray node of `--workers` CPUs (`tests.utils.ray_nodes.LocalCluster`) runs that many
 media workers (one by default); `lumalive up --detach` is deployed onto it once per

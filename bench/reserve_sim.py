@@ -16,7 +16,7 @@ Each worker is one core shared equally by the jobs it runs (processor sharing): 
 lowest rung in the lane beside an upper-rung job runs at half speed, and slows that job
 to half speed, while both run. That is the contention the lane costs; it assumes the
 two jobs' threads get equal shares of the core, and no cost for switching between them.
-With the yield (`--yield`, `actors.media_worker._LaneYield`, the shipped default), the
+With the yield (`--yield`, `actors.worker_lane.LaneYield`, the shipped default), the
 upper-rung job stops while the lowest rung beside it runs, which then has the whole core.
 
     .venv/bin/python -m bench.reserve_sim            # 60 segments, 10x faster than real

@@ -159,7 +159,7 @@ class Settings(BaseSettings):
     # even on one worker; the two share the worker's CPUs while both run (docs/media.md).
     media_lowest_lane: bool = True
     # While a lowest-rung job runs in its lane, the upper-rung job beside it waits between
-    # frames (actors/media_worker.py `_LaneYield`): the lowest rung gets the worker's CPUs.
+    # frames (actors/worker_lane.py `LaneYield`): the lowest rung gets the worker's CPUs.
     media_lane_yield: bool = True
     # Public streams' segments in an object store are answered with a redirect to a
     # presigned URL valid this long (LUMALIVE_MEDIA_PRESIGN=1); private ones stay proxied.
